@@ -1,0 +1,1 @@
+from .builder import LOSSES, MODELS, MODULES, build_model
