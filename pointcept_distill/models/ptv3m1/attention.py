@@ -1,0 +1,81 @@
+"""Serialized windowed self-attention of PT-v3m1 through ``scaled_dot_product_attention``."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..modules import PointModule
+from ..point import Point
+from .windows import WindowPartition, build_windows
+
+__all__ = ["SerializedAttention"]
+
+
+class SerializedAttention(PointModule):
+    """Multi-head attention inside windows of ``patch_size`` consecutive points along one serialization order.
+
+    Matches upstream's flash path (``enable_flash=True``): windows as in ``windows.build_windows``, no
+    relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream
+    always casts to bfloat16, which is less precise). The window partition is built at the first block of a
+    stage and cached in the Point under ``attn_windows``; the decoder reuses the encoder's, so
+    ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
+
+    Args:
+        channels: feature width C (divisible by ``num_heads``).
+        num_heads: heads H; the qkv channels are laid out [3][H][C/H].
+        patch_size: window length P.
+        qkv_bias: bias of the qkv projection.
+        qk_scale: softmax scale, default ``(C/H) ** -0.5``.
+        attn_drop: dropout on attention probabilities (training only).
+        proj_drop: dropout after the output projection.
+        order_index: which serialization order (row of ``serialized_order``) this block uses.
+        enable_rpe, enable_flash, upcast_attention, upcast_softmax: upstream's flags; only the flash path's
+            semantics are implemented (no RPE, no upcasting).
+    """
+
+    def __init__(self, channels: int, num_heads: int, patch_size: int, qkv_bias: bool = True,
+                 qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 order_index: int = 0, enable_rpe: bool = False, enable_flash: bool = True,
+                 upcast_attention: bool = False, upcast_softmax: bool = False) -> None:
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"SerializedAttention: channels={channels} not divisible by num_heads={num_heads}")
+        if enable_rpe or upcast_attention or upcast_softmax:
+            raise NotImplementedError("SerializedAttention: enable_rpe, upcast_attention and upcast_softmax are "
+                                      "not supported (upstream's flash path forbids them too)")
+        self.channels, self.num_heads, self.patch_size = channels, num_heads, patch_size
+        self.scale = qk_scale or (channels // num_heads) ** -0.5
+        self.order_index = order_index
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
+        self.proj = nn.Linear(channels, channels)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def windows(self, point: Point) -> WindowPartition:
+        """The stage's window partition (built with this block's patch size if the stage has none yet)."""
+        if "attn_windows" not in point:
+            point.attn_windows = build_windows(point.offset, point.feat.shape[0], self.patch_size)
+        return point.attn_windows
+
+    def _attend(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
+        """(M*P, 3C) window-major rows -> (M*P, C) attention output."""
+        p = mask.shape[-1] if mask is not None else self.patch_size
+        h, d = self.num_heads, self.channels // self.num_heads
+        q, k, v = qkv.reshape(-1, p, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)   # each (M, H, P, d)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
+        return out.transpose(1, 2).reshape(-1, self.channels)                     # (M*P, C)
+
+    def forward(self, point: Point) -> Point:
+        win = self.windows(point)
+        order = point.serialized_order[self.order_index]
+        inverse = point.serialized_inverse[self.order_index]
+        qkv = self.qkv(point.feat)                                                # (N, 3C)
+        out_full = self._attend(qkv[order[win.full]], None)
+        mask = win.short_mask[:, None, None, :]                                   # (B, 1, 1, P)
+        out_short = self._attend(qkv[order[win.short]], mask)
+        feat = torch.cat([out_full, out_short], 0)[win.unpad[inverse]]             # (N, C)
+        point.feat = self.proj_drop(self.proj(feat))
+        return point
+

@@ -1,0 +1,145 @@
+"""Submanifold 3-D convolution with spconv's parameters: spconv on CUDA when installed, gather-GEMM elsewhere."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import kernel_map
+from .tensor import SparseConvTensor
+
+__all__ = ["SubMConv3d", "spconv_available"]
+
+_SPCONV: Any = None
+
+
+def _import_spconv() -> Any:
+    """``spconv.pytorch`` or False; imported on the first CUDA call only, so CPU installs never need it."""
+    global _SPCONV
+    if _SPCONV is None:
+        try:
+            import spconv.pytorch as spconv_pytorch
+            _SPCONV = spconv_pytorch
+        except ImportError:
+            _SPCONV = False
+    return _SPCONV
+
+
+def spconv_available() -> bool:
+    """Whether ``spconv.pytorch`` imports (the CUDA fast path of ``SubMConv3d``)."""
+    return bool(_import_spconv())
+
+
+class SubMConv3d(nn.Module):
+    """Submanifold convolution: ``out[p] = bias + sum_o W[:, o] @ x[p + offset_o]`` over existing neighbours.
+
+    Parameters are spconv's: ``weight`` (out, k, k, k, in) and ``bias`` (out,) or None, so state dicts move
+    between this module and ``spconv.SubMConv3d``. Offsets are centred (``a - k//2``); ``padding`` is accepted
+    for signature compatibility and, as for any submanifold convolution, has no effect.
+
+    Two paths, same numbers:
+    - CUDA tensors with spconv installed: spconv's kernels. Input and weight are cast to one dtype first
+      (spconv fails on mixed dtypes under autocast and has no bfloat16 kernels, so bf16 runs in float16).
+    - Everything else: a gather-GEMM over the kernel map from ``kernel_map.build_kernel_map``, differentiable
+      through plain torch ops. spconv's CPU build is never used (it gives wrong answers and has no backward).
+    Either way the kernel map is cached in the input tensor's ``indice_dict`` under ``indice_key``.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: odd kernel size k.
+        padding: ignored (submanifold).
+        bias: whether to learn a bias.
+        indice_key: cache key for the kernel map, shared by convolutions on the same voxels.
+        use_spconv: None picks spconv for CUDA inputs when it imports; False forces the gather path.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 0,
+                 bias: bool = True, indice_key: str | None = None, use_spconv: bool | None = None) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"SubMConv3d: kernel_size must be odd, got {kernel_size}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.padding = padding
+        self.indice_key = indice_key
+        self.use_spconv = use_spconv
+        self.weight = nn.Parameter(torch.empty(out_channels, kernel_size, kernel_size, kernel_size, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-uniform weight and uniform bias with fan_in = in_channels * k^3 (torch's conv default)."""
+        fan_in = self.in_channels * self.kernel_size ** 3
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"bias={self.bias is not None}, indice_key={self.indice_key!r}")
+
+    def forward(self, x: SparseConvTensor) -> SparseConvTensor:
+        if x.features.shape[-1] != self.in_channels:
+            raise ValueError(f"SubMConv3d({self.indice_key}): expected {self.in_channels} input channels, "
+                             f"got {x.features.shape[-1]}")
+        if x.features.is_cuda and self.use_spconv is not False and _import_spconv():
+            return x.replace_feature(self._spconv_forward(x))
+        return x.replace_feature(self._gather_forward(x))
+
+    def _cached(self, x: SparseConvTensor, kind: str, build: Any) -> Any:
+        """The kernel map of ``indice_key`` (built and cached on first use; a None key never caches)."""
+        if self.indice_key is None:
+            return build()
+        entry = x.indice_dict.get(self.indice_key)
+        if entry is None:
+            entry = (kind, self.kernel_size, build())
+            x.indice_dict[self.indice_key] = entry
+        elif entry[:2] != (kind, self.kernel_size):
+            raise ValueError(f"SubMConv3d: indice_key {self.indice_key!r} is cached as {entry[:2]}, "
+                             f"this layer needs {(kind, self.kernel_size)}")
+        return entry[2]
+
+    def _gather_forward(self, x: SparseConvTensor) -> Tensor:
+        table = self._cached(x, "gather", lambda: kernel_map.build_kernel_map(x.indices, self.kernel_size))
+        feat = x.features
+        weight = self.weight
+        if feat.dtype != weight.dtype and not torch.is_autocast_enabled(feat.device.type):
+            feat = feat.to(weight.dtype)
+        n, c_in = feat.shape
+        padded = torch.cat([feat, feat.new_zeros(1, c_in)], dim=0)          # (N+1, Cin), row N is zero
+        gathered = padded[table.t()].reshape(n, -1)                         # (N, K*Cin)
+        w = weight.permute(1, 2, 3, 4, 0).reshape(-1, self.out_channels)    # (K*Cin, Cout)
+        out = gathered @ w
+        return out + self.bias if self.bias is not None else out
+
+    def _spconv_forward(self, x: SparseConvTensor) -> Tensor:
+        spconv = _import_spconv()
+        layer = self.__dict__.get("_spconv_layer")
+        if layer is None:
+            # A parameter-less twin that only supplies spconv's algorithm choice and bookkeeping; it is kept
+            # out of the module tree (and the state dict) on purpose.
+            layer = spconv.SubMConv3d(self.in_channels, self.out_channels, self.kernel_size, bias=False,
+                                      indice_key=self.indice_key).to(x.features.device)
+            self.__dict__["_spconv_layer"] = layer
+        dtype = x.features.dtype
+        if torch.is_autocast_enabled("cuda"):
+            dtype = torch.get_autocast_dtype("cuda")
+        if dtype == torch.bfloat16:
+            dtype = torch.float16
+        with torch.autocast("cuda", enabled=False):
+            tensor = spconv.SparseConvTensor(x.features.to(dtype), x.indices, x.spatial_shape, x.batch_size,
+                                             indice_dict=self._spconv_indices(x))
+            weight = self.weight.to(dtype)
+            bias = self.bias.to(dtype) if self.bias is not None else None
+            out = layer._conv_forward(self.training, tensor, weight, bias)
+        if self.indice_key is not None and self.indice_key in out.indice_dict:
+            x.indice_dict.setdefault(self.indice_key, ("spconv", self.kernel_size,
+                                                       out.indice_dict[self.indice_key]))
+        return out.features
+
+    def _spconv_indices(self, x: SparseConvTensor) -> dict[str, Any]:
+        """spconv's own view of the cache: its pair data for the keys built by spconv."""
+        return {key: entry[2] for key, entry in x.indice_dict.items() if entry[0] == "spconv"}

@@ -1,0 +1,139 @@
+import json
+
+import pytest
+import torch
+
+from pointcept_distill.models import build_model
+from pointcept_distill.models.losses import CrossEntropyLoss
+from pointcept_distill.models.sparse import conv as conv_module
+
+
+def _segmentor_cfg(config: dict) -> dict:
+    cfg = dict(config)
+    return dict(type="DefaultSegmentorV2", num_classes=cfg.pop("num_classes"),
+                backbone_out_channels=cfg.pop("backbone_out_channels"), backbone=dict(type="PT-v3m1", **cfg))
+
+
+@pytest.mark.parametrize("name", ["paper_student_keys.json", "nuscenes_base_teacher_keys.json"])
+def test_state_dict_layout_matches_upstream(fixtures_dir, name):
+    ref = json.loads((fixtures_dir / name).read_text())
+    with torch.device("meta"):
+        model = build_model(_segmentor_cfg(ref["config"]))
+    got = [[key, list(value.shape)] for key, value in model.state_dict().items()]
+    assert got == ref["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == ref["params"]
+
+
+@pytest.fixture(scope="module")
+def parity(fixtures_dir):
+    data = torch.load(fixtures_dir / "parity_small.pt", weights_only=False)
+    model = build_model(dict(type="DefaultSegmentorV2", num_classes=data["num_classes"],
+                             backbone_out_channels=data["backbone_out_channels"],
+                             backbone=dict(type="PT-v3m1", **data["backbone_config"])))
+    model.load_state_dict(data["state_dict"], strict=True)
+    model.eval()
+    with torch.no_grad():
+        out = model(dict(data["input"]), return_point=True)
+    return data["expected"], out
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_parity_logits_and_features(parity):
+    expected, out = parity
+    assert _rel(out["seg_logits"], expected["seg_logits"]) < 1e-4
+    assert _rel(out["point"].feat, expected["backbone_feat"]) < 1e-4
+
+
+def test_parity_serialization(parity):
+    expected, out = parity
+    point = out["point"]
+    assert point.serialized_depth == expected["serialized_depth"]
+    assert torch.equal(point.serialized_code, expected["serialized_code"])
+    assert torch.equal(point.serialized_order, expected["serialized_order"])
+
+
+def test_kernel_map_built_once_per_stage(monkeypatch, make_scene, tiny_config):
+    calls = []
+    real = conv_module.kernel_map.build_kernel_map
+    monkeypatch.setattr(conv_module.kernel_map, "build_kernel_map",
+                        lambda indices, k: calls.append((indices.shape[0], k)) or real(indices, k))
+    model = build_model(tiny_config()).eval()
+    with torch.no_grad():
+        model(make_scene((300, 120)))
+    assert len(calls) == 1 + 3                      # stem + one per stage (encoder and decoder share it)
+    assert [k for _, k in calls] == [5, 3, 3, 3]
+
+
+def test_training_step_gives_finite_grads_everywhere(make_scene, tiny_config):
+    torch.manual_seed(0)
+    model = build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
+                             backbone=tiny_config(),
+                             criteria=[dict(type="CrossEntropyLoss", ignore_index=-1),
+                                       dict(type="LovaszLoss", mode="multiclass", ignore_index=-1)]))
+    model.train()
+    out = model(make_scene((300, 120), num_classes=5))
+    assert set(out) == {"loss"} and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    assert any(param.grad.abs().sum() > 0 for name, param in model.named_parameters() if "cpe.0" in name)
+
+
+def test_eval_is_deterministic_and_never_shuffles(monkeypatch, make_scene, tiny_config):
+    model = build_model(tiny_config()).eval()
+    data = make_scene((300, 120))
+
+    def no_randperm(*args, **kwargs):
+        raise AssertionError("randperm called in eval")
+
+    monkeypatch.setattr(torch, "randperm", no_randperm)
+    with torch.no_grad():
+        a, b = model(dict(data)), model(dict(data))
+    assert torch.equal(a.feat, b.feat)
+
+
+def test_training_shuffles_orders(make_scene, tiny_config):
+    model = build_model(tiny_config(drop_path=0.0)).train()
+    data = make_scene((300, 120))
+    first_rows = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        point = model(dict(data))
+        first_rows.add(tuple(point.serialized_code[0, :5].tolist()))
+        first_rows.add(tuple(point.bottleneck.serialized_code[0, :5].tolist()))
+    assert len(first_rows) > 2
+
+
+def test_bottleneck_is_the_encoder_output(make_scene, tiny_config):
+    model = build_model(tiny_config()).eval()
+    data = make_scene((300, 120))
+    with torch.no_grad():
+        point = model(dict(data))
+        deepest = model.encode(dict(data))
+        decoded = model.decode(model.encode(dict(data)))
+    assert point.bottleneck.feat.shape == (deepest.feat.shape[0], 16)
+    assert torch.equal(point.bottleneck.feat, deepest.feat)
+    assert torch.equal(point.bottleneck.grid_coord, deepest.grid_coord)
+    assert "pooling_parent" not in point.bottleneck
+    assert torch.equal(decoded.feat, point.feat)
+
+
+def test_decoder_grad_through_detached_bottleneck(make_scene, tiny_config):
+    model = build_model(tiny_config()).eval()
+    data = make_scene((300, 120), num_classes=3)
+    with torch.no_grad():
+        deepest = model.encode(dict(data))
+    deepest.feat = deepest.feat.detach().requires_grad_()
+    leaf = deepest.feat
+    feat = model.decode(deepest).feat
+    CrossEntropyLoss()(feat[:, :3], data["segment"]).backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+
+
+def test_length_mismatch_is_named(tiny_config):
+    with pytest.raises(ValueError, match="enc_channels"):
+        build_model(tiny_config(enc_channels=(8, 16)))
