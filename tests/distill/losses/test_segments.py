@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from pointcept_distill.distill.losses.segments import offset_to_batch, segment_max, segment_mean, segment_min
+
+
+def test_segment_reductions_match_per_sample_loops():
+    x = torch.tensor([1.0, 4.0, -2.0, 3.0, 5.0, 0.5])
+    offset = torch.tensor([3, 3, 6])  # the middle sample is empty
+    batch = offset_to_batch(offset)
+    assert batch.tolist() == [0, 0, 0, 2, 2, 2]
+    assert segment_mean(x, batch, 3).tolist() == [1.0, 0.0, pytest.approx(8.5 / 3)]
+    assert segment_min(x, batch, 3)[[0, 2]].tolist() == [-2.0, 0.5]
+    assert segment_max(x, batch, 3)[[0, 2]].tolist() == [4.0, 5.0]
+    assert segment_mean(torch.stack([x, 2 * x], 1), batch, 3)[2].tolist() == pytest.approx([8.5 / 3, 17 / 3])
+
+
+def test_offset_must_be_non_decreasing():
+    with pytest.raises(ValueError, match="offset_to_batch"):
+        offset_to_batch(torch.tensor([4, 2]))
