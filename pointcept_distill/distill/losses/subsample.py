@@ -55,7 +55,7 @@ def farthest_point_sample(feat: Tensor, offset: Tensor, num: int) -> tuple[Tenso
     pos = torch.arange(n_max, device=feat.device)                          # (P,)
     inside = pos[None] < count[:, None]                                    # (B, P)
     gather = start[:, None] + torch.where(inside, pos[None], 0)            # (B, P)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device_type=feat.device.type, enabled=False):
         x = feat.detach().float()[gather]                                  # (B, P, C)
         sq = (x * x).sum(-1)                                               # (B, P)
         rows = torch.arange(len(offset), device=feat.device)

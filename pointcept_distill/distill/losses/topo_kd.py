@@ -114,12 +114,14 @@ class TopologyKD(nn.Module):
         if len(student_feat) != len(teacher_feat) or int(offset[-1]) != len(student_feat):
             raise ValueError(f"TopologyKD: {len(student_feat)} student points, {len(teacher_feat)} teacher "
                              f"points and offset[-1]={int(offset[-1])} must agree; match the points first")
-        teacher = teacher_feat.detach().float()
-        index, valid = SAMPLERS[self.sampling](teacher, offset, self.num_points)  # (B, k)
-        x_s, x_t = student_feat.float()[index], teacher[index]                     # (B, k, C_s), (B, k, C_t)
-        scale_s = _mean_pairwise_distance(x_s, valid) if self.normalize else None
-        scale_t = _mean_pairwise_distance(x_t, valid) if self.normalize else None
-        diag_s = persistence_diagrams(x_s, valid, self.dims, scale_s)
-        diag_t = persistence_diagrams(x_t, valid, self.dims, scale_t)
-        loss = sum(self.distance(*diag_s[d], *diag_t[d]).mean() for d in self.dims)
+        # Gram-matrix distances lose all precision in half precision, so autocast is off here
+        with torch.autocast(device_type=student_feat.device.type, enabled=False):
+            teacher = teacher_feat.detach().float()
+            index, valid = SAMPLERS[self.sampling](teacher, offset, self.num_points)  # (B, k)
+            x_s, x_t = student_feat.float()[index], teacher[index]                     # (B, k, C_s), (B, k, C_t)
+            scale_s = _mean_pairwise_distance(x_s, valid) if self.normalize else None
+            scale_t = _mean_pairwise_distance(x_t, valid) if self.normalize else None
+            diag_s = persistence_diagrams(x_s, valid, self.dims, scale_s)
+            diag_t = persistence_diagrams(x_t, valid, self.dims, scale_t)
+            loss = sum(self.distance(*diag_s[d], *diag_t[d]).mean() for d in self.dims)
         return {"loss_kd_topo": loss * self.loss_weight}

@@ -97,3 +97,21 @@ def test_registry_and_validation():
     student, teacher, offset = _feats()
     with pytest.raises(ValueError, match="TopologyKD"):
         TopologyKD()(student[:-1], teacher, offset)
+
+
+def test_same_loss_under_autocast():
+    student, teacher, offset = _feats(seed=6)
+    kd = TopologyKD(num_points=32)
+    want = kd(student, teacher, offset)["loss_kd_topo"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = kd(student, teacher, offset)["loss_kd_topo"]
+    assert got.dtype == torch.float32 and torch.allclose(got, want, rtol=1e-6)
+
+
+def test_empty_loop_diagrams_give_zero_and_finite_gradient():
+    line = torch.linspace(0, 1, 40)[:, None] * torch.ones(1, 4)
+    student = (2.0 * line).requires_grad_(True)
+    for distance in ("chamfer", "sliced_wasserstein"):
+        out = TopologyKD(num_points=16, homology_dims=(1,), distance=distance)(student, line, torch.tensor([40]))
+        out["loss_kd_topo"].backward()
+        assert out["loss_kd_topo"].item() == 0.0 and torch.isfinite(student.grad).all()
