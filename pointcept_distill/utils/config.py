@@ -224,6 +224,14 @@ class Config:
     def to_dict(self) -> dict:
         return _unwrap(self._cfg_dict)
 
+    def __getstate__(self) -> tuple:
+        # explicit, because __getattr__ delegates to _cfg_dict, which does not exist yet while unpickling
+        return self._cfg_dict, self.filename
+
+    def __setstate__(self, state: tuple) -> None:
+        object.__setattr__(self, "_cfg_dict", state[0])
+        object.__setattr__(self, "filename", state[1])
+
     def __getattr__(self, key: str) -> Any:
         return getattr(self._cfg_dict, key)
 

@@ -1,0 +1,40 @@
+# Runtime defaults, as Pointcept's configs/_base_/default_runtime.py (wandb off: not supported here).
+weight = None  # path to a checkpoint: initial weights, or the state to resume with resume=True
+resume = False
+evaluate = True  # validate after each trainer epoch (needed for model_best.pth)
+test_only = False
+seed = None  # None: drawn at start and written to save_path/config.py
+save_path = "exp/default"
+num_worker = 16  # total over processes
+batch_size = 16  # total over processes
+gradient_accumulation_steps = 1
+batch_size_val = None  # None: 1 per process
+batch_size_test = None  # None: 1 per process
+epoch = 100  # data passes
+eval_epoch = 100  # trainer epochs (validation and checkpoint after each); epoch // eval_epoch passes each
+clip_grad = None
+max_bad_steps = 5  # consecutive non-finite losses tolerated (each skipped) before training stops
+sync_bn = False
+enable_amp = False
+amp_dtype = "float16"  # or "bfloat16" (no GradScaler)
+empty_cache = False
+empty_cache_per_epoch = False
+find_unused_parameters = False
+enable_wandb = False
+wandb_project = "pointcept"
+wandb_key = None
+mix_prob = 0
+param_dicts = None  # e.g. [dict(keyword="block", lr=0.0002)]
+
+hooks = [
+    dict(type="CheckpointLoader"),
+    dict(type="ModelHook"),
+    dict(type="IterationTimer", warmup_iter=2),
+    dict(type="InformationWriter"),
+    dict(type="SemSegEvaluator"),
+    dict(type="CheckpointSaver", save_freq=None),
+    dict(type="PreciseEvaluator", test_last=False),
+]
+
+train = dict(type="DefaultTrainer")
+test = dict(type="SemSegTester", verbose=True)

@@ -1,0 +1,120 @@
+"""Argument parser, config parser, per-process setup and DDP wrapping, as Pointcept's ``defaults.py``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import multiprocessing as mp
+import os
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..utils import comm
+from ..utils.config import Config, parse_options
+from ..utils.misc import set_seed
+
+__all__ = ["default_argument_parser", "default_config_parser", "default_setup", "create_ddp_model",
+           "default_device"]
+
+
+class _DictAction(argparse.Action):
+    """``--options a.b=1 c=[1,2]`` -> ``{"a.b": 1, "c": [1, 2]}`` (Pointcept's value syntax)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        options = dict(getattr(namespace, self.dest, None) or {})
+        try:
+            options.update(parse_options(values))
+        except ValueError as err:
+            parser.error(str(err))
+        setattr(namespace, self.dest, options)
+
+
+def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    """Pointcept's flags: ``--config-file --num-gpus --num-machines --machine-rank --dist-url --options``."""
+    parser = argparse.ArgumentParser(
+        epilog=epilog or ("Single machine: --num-gpus N (CPU-only machines spawn N gloo processes). "
+                          "Several machines: the same command on each, with --num-machines M, "
+                          "--machine-rank i and --dist-url tcp://<rank-0 host>:<port>. Under torchrun the "
+                          "environment (LOCAL_RANK, RANK, WORLD_SIZE) decides and --num-gpus is ignored."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument("--num-gpus", type=int, default=1, help="number of processes (GPUs) per machine")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine")
+    parser.add_argument("--dist-url", default="auto",
+                        help="initialization URL for pytorch distributed backend; 'auto' picks a free "
+                             "localhost port (one machine only)")
+    parser.add_argument("--options", nargs="+", action=_DictAction, default={},
+                        help="KEY=VALUE config overrides (dotted keys, list indices allowed)")
+    return parser
+
+
+def default_config_parser(file_path: str, options: dict | None, dump: bool = True) -> Config:
+    """Load a config (a file, or ``dataset-name`` for ``configs/dataset/name.py``), apply ``options``,
+    draw a seed if none, set ``data.train.loop = epoch // eval_epoch``, create ``save_path/model`` and,
+    unless resuming or ``dump=False``, write the merged config to ``save_path/config.py``."""
+    if not os.path.isfile(file_path):
+        dataset, _, name = file_path.partition("-")
+        candidate = os.path.join("configs", dataset, f"{name}.py")
+        if not name or not os.path.isfile(candidate):
+            raise FileNotFoundError(f"config '{file_path}' is neither a file nor a configs/<dataset>/<name>.py "
+                                    f"shorthand")
+        file_path = candidate
+    cfg = Config.fromfile(file_path)
+    if options:
+        cfg.merge_from_dict(options)
+    if cfg.get("seed") is None:
+        cfg.seed = int.from_bytes(os.urandom(2), "little") + os.getpid() + int(time.time()) % 2**20
+    for key in ("epoch", "eval_epoch"):
+        if key not in cfg:
+            raise KeyError(f"{file_path}: config has no '{key}'")
+    if cfg.epoch % cfg.eval_epoch:
+        raise ValueError(f"{file_path}: epoch={cfg.epoch} must be a multiple of eval_epoch={cfg.eval_epoch}")
+    if "data" in cfg and "train" in cfg.data:
+        cfg.data.train.loop = cfg.epoch // cfg.eval_epoch
+    os.makedirs(os.path.join(cfg.save_path, "model"), exist_ok=True)
+    if dump and not cfg.get("resume", False):
+        cfg.dump(os.path.join(cfg.save_path, "config.py"))
+    return cfg
+
+
+def default_setup(cfg: Config) -> Config:
+    """Per-process derived keys (``*_per_gpu``), checks, and seeding with ``seed + rank * num_worker_per_gpu``.
+
+    ``custom_imports`` are imported again here, because spawned processes do not replay them.
+    """
+    for module in (cfg.get("custom_imports") or {}).get("imports", []):
+        importlib.import_module(module)
+    world_size = comm.get_world_size()
+    cfg.num_worker = cfg.get("num_worker") if cfg.get("num_worker") is not None else mp.cpu_count()
+    cfg.num_worker_per_gpu = cfg.num_worker // world_size
+    for key in ("batch_size", "batch_size_val", "batch_size_test"):
+        value = cfg.get(key)
+        if value is not None and value % world_size:
+            raise ValueError(f"{key}={value} (total over processes) is not divisible by the world size "
+                             f"{world_size}")
+    cfg.batch_size_per_gpu = cfg.batch_size // world_size
+    cfg.batch_size_val_per_gpu = cfg.batch_size_val // world_size if cfg.get("batch_size_val") else 1
+    cfg.batch_size_test_per_gpu = cfg.batch_size_test // world_size if cfg.get("batch_size_test") else 1
+    set_seed(cfg.seed + comm.get_rank() * cfg.num_worker_per_gpu)
+    return cfg
+
+
+def default_device() -> torch.device:
+    """This process's CUDA device (set by ``launch``), or the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
+    """Wrap in ``DistributedDataParallel`` when there is more than one process; else return ``model``."""
+    if comm.get_world_size() == 1:
+        return model
+    if next(model.parameters()).is_cuda:
+        kwargs.setdefault("device_ids", [torch.cuda.current_device()])
+        kwargs.setdefault("output_device", torch.cuda.current_device())
+    return nn.parallel.DistributedDataParallel(model, **kwargs)

@@ -1,0 +1,50 @@
+"""``HookBase`` and the ``HOOKS`` registry.
+
+Call order of one training run (each call goes to every hook, in ``cfg.hooks`` order)::
+
+    before_train()
+    for epoch:                 # trainer epochs (a trainer epoch is ``epoch // eval_epoch`` data passes)
+        before_epoch()
+        for iteration:
+            before_step(); <trainer.run_step()>; after_step()
+        after_epoch()
+    after_train()              # always runs, also after an exception; check ``trainer.completed``
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ...utils.registry import Registry
+
+__all__ = ["HOOKS", "HookBase", "build_hooks"]
+
+HOOKS = Registry("hooks")
+
+
+class HookBase:
+    """A no-op hook. ``trainer`` is set to a ``weakref.proxy`` of the trainer when registered."""
+
+    trainer: Any = None
+
+    def before_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+
+def build_hooks(cfgs: list[dict] | None) -> list[HookBase]:
+    """Build every ``dict(type=...)`` of ``cfgs`` from ``HOOKS``, in order."""
+    return [HOOKS.build(dict(cfg)) for cfg in cfgs or []]

@@ -1,0 +1,226 @@
+"""``TESTERS`` and ``SemSegTester``: Pointcept's semantic-segmentation test protocol, or one pass per scan.
+
+Fragment mode (default, Pointcept's): each scan of ``cfg.data.test`` (``test_mode=True``) arrives as
+``fragment_list`` (every augmentation view, split by test-mode GridSample); every fragment is one forward
+pass, softmax probabilities are summed per point (voting), the argmax is mapped back to every original
+point through ``inverse`` and scored against ``origin_segment``.
+
+Single-pass mode (``test = dict(type="SemSegTester", single_pass=True)``): each scan of ``cfg.data.val``
+(the validation pipeline: one GridSample, ``inverse``) is one forward pass, mapped back the same way.
+
+Both write ``result/<scan>_pred.npy`` (train ids per original point) and ``result/summary.json``
+(per-class IoU and accuracy, mIoU, mAcc, allAcc, seconds per scan). Unlike Pointcept, existing
+``_pred.npy`` files are never loaded unless ``reuse_pred=True`` (and then with a warning).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..utils import comm
+from ..utils.logger import get_root_logger
+from ..utils.misc import intersection_and_union, semseg_metrics
+from ..utils.registry import Registry
+from .checkpoint import CheckpointError, is_none_path, load_checkpoint, remap_state_dict
+from .dataloader import EpochSampler, SeededSamples, unpack_collate
+from .defaults import default_device
+
+__all__ = ["TESTERS", "TesterBase", "SemSegTester"]
+
+TESTERS = Registry("testers")
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+class TesterBase:
+    """Builds the model (loading ``cfg.weight`` strictly) and a one-scan-at-a-time test loader.
+
+    Args:
+        cfg: the run config.
+        model: an already loaded model (``PreciseEvaluator`` passes the trainer's); logs then go to the
+            existing log file, otherwise to ``save_path/test.log``.
+        test_loader: a ready loader; by default one is built from ``cfg.data.test``.
+        verbose: log every scan.
+    """
+
+    def __init__(self, cfg: Any, model: nn.Module | None = None, test_loader: DataLoader | None = None,
+                 verbose: bool = False) -> None:
+        self.cfg, self.verbose = cfg, verbose
+        self.logger = get_root_logger(None if model is not None else os.path.join(cfg.save_path, "test.log"))
+        self.device = default_device()
+        self.model = model if model is not None else self.build_model()
+        self.test_loader = test_loader if test_loader is not None else self.build_test_loader()
+
+    def build_model(self) -> nn.Module:
+        from ..models import build_model
+        weight = self.cfg.get("weight")
+        if is_none_path(weight) or not os.path.isfile(weight):
+            raise CheckpointError(f"=> No checkpoint found at '{weight}' (set weight=<file>)")
+        model = build_model(self.cfg.model).to(self.device)
+        ckpt = load_checkpoint(weight)
+        try:
+            model.load_state_dict(remap_state_dict(ckpt["state_dict"], False), strict=True)
+        except RuntimeError as err:
+            raise CheckpointError(f"weight '{weight}' does not match cfg.model: {err}") from err
+        self.logger.info(f"=> Loaded weight '{weight}' (epoch {ckpt.get('epoch')})")
+        n_params = sum(p.numel() for p in model.parameters())
+        self.logger.info(f"Num params: {n_params}")
+        return model
+
+    def test_dataset_cfg(self) -> dict:
+        return self.cfg.data.test
+
+    def build_test_loader(self) -> DataLoader:
+        from ..data.builder import build_dataset
+        dataset = build_dataset(self.test_dataset_cfg())
+        seed = int(self.cfg.get("seed") or 0)
+        sampler = EpochSampler(len(dataset), shuffle=False, seed=seed,
+                               rank=comm.get_rank(), world_size=comm.get_world_size(), pad=False)
+        workers = min(1, int(self.cfg.get("num_worker_per_gpu", 0) or 0))
+        return DataLoader(SeededSamples(dataset, seed), batch_size=1, sampler=sampler, num_workers=workers,
+                          collate_fn=unpack_collate)
+
+    def to_device(self, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj.to(self.device, non_blocking=True)
+        if isinstance(obj, dict):
+            return {k: self.to_device(v) for k, v in obj.items()}
+        return obj
+
+    def test(self) -> dict | None:
+        raise NotImplementedError
+
+
+@TESTERS.register_module()
+class SemSegTester(TesterBase):
+    """Semantic-segmentation tester (see the module docstring for both modes).
+
+    Args:
+        single_pass: one forward pass per scan over ``cfg.data.val`` instead of fragment voting.
+        reuse_pred: load existing ``result/<scan>_pred.npy`` instead of predicting (logged per scan).
+    """
+
+    def __init__(self, cfg: Any, model: nn.Module | None = None, test_loader: DataLoader | None = None,
+                 verbose: bool = False, single_pass: bool = False, reuse_pred: bool = False) -> None:
+        self.single_pass, self.reuse_pred = single_pass, reuse_pred
+        super().__init__(cfg, model, test_loader, verbose)
+
+    def test_dataset_cfg(self) -> dict:
+        return self.cfg.data.val if self.single_pass else self.cfg.data.test
+
+    def scan_name(self, index: int, data: dict) -> str:
+        if isinstance(data.get("name"), str):
+            return data["name"]
+        dataset = getattr(self.test_loader.dataset, "dataset", self.test_loader.dataset)
+        if hasattr(dataset, "get_data_name"):
+            return str(dataset.get_data_name(index))
+        return f"scan_{index:06d}"
+
+    def _forward(self, input_dict: dict) -> torch.Tensor:
+        from ..data.collate import collate_fn
+        batch = self.to_device(collate_fn([input_dict]))
+        for key in ("segment", "origin_segment", "inverse"):
+            batch.pop(key, None)  # test mode: the model returns only seg_logits
+        return F.softmax(self.model(batch)["seg_logits"].float(), dim=-1)
+
+    @torch.no_grad()
+    def predict(self, data: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Prediction and labels, both over the scan's original points."""
+        num_classes = self.cfg.data.num_classes
+        if self.single_pass:
+            pred = self._forward(data).argmax(1)
+        else:
+            probs = torch.zeros(len(data["segment"]), num_classes, device=self.device)
+            for fragment in data["fragment_list"]:
+                index = torch.as_tensor(fragment["index"], device=self.device).long()
+                probs.index_add_(0, index, self._forward(fragment))
+            pred = probs.argmax(1)
+        pred = _numpy(pred)
+        if "inverse" in data:
+            return pred[_numpy(data["inverse"])], _numpy(data["origin_segment"])
+        return pred, _numpy(data["segment"])
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def test(self) -> dict | None:
+        cfg, logger = self.cfg, self.logger
+        num_classes, ignore = cfg.data.num_classes, cfg.data.get("ignore_index", -1)
+        names = list(cfg.data.get("names") or [str(c) for c in range(num_classes)])
+        result_dir = os.path.join(cfg.save_path, "result")
+        os.makedirs(result_dir, exist_ok=True)
+        stale = glob.glob(os.path.join(result_dir, "*_pred.npy"))
+        if stale and not self.reuse_pred and comm.is_main_process():
+            logger.warning(f"{len(stale)} predictions of an earlier run are in {result_dir}: they are not "
+                           f"reused and will be overwritten (reuse_pred=True to reuse them)")
+        mode = "single_pass" if self.single_pass else "fragment_voting"
+        logger.info(f">>>>>>>>>>>>>>>> Start Evaluation ({mode}) >>>>>>>>>>>>>>>>")
+        self.model.eval()
+        records: dict[str, dict] = {}
+        for i, ((index, data),) in enumerate(self.test_loader):
+            name = self.scan_name(index, data)
+            pred_file = os.path.join(result_dir, f"{name}_pred.npy")
+            if self.reuse_pred and os.path.isfile(pred_file):
+                logger.warning(f"{name}: reusing the existing prediction {pred_file}")
+                pred = np.load(pred_file)
+                labels = _numpy(data["origin_segment"] if "origin_segment" in data else data["segment"])
+                seconds = float("nan")
+            else:
+                self._sync()
+                start = time.perf_counter()
+                pred, labels = self.predict(data)
+                self._sync()
+                seconds = time.perf_counter() - start
+                np.save(pred_file, pred)
+            inter, union, target = intersection_and_union(pred, labels, num_classes, ignore)
+            records[name] = dict(intersection=inter, union=union, target=target, seconds=seconds)
+            if self.verbose:
+                scan = semseg_metrics(inter, union, target)
+                logger.info(f"Test: {name} [{i + 1}/{len(self.test_loader)}]-{len(labels)} "
+                            f"Time {seconds:.3f}s mIoU {scan['mIoU']:.4f} allAcc {scan['allAcc']:.4f}")
+        merged: dict[str, dict] = {}
+        for part in comm.gather(records):
+            merged.update(part)
+        summary = self._summarize(merged, names, mode) if comm.is_main_process() else None
+        comm.synchronize()
+        return summary
+
+    def _summarize(self, records: dict[str, dict], names: list[str], mode: str) -> dict:
+        logger = self.logger
+        if not records:
+            raise RuntimeError(f"SemSegTester: the test set of {self.cfg.save_path} is empty")
+        inter, union, target = (np.sum([r[k] for r in records.values()], axis=0)
+                                for k in ("intersection", "union", "target"))
+        metrics = semseg_metrics(inter, union, target)
+        timed = [r["seconds"] for r in records.values() if not np.isnan(r["seconds"])]
+        seconds = float(np.mean(timed)) if timed else float("nan")
+        logger.info(f"Val result: mIoU/mAcc/allAcc {metrics['mIoU']:.4f}/{metrics['mAcc']:.4f}/"
+                    f"{metrics['allAcc']:.4f}")
+        for c, name in enumerate(names):
+            logger.info(f"Class_{c} - {name} Result: iou/accuracy "
+                        f"{metrics['iou_class'][c]:.4f}/{metrics['acc_class'][c]:.4f}")
+        logger.info(f"Seconds per scan: {seconds:.4f} over {len(timed)} scan(s)")
+        summary = dict(mode=mode, weight=self.cfg.get("weight"), num_scans=len(records),
+                       mIoU=metrics["mIoU"], mAcc=metrics["mAcc"], allAcc=metrics["allAcc"],
+                       iou_per_class={n: float(v) for n, v in zip(names, metrics["iou_class"])},
+                       acc_per_class={n: float(v) for n, v in zip(names, metrics["acc_class"])},
+                       seconds_per_scan=seconds)
+        path = os.path.join(self.cfg.save_path, "result", "summary.json")
+        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(f"{path}.tmp", path)
+        logger.info(f"Summary written to {path}")
+        logger.info("<<<<<<<<<<<<<<<<< End Evaluation <<<<<<<<<<<<<<<<<")
+        return summary

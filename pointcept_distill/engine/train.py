@@ -1,0 +1,390 @@
+"""``TRAINERS``, ``TrainerBase`` (the loop and the hook calls) and ``Trainer`` ("DefaultTrainer").
+
+``Trainer`` follows Pointcept's ``DefaultTrainer``: the same config keys, build order, hook lifecycle,
+``comm_info`` and checkpoint dict. What it adds: exact resume (random states and the position inside
+an epoch are saved), deterministic data loading (``engine/dataloader.py``), non-finite losses skipped,
+loss dicts with several ``loss_*`` terms, and a training step split into overridable parts
+(``compute_loss``, ``total_loss``, ``backward``, ``optimizer_step``) for subclasses such as a
+distillation trainer.
+"""
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from functools import partial
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..utils import comm
+from ..utils.events import EventStorage
+from ..utils.logger import get_root_logger
+from ..utils.misc import derive_seed, get_rng_state, set_rng_state
+from ..utils.optimizer import build_optimizer
+from ..utils.registry import Registry
+from ..utils.scheduler import build_scheduler
+from .checkpoint import CheckpointError
+from .dataloader import EpochSampler, SeededCollate, SeededSamples, worker_init_fn
+from .defaults import create_ddp_model, default_device
+from .hooks.base import HookBase, build_hooks
+
+__all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES"]
+
+TRAINERS = Registry("trainers")
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class TrainerBase:
+    """Owns the epoch/iteration loop and calls the hooks; knows nothing of models or data."""
+
+    def __init__(self) -> None:
+        self.hooks: list[HookBase] = []
+        self.epoch = 0
+        self.start_epoch = 0
+        self.start_iter = 0  # iterations of ``start_epoch`` already done (mid-epoch resume)
+        self.max_epoch = 0
+        self.comm_info: dict[str, Any] = {}
+        self.storage: EventStorage = EventStorage()
+        self.completed = False  # True once every epoch ran; after_train hooks check it
+        self.writer: Any = None
+        self.logger = get_root_logger()
+
+    def register_hooks(self, hooks: list[HookBase]) -> None:
+        for hook in hooks:
+            if not isinstance(hook, HookBase):
+                raise TypeError(f"{type(self).__name__}: hook {hook!r} is not a HookBase")
+            hook.trainer = weakref.proxy(self)
+        self.hooks.extend(hooks)
+
+    def train(self) -> None:
+        self.storage, self.completed = EventStorage(), False
+        try:
+            self.before_train()
+            for self.epoch in range(self.start_epoch, self.max_epoch):
+                self.run_epoch()
+            self.completed = True
+        except Exception:
+            self.logger.exception(f"Training stopped in epoch {self.epoch + 1} by an exception")
+            raise
+        finally:
+            self.after_train()
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def _call(self, event: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)()
+
+    def before_train(self) -> None:
+        self._call("before_train")
+
+    def before_epoch(self) -> None:
+        self._call("before_epoch")
+
+    def before_step(self) -> None:
+        self._call("before_step")
+
+    def after_step(self) -> None:
+        self._call("after_step")
+
+    def after_epoch(self) -> None:
+        self._call("after_epoch")
+        self.storage.reset_histories()
+
+    def after_train(self) -> None:
+        try:
+            if self.completed:
+                comm.synchronize()
+            self._call("after_train")
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+
+@TRAINERS.register_module("DefaultTrainer")
+class Trainer(TrainerBase):
+    """Pointcept's default trainer: model, loaders, optimizer, per-step scheduler, AMP, hooks from ``cfg``.
+
+    One training step (``run_step``): ``compute_loss`` -> ``total_loss`` (sum of the ``loss`` and
+    ``loss_*`` terms) -> finite check (all processes agree) -> ``backward`` -> every
+    ``gradient_accumulation_steps`` micro-batches, and at the end of each epoch, ``optimizer_step``
+    (clip, step, scheduler step). ``comm_info['model_output_dict']`` gets every scalar the step produced.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_epoch = cfg.eval_epoch
+        self.best_metric_value = -float("inf")
+        self.accumulation_counter = 0
+        self.bad_steps = 0
+        self._pending_rng_state: dict | None = None
+        self.logger = get_root_logger(os.path.join(cfg.save_path, "train.log"),
+                                      "a" if cfg.get("resume") else "w")
+        self.logger.info(f"Save path: {cfg.save_path}")
+        self.logger.info(f"Config:\n{cfg.pretty_text}")
+        self.device = default_device()
+        self.amp_enabled = bool(cfg.get("enable_amp", False))
+        self.amp_dtype = AMP_DTYPES[cfg.get("amp_dtype", "float16")]
+        self.accum_steps = int(cfg.get("gradient_accumulation_steps", 1))
+        self.max_bad_steps = int(cfg.get("max_bad_steps", 5))
+        self.logger.info("=> Building model ...")
+        self.model = self.build_model()
+        self.writer = self.build_writer()
+        self.logger.info("=> Building train dataset & dataloader ...")
+        self.train_loader = self.build_train_loader()
+        self.logger.info("=> Building val dataset & dataloader ...")
+        self.val_loader = self.build_val_loader()
+        self.logger.info("=> Building optimize, scheduler, scaler(amp) ...")
+        self.optimizer = self.build_optimizer()
+        self.scheduler = self.build_scheduler()
+        self.scaler = self.build_scaler()
+        self.logger.info("=> Building hooks ...")
+        self.register_hooks(self.build_hooks())
+
+    # ----------------------------------------------------------------- building blocks (overridable)
+    def build_model(self) -> nn.Module:
+        from ..models import build_model
+        model = build_model(self.cfg.model)
+        if self.cfg.get("sync_bn", False):
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.logger.info(f"Num params: {n_params}")
+        return create_ddp_model(model.to(self.device), broadcast_buffers=False,
+                                find_unused_parameters=self.cfg.get("find_unused_parameters", False))
+
+    def build_writer(self) -> Any:
+        if not comm.is_main_process():
+            return None
+        if self.cfg.get("enable_wandb", False):
+            self.logger.warning("enable_wandb=True is not supported; logging to TensorBoard only")
+        from torch.utils.tensorboard import SummaryWriter
+        self.logger.info(f"Tensorboard writer logging dir: {self.cfg.save_path}")
+        return SummaryWriter(self.cfg.save_path)
+
+    def train_collate_fn(self) -> Callable[[list], Any]:
+        from ..data.collate import point_collate_fn
+        return partial(point_collate_fn, mix_prob=self.cfg.get("mix_prob", 0))
+
+    def val_collate_fn(self) -> Callable[[list], Any]:
+        from ..data.collate import collate_fn
+        return collate_fn
+
+    def _loader(self, dataset: Any, sampler: EpochSampler, batch_size: int, collate: Callable,
+                drop_last: bool) -> DataLoader:
+        workers = int(self.cfg.get("num_worker_per_gpu", 0))
+        seed, rank = self.cfg.seed, comm.get_rank()
+        return DataLoader(SeededSamples(dataset, seed), batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          collate_fn=SeededCollate(collate), pin_memory=self.device.type == "cuda",
+                          drop_last=drop_last, persistent_workers=workers > 0,
+                          worker_init_fn=partial(worker_init_fn, num_workers=workers, rank=rank, seed=seed),
+                          generator=torch.Generator().manual_seed(derive_seed(seed, rank)))
+
+    def build_train_loader(self) -> DataLoader:
+        from ..data.builder import build_dataset
+        dataset = build_dataset(self.cfg.data.train)
+        sampler = EpochSampler(len(dataset), shuffle=True, seed=self.cfg.seed, rank=comm.get_rank(),
+                               world_size=comm.get_world_size())
+        return self._loader(dataset, sampler, self.cfg.batch_size_per_gpu, self.train_collate_fn(),
+                            drop_last=len(dataset) > self.cfg.batch_size)
+
+    def build_val_loader(self) -> DataLoader | None:
+        if not self.cfg.get("evaluate", True):
+            return None
+        from ..data.builder import build_dataset
+        dataset = build_dataset(self.cfg.data.val)
+        sampler = EpochSampler(len(dataset), shuffle=False, seed=self.cfg.seed, rank=comm.get_rank(),
+                               world_size=comm.get_world_size(), pad=False)
+        return self._loader(dataset, sampler, self.cfg.batch_size_val_per_gpu,
+                            self.val_collate_fn(), drop_last=False)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.cfg.optimizer, self.model, self.cfg.get("param_dicts"))
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per trainer epoch (a partial accumulation is stepped at epoch end)."""
+        return math.ceil(len(self.train_loader) / self.accum_steps)
+
+    def build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        self.cfg.scheduler.total_steps = self.steps_per_epoch() * self.max_epoch
+        return build_scheduler(self.cfg.scheduler, self.optimizer)
+
+    def build_scaler(self) -> torch.amp.GradScaler | None:
+        if self.amp_enabled and self.amp_dtype == torch.float16:
+            return torch.amp.GradScaler(self.device.type)
+        return None
+
+    def build_hooks(self) -> list[HookBase]:
+        return build_hooks(self.cfg.hooks)
+
+    # ------------------------------------------------------------------------------------- the loop
+    @property
+    def model_without_ddp(self) -> nn.Module:
+        return self.model.module if self.model_is_ddp else self.model
+
+    @property
+    def model_is_ddp(self) -> bool:
+        return isinstance(self.model, nn.parallel.DistributedDataParallel)
+
+    @property
+    def global_iter(self) -> int:
+        """1-based count of iterations since the start of training (for logging)."""
+        return self.epoch * len(self.train_loader) + self.comm_info.get("iter", 0) + 1
+
+    def remaining_iters(self) -> int:
+        per_epoch = len(self.train_loader)
+        return (self.max_epoch - self.epoch - 1) * per_epoch + per_epoch - self.comm_info.get("iter", 0) - 1
+
+    def run_epoch(self) -> None:
+        start = self.start_iter if self.epoch == self.start_epoch else 0
+        self.train_loader.sampler.set_epoch(self.epoch, start * self.train_loader.batch_size)
+        self.model.train()
+        self.before_epoch()
+        if self._pending_rng_state is not None:
+            # restored here, not in before_train, so that nothing between the save and the first step
+            # of the resumed run draws from the generators in one run and not the other
+            set_rng_state(self._pending_rng_state)
+            self._pending_rng_state = None
+        for i, input_dict in enumerate(self.train_loader, start=start):
+            self.comm_info["iter"], self.comm_info["input_dict"] = i, input_dict
+            self.before_step()
+            self.run_step()
+            self.after_step()
+        self.after_epoch()
+        if self.cfg.get("empty_cache_per_epoch", False) and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def to_device(self, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj.to(self.device, non_blocking=True)
+        if isinstance(obj, dict):
+            return {k: self.to_device(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self.to_device(v) for v in obj]
+        return obj
+
+    def run_step(self) -> None:
+        input_dict = self.to_device(self.comm_info["input_dict"])
+        if self.accumulation_counter == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.amp_enabled, dtype=self.amp_dtype):
+            output = self.compute_loss(input_dict)
+        loss = self.total_loss(output)
+        if self.loss_is_finite(loss):
+            self.bad_steps = 0
+            self.backward(loss / self.accum_steps)
+            self.accumulation_counter += 1
+        else:
+            self.skip_bad_step(loss)
+        last = self.comm_info["iter"] + 1 == len(self.train_loader)
+        if self.accumulation_counter and (self.accumulation_counter >= self.accum_steps or last):
+            self.optimizer_step()
+            self.accumulation_counter = 0
+        if self.cfg.get("empty_cache", False) and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.comm_info["model_output_dict"] = self.loggable_outputs(output, loss)
+
+    def compute_loss(self, input_dict: dict) -> dict[str, torch.Tensor]:
+        """The model's output dict in train mode; override to add terms (e.g. distillation losses)."""
+        return self.model(input_dict)
+
+    def total_loss(self, output: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum of the ``loss`` and ``loss_*`` entries (other entries are only logged)."""
+        terms = [v for k, v in output.items() if k == "loss" or k.startswith("loss_")]
+        if not terms:
+            raise KeyError(f"{type(self).__name__}.compute_loss returned no 'loss' or 'loss_*' entry "
+                           f"(keys: {sorted(output)})")
+        return torch.stack([t.float().reshape(()) for t in terms]).sum()
+
+    def loss_is_finite(self, loss: torch.Tensor) -> bool:
+        """True if the loss is finite on every process (so that all of them skip a bad step together)."""
+        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0])
+        return float(comm.all_reduce_sum(bad)) == 0
+
+    def skip_bad_step(self, loss: torch.Tensor) -> None:
+        self.bad_steps += 1
+        where = f"epoch {self.epoch + 1}, iteration {self.comm_info['iter'] + 1} (global {self.global_iter})"
+        self.logger.warning(f"Non-finite loss ({float(loss.detach()):.4g} here) at {where}: step skipped "
+                            f"({self.bad_steps}/{self.max_bad_steps} consecutive)")
+        if self.bad_steps >= self.max_bad_steps:
+            raise FloatingPointError(f"{self.bad_steps} consecutive non-finite losses, the last at {where}; "
+                                     f"stopping (config key max_bad_steps={self.max_bad_steps}). Try a lower "
+                                     f"lr, clip_grad, or amp_dtype='bfloat16'.")
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def optimizer_step(self) -> None:
+        """Clip, step, and step the scheduler, which is skipped when fp16 overflow skipped the step."""
+        clip = self.cfg.get("clip_grad")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+            if clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            scale = self.scaler.get_scale()
+            self.scaler.update()
+            if scale <= self.scaler.get_scale():
+                self.scheduler.step()
+            return
+        if clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        self.scheduler.step()
+
+    def loggable_outputs(self, output: dict, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        logged = {k: v.detach() for k, v in output.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+        logged.setdefault("loss", loss.detach())
+        return logged
+
+    # ------------------------------------------------------------------------------ checkpoint state
+    def training_state(self, epochs_done: int, iters_done: int) -> dict:
+        """Pointcept's checkpoint dict plus our resume keys; collective (gathers every rank's RNG state)."""
+        rng_states = comm.all_gather(get_rng_state())
+        return {
+            "epoch": epochs_done,
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "best_metric_value": self.best_metric_value,
+            "iter": iters_done,
+            "rng_states": rng_states,
+            "seed": self.cfg.seed,
+            "world_size": comm.get_world_size(),
+        }
+
+    def restore_training_state(self, ckpt: dict, source: str) -> None:
+        """Resume from ``ckpt``; our extra keys are optional, so Pointcept checkpoints resume too."""
+        for key in ("epoch", "optimizer", "scheduler"):
+            if key not in ckpt:
+                raise CheckpointError(f"checkpoint '{source}' has no '{key}' key, so it cannot be resumed "
+                                      f"(use it as weight with resume=False)")
+        self.start_epoch = int(ckpt["epoch"])
+        self.start_iter = int(ckpt.get("iter", 0) or 0)
+        self.best_metric_value = ckpt.get("best_metric_value", -float("inf"))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        elif self.scaler is not None:
+            self.logger.warning(f"'{source}' has no GradScaler state: starting fp16 loss scaling afresh")
+        elif ckpt.get("scaler") is not None:
+            self.logger.info(f"'{source}' holds a GradScaler state; not used (no fp16 AMP in this run)")
+        rng_states = ckpt.get("rng_states")
+        if rng_states and len(rng_states) == comm.get_world_size():
+            self._pending_rng_state = rng_states[comm.get_rank()]
+        else:
+            self.logger.warning(f"'{source}' has no random states for {comm.get_world_size()} process(es): "
+                                f"the resumed run will not repeat the interrupted one exactly")
+        if ckpt.get("seed") is not None and ckpt["seed"] != self.cfg.seed:
+            self.logger.warning(f"'{source}' was written with seed {ckpt['seed']}, this run has seed "
+                                f"{self.cfg.seed}: data order differs from the interrupted run")
+        self.logger.info(f"Resuming train at eval epoch: {self.start_epoch}, iteration: {self.start_iter}")

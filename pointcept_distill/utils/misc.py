@@ -1,0 +1,126 @@
+"""Seeding, RNG-state capture, segmentation counts and atomic file writes."""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+__all__ = ["set_seed", "derive_seed", "get_rng_state", "set_rng_state", "fork_rng_seeded",
+           "intersection_and_union", "intersection_and_union_torch", "semseg_metrics", "atomic_write"]
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) and make cuDNN deterministic, as Pointcept does."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def derive_seed(*parts: int) -> int:
+    """A 32-bit seed that depends on every part (e.g. base seed, epoch, sample position)."""
+    return int(np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(1)[0])
+
+
+def get_rng_state() -> dict[str, Any]:
+    """The global random states of python, numpy, torch and (if present) CUDA."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``get_rng_state`` captured; missing entries are left alone."""
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def fork_rng_seeded(seed: int, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` with python/numpy/torch seeded from ``seed``, then restore the caller's random states.
+
+    Data augmentation seeded this way depends only on ``seed``: not on the worker that runs it, on the
+    number of workers, or on where a resumed run restarted.
+    """
+    saved = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        return fn()
+    finally:
+        set_rng_state(saved)
+
+
+def intersection_and_union(pred: np.ndarray, target: np.ndarray, num_classes: int,
+                           ignore_index: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class intersection, union and target counts; points whose target is ``ignore_index`` are dropped."""
+    pred, target = np.asarray(pred).reshape(-1), np.asarray(target).reshape(-1)
+    if pred.shape != target.shape:
+        raise ValueError(f"intersection_and_union: pred {pred.shape} and target {target.shape} differ")
+    keep = target != ignore_index
+    pred, target = pred[keep], target[keep]
+    inter = np.bincount(target[pred == target], minlength=num_classes)[:num_classes]
+    area_pred = np.bincount(pred[(pred >= 0) & (pred < num_classes)], minlength=num_classes)[:num_classes]
+    area_target = np.bincount(target[(target >= 0) & (target < num_classes)], minlength=num_classes)[:num_classes]
+    return inter, area_pred + area_target - inter, area_target
+
+
+def intersection_and_union_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                                 ignore_index: int = -1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tensor version of ``intersection_and_union`` (stays on the input device)."""
+    pred, target = pred.reshape(-1), target.reshape(-1)
+    if pred.shape != target.shape:
+        raise ValueError(f"intersection_and_union: pred {tuple(pred.shape)} and target "
+                         f"{tuple(target.shape)} differ")
+    keep = (target != ignore_index) & (target >= 0) & (target < num_classes)
+    pred, target = pred[keep], target[keep]
+    inter = torch.bincount(target[pred == target], minlength=num_classes)[:num_classes]
+    valid_pred = pred[(pred >= 0) & (pred < num_classes)]
+    area_pred = torch.bincount(valid_pred, minlength=num_classes)[:num_classes]
+    area_target = torch.bincount(target, minlength=num_classes)[:num_classes]
+    return inter, area_pred + area_target - inter, area_target
+
+
+def semseg_metrics(intersection: np.ndarray, union: np.ndarray, target: np.ndarray) -> dict:
+    """Pointcept's formulas: means over all classes (a class never seen counts 0), eps 1e-10."""
+    iou = intersection / (union + 1e-10)
+    acc = intersection / (target + 1e-10)
+    return dict(mIoU=float(np.mean(iou)), mAcc=float(np.mean(acc)),
+                allAcc=float(np.sum(intersection) / (np.sum(target) + 1e-10)), iou_class=iou, acc_class=acc)
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, fsync it, then ``os.replace`` it onto ``path``.
+
+    A crash at any point leaves either the old ``path`` or the new one, never a partial file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,62 @@
+#!/bin/sh
+# Test as Pointcept's scripts/test.sh:
+#   sh scripts/test.sh [-p PYTHON] -d DATASET -n NAME [-c CONFIG] [-w model_best] [-g GPUS] [-m MACHINES] \
+#       [-- KEY=VALUE ...]
+# Uses exp/<DATASET>/<NAME>/config.py (or configs/<DATASET>/<CONFIG>.py with -c) and the checkpoint
+# exp/<DATASET>/<NAME>/model/<WEIGHT>.pth; writes result/ and test.log there. Python and -g as train.sh.
+# Arguments after -- are config overrides, e.g. -- test.single_pass=true
+set -e
+cd "$(dirname "$0")/.." || exit 1
+ROOT_DIR=$(pwd)
+
+PYTHON_BIN=""
+DATASET=scannet
+CONFIG="None"
+EXP_NAME=debug
+WEIGHT=model_best
+NUM_GPU=None
+NUM_MACHINE=1
+
+while getopts "p:d:c:n:w:g:m:" opt; do
+  case $opt in
+    p) PYTHON_BIN=$OPTARG ;;
+    d) DATASET=$OPTARG ;;
+    c) CONFIG=$OPTARG ;;
+    n) EXP_NAME=$OPTARG ;;
+    w) WEIGHT=$OPTARG ;;
+    g) NUM_GPU=$OPTARG ;;
+    m) NUM_MACHINE=$OPTARG ;;
+    \?) echo "Invalid option: -$OPTARG" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ "${1:-}" = "--" ] && shift
+
+if [ -z "$PYTHON_BIN" ]; then
+  if [ -n "${PYTHON:-}" ]; then PYTHON_BIN=$PYTHON
+  elif [ -x "$ROOT_DIR/.venv/bin/python" ]; then PYTHON_BIN="$ROOT_DIR/.venv/bin/python"
+  else PYTHON_BIN=python
+  fi
+fi
+if [ "$NUM_GPU" = "None" ]; then
+  NUM_GPU=$("$PYTHON_BIN" -c 'import torch; print(torch.cuda.device_count())')
+  [ "$NUM_GPU" -gt 0 ] || NUM_GPU=1
+fi
+
+EXP_DIR=${EXP_ROOT:-exp}/${DATASET}/${EXP_NAME}
+MODEL_DIR=${EXP_DIR}/model
+if [ "$CONFIG" = "None" ]; then
+  CONFIG_DIR=${EXP_DIR}/config.py
+else
+  CONFIG_DIR=configs/${DATASET}/${CONFIG}.py
+fi
+[ -f "$CONFIG_DIR" ] || { echo "Config $CONFIG_DIR does not exist" >&2; exit 1; }
+[ -f "$MODEL_DIR/${WEIGHT}.pth" ] || { echo "Checkpoint $MODEL_DIR/${WEIGHT}.pth does not exist" >&2; exit 1; }
+MACHINE_RANK=${SLURM_NODEID:-${MACHINE_RANK:-0}}
+DIST_URL=${DIST_URL:-auto}
+
+echo "Experiment dir: $ROOT_DIR/$EXP_DIR"
+export PYTHONPATH="./${PYTHONPATH:+:$PYTHONPATH}"
+exec "$PYTHON_BIN" tools/test.py --config-file "$CONFIG_DIR" --num-gpus "$NUM_GPU" \
+  --num-machines "$NUM_MACHINE" --machine-rank "$MACHINE_RANK" --dist-url "$DIST_URL" \
+  --options save_path="$EXP_DIR" weight="$MODEL_DIR/${WEIGHT}.pth" "$@"

@@ -1,0 +1,99 @@
+#!/bin/sh
+# Train as Pointcept's scripts/train.sh:
+#   sh scripts/train.sh [-p PYTHON] -d DATASET -c CONFIG -n NAME [-w WEIGHT] [-r true] [-g GPUS] [-m MACHINES] \
+#       [-- KEY=VALUE ...]
+# Layout: exp/<DATASET>/<NAME>/{config.py,train.log,model/,code/,events.out.tfevents.*} (exp/ is $EXP_ROOT if set).
+# Python: -p, else $PYTHON, else the repository's .venv/bin/python if present, else `python` from PATH.
+# -g: processes per machine (default: the number of CUDA GPUs, or 1 without CUDA; on a CPU-only machine
+#     -g N runs N gloo processes). -m: machines (machine rank from $SLURM_NODEID, rendezvous on the first
+#     host of $SLURM_NODELIST; elsewhere set DIST_URL=tcp://<rank-0 host>:<port> and MACHINE_RANK).
+# -r true: resume exp/<DATASET>/<NAME> from model/model_last.pth with its saved config.py.
+# Arguments after -- are config overrides, passed on as --options KEY=VALUE ...
+set -e
+cd "$(dirname "$0")/.." || exit 1
+ROOT_DIR=$(pwd)
+
+PYTHON_BIN=""
+DATASET=scannet
+CONFIG="None"
+EXP_NAME=debug
+WEIGHT="None"
+RESUME=false
+NUM_GPU=None
+NUM_MACHINE=1
+
+while getopts "p:d:c:n:w:g:m:r:" opt; do
+  case $opt in
+    p) PYTHON_BIN=$OPTARG ;;
+    d) DATASET=$OPTARG ;;
+    c) CONFIG=$OPTARG ;;
+    n) EXP_NAME=$OPTARG ;;
+    w) WEIGHT=$OPTARG ;;
+    r) RESUME=$OPTARG ;;
+    g) NUM_GPU=$OPTARG ;;
+    m) NUM_MACHINE=$OPTARG ;;
+    \?) echo "Invalid option: -$OPTARG" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ "${1:-}" = "--" ] && shift
+
+if [ -z "$PYTHON_BIN" ]; then
+  if [ -n "${PYTHON:-}" ]; then PYTHON_BIN=$PYTHON
+  elif [ -x "$ROOT_DIR/.venv/bin/python" ]; then PYTHON_BIN="$ROOT_DIR/.venv/bin/python"
+  else PYTHON_BIN=python
+  fi
+fi
+if [ "$NUM_GPU" = "None" ]; then
+  NUM_GPU=$("$PYTHON_BIN" -c 'import torch; print(torch.cuda.device_count())')
+  [ "$NUM_GPU" -gt 0 ] || NUM_GPU=1
+fi
+
+EXP_DIR=${EXP_ROOT:-exp}/${DATASET}/${EXP_NAME}
+MODEL_DIR=${EXP_DIR}/model
+CODE_DIR=${EXP_DIR}/code
+CONFIG_DIR=configs/${DATASET}/${CONFIG}.py
+MACHINE_RANK=${SLURM_NODEID:-${MACHINE_RANK:-0}}
+DIST_URL=${DIST_URL:-auto}
+if [ -n "${SLURM_NODELIST:-}" ]; then
+  MASTER_HOST=$(scontrol show hostnames "$SLURM_NODELIST" | head -n 1)
+  MASTER_ADDR=$(getent hosts "$MASTER_HOST" | awk '{print $1; exit}')
+  HASH_PORT=$(printf '%s' "${DATASET}/${EXP_NAME}" | md5sum | cut -c1-4)
+  DIST_URL=tcp://${MASTER_ADDR}:$((10000 + 0x${HASH_PORT} % 20000))
+fi
+
+echo "Experiment dir: $ROOT_DIR/$EXP_DIR"
+echo "Python: $PYTHON_BIN, processes per machine: $NUM_GPU, machines: $NUM_MACHINE, rank: $MACHINE_RANK"
+if [ "$RESUME" = "true" ] && [ -d "$EXP_DIR" ]; then
+  CONFIG_DIR=${EXP_DIR}/config.py
+  WEIGHT=${MODEL_DIR}/model_last.pth
+  [ -f "$WEIGHT" ] || { echo "Cannot resume: $WEIGHT does not exist" >&2; exit 1; }
+else
+  [ "$RESUME" = "true" ] && echo "No experiment at $EXP_DIR to resume: starting a new run"
+  RESUME=false
+  [ -f "$CONFIG_DIR" ] || { echo "Config $CONFIG_DIR does not exist" >&2; exit 1; }
+  mkdir -p "$MODEL_DIR" "$CODE_DIR"
+  # code snapshot (as Pointcept) plus the git commit and uncommitted changes it was taken from
+  rm -rf "${CODE_DIR:?}"/*
+  cp -r scripts tools pointcept_distill "$CODE_DIR"
+  find "$CODE_DIR" -name __pycache__ -prune -exec rm -rf {} +
+  if git rev-parse HEAD >/dev/null 2>&1; then
+    git rev-parse HEAD > "$CODE_DIR/git_commit.txt"
+    git status --porcelain >> "$CODE_DIR/git_commit.txt"
+    git diff HEAD > "$CODE_DIR/git_diff.patch" || true
+  fi
+fi
+
+ulimit -n 65536 2>/dev/null || true
+case $CODE_DIR in /*) SNAPSHOT=$CODE_DIR ;; *) SNAPSHOT=./$CODE_DIR ;; esac
+export PYTHONPATH="$SNAPSHOT${PYTHONPATH:+:$PYTHONPATH}"
+echo "Running code in: $CODE_DIR"
+if [ "$WEIGHT" = "None" ]; then
+  exec "$PYTHON_BIN" "$CODE_DIR/tools/train.py" --config-file "$CONFIG_DIR" --num-gpus "$NUM_GPU" \
+    --num-machines "$NUM_MACHINE" --machine-rank "$MACHINE_RANK" --dist-url "$DIST_URL" \
+    --options save_path="$EXP_DIR" "$@"
+else
+  exec "$PYTHON_BIN" "$CODE_DIR/tools/train.py" --config-file "$CONFIG_DIR" --num-gpus "$NUM_GPU" \
+    --num-machines "$NUM_MACHINE" --machine-rank "$MACHINE_RANK" --dist-url "$DIST_URL" \
+    --options save_path="$EXP_DIR" resume="$RESUME" weight="$WEIGHT" "$@"
+fi

@@ -1,0 +1,116 @@
+"""Trainer: hook lifecycle, loss handling, accumulation, scheduler stepping, AMP, NaN handling."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from pointcept_distill.engine import Trainer, default_setup
+from toy_components import toy_cfg
+
+
+def _trainer(tmp_path, **overrides) -> Trainer:
+    return Trainer(default_setup(toy_cfg(tmp_path, **overrides)))
+
+
+def test_hooks_called_in_lifecycle_order(tmp_path):
+    trainer = _trainer(tmp_path, epoch=2, eval_epoch=2, evaluate=False,
+                       hooks=[dict(type="RecorderHook")])
+    trainer.train()
+    per_epoch = ["before_epoch"] + ["before_step", "after_step"] * 4 + ["after_epoch"]
+    assert trainer.calls == ["before_train"] + per_epoch * 2 + ["after_train"]
+    assert trainer.completed
+
+
+def test_after_train_runs_after_exception(tmp_path):
+    trainer = _trainer(tmp_path, evaluate=False,
+                       hooks=[dict(type="RecorderHook"), dict(type="CrashAt", global_iter=2)])
+    with pytest.raises(RuntimeError, match="planned crash"):
+        trainer.train()
+    assert trainer.calls[-1] == "after_train"
+    assert not trainer.completed
+
+
+def test_scheduler_steps_once_per_optimizer_step_with_accumulation(tmp_path):
+    # 8 samples / batch 2 = 4 iterations per epoch; accumulation 3 -> steps after iters 3 and 4 (flush)
+    trainer = _trainer(tmp_path, gradient_accumulation_steps=3, evaluate=False, hooks=[],
+                       scheduler=dict(type="MultiStepLR", milestones=[0.5], gamma=0.1))
+    assert trainer.cfg.scheduler.total_steps == 2 * 2
+    trainer.train()
+    assert trainer.scheduler.last_epoch == 4
+    assert trainer.accumulation_counter == 0
+
+
+def test_loss_terms_are_summed_and_logged(tmp_path):
+    class TwoTermTrainer(Trainer):
+        def compute_loss(self, input_dict):
+            out = self.model(input_dict)
+            return {"loss_seg": out["loss"], "loss_extra": out["loss"] * 0 + 2.0, "acc": torch.tensor(0.5)}
+
+    trainer = TwoTermTrainer(default_setup(toy_cfg(tmp_path, evaluate=False, hooks=[])))
+    trainer.train()
+    logged = trainer.comm_info["model_output_dict"]
+    assert set(logged) == {"loss_seg", "loss_extra", "acc", "loss"}
+    assert logged["loss"].item() == pytest.approx(logged["loss_seg"].item() + 2.0, rel=1e-6)
+
+
+def test_nonfinite_loss_skips_step_and_warns(tmp_path, caplog):
+    trainer = _trainer(tmp_path, evaluate=False, hooks=[], epoch=1, eval_epoch=1, batch_size=1,
+                       optimizer=dict(type="SGD", lr=0.1),
+                       data=dict(num_classes=4, ignore_index=-1, names=list("abcd"),
+                                 train=dict(type="ToyPointDataset", num_samples=1, nan_samples=(0,)),
+                                 val=dict(type="ToyPointDataset", num_samples=1)))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    logging.getLogger("pointcept_distill").propagate = True
+    with caplog.at_level(logging.WARNING, logger="pointcept_distill"):
+        trainer.train()
+    assert "Non-finite loss" in caplog.text and "iteration 1" in caplog.text
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert trainer.scheduler.last_epoch == 0
+
+
+def test_consecutive_nonfinite_losses_stop_training(tmp_path):
+    trainer = _trainer(tmp_path, evaluate=False, hooks=[], max_bad_steps=3,
+                       data=dict(num_classes=4, ignore_index=-1, names=list("abcd"),
+                                 train=dict(type="ToyPointDataset", nan_samples=tuple(range(8))),
+                                 val=dict(type="ToyPointDataset")))
+    with pytest.raises(FloatingPointError, match="3 consecutive non-finite losses.*max_bad_steps=3"):
+        trainer.train()
+
+
+def test_param_dicts_give_keyword_lr(tmp_path):
+    trainer = _trainer(tmp_path, evaluate=False, hooks=[], param_dicts=[dict(keyword="block", lr=0.01)],
+                       optimizer=dict(type="AdamW", lr=0.1),
+                       scheduler=dict(type="OneCycleLR", max_lr=[0.1, 0.01], pct_start=0.3))
+    groups = trainer.optimizer.param_groups
+    assert len(groups) == 2
+    block_ids = {id(p) for p in trainer.model.block.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == block_ids
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in trainer.model.seg_head.parameters()}
+    assert groups[0]["max_lr"] == 0.1 and groups[1]["max_lr"] == 0.01
+
+
+@pytest.mark.parametrize("dtype,has_scaler", [("bfloat16", False), ("float16", True)])
+def test_amp_scaler_only_for_fp16_and_always_in_checkpoint(tmp_path, dtype, has_scaler):
+    trainer = _trainer(tmp_path, enable_amp=True, amp_dtype=dtype, evaluate=False, epoch=1, eval_epoch=1,
+                       hooks=[dict(type="CheckpointSaver")])
+    assert (trainer.scaler is not None) == has_scaler
+    trainer.train()
+    ckpt = torch.load(tmp_path / "model" / "model_last.pth", weights_only=False)
+    assert "scaler" in ckpt
+    assert (ckpt["scaler"] is not None) == has_scaler
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+
+
+def test_bf16_resume_accepts_a_pointcept_scaler_state(tmp_path):
+    first = _trainer(tmp_path, enable_amp=True, amp_dtype="float16", evaluate=False,
+                     hooks=[dict(type="CheckpointSaver"), dict(type="CrashAt", global_iter=5)])
+    with pytest.raises(RuntimeError, match="planned crash"):
+        first.train()
+    assert torch.load(tmp_path / "model" / "model_last.pth", weights_only=False)["scaler"] is not None
+    weight = str(tmp_path / "model" / "model_last.pth")
+    resumed = _trainer(tmp_path, enable_amp=True, amp_dtype="bfloat16", evaluate=False, resume=True, weight=weight, hooks=[dict(type="CheckpointLoader")])
+    resumed.train()
+    assert resumed.start_epoch == 1 and resumed.scaler is None and resumed.completed

@@ -1,0 +1,29 @@
+"""Train with a config: ``python tools/train.py --config-file CFG [--num-gpus N] [--options k=v ...]``.
+
+Pointcept's entry point: the config is parsed once here, then ``launch`` runs ``main_worker`` in one
+process, in one process per GPU, or in the processes torchrun started.
+"""
+from __future__ import annotations
+
+import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
+import pointcept_distill.distill  # noqa: F401  (registers the distillation trainer, losses and hooks)
+import pointcept_distill.models  # noqa: F401  (registers models and losses)
+from pointcept_distill.engine import (TRAINERS, default_argument_parser, default_config_parser, default_setup,
+                                      launch)
+
+
+def main_worker(cfg) -> None:
+    cfg = default_setup(cfg)
+    trainer = TRAINERS.build(dict(type=cfg.train.type, cfg=cfg))
+    trainer.train()
+
+
+def main() -> None:
+    args = default_argument_parser().parse_args()
+    cfg = default_config_parser(args.config_file, args.options)
+    launch(main_worker, num_gpus_per_machine=args.num_gpus, num_machines=args.num_machines,
+           machine_rank=args.machine_rank, dist_url=args.dist_url, cfg=(cfg,))
+
+
+if __name__ == "__main__":
+    main()
