@@ -69,7 +69,7 @@ class Cylinder:
 
     def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         px, py = o[0] - self.xy[0], o[1] - self.xy[1]
-        a = d[:, 0] ** 2 + d[:, 1] ** 2 + _EPS
+        a = np.maximum(d[:, 0] ** 2 + d[:, 1] ** 2, _EPS)
         b = 2 * (px * d[:, 0] + py * d[:, 1])
         cc = px ** 2 + py ** 2 - self.radius ** 2
         disc = b ** 2 - 4 * a * cc

@@ -132,7 +132,8 @@ class WaymoWriter(FrameWriter):
     def write(self, scan: Scan) -> str:
         if self.count % self.frames_per_segment == 0:
             ident = int(self.rng.integers(10 ** 15, 10 ** 16))
-            self.segment = f"segment-{ident}_{1000 + self.count}_000_{1020 + self.count}_000_with_camera_labels"
+            start = 1000 + self.count
+            self.segment = f"segment-{ident}_{start}_000_{start + 20}_000_with_camera_labels"
             self.time_us = 1500000000000000 + int(self.rng.integers(10 ** 12))
         self.time_us += 100000
         folder = os.path.join(self.root, self.split_names[self.split], self.segment, str(self.time_us))
