@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .serialization import encode
+from .serialization import encode_orders
 from .sparse import SparseConvTensor
 
 __all__ = ["Point", "batch_to_offset", "offset_to_batch"]
@@ -96,7 +96,7 @@ class Point(dict):
             raise ValueError(f"Point.serialization: depth {depth} > 16; grid_coord must be below 65536")
         if 3 * depth + max(self.batch_size - 1, 1).bit_length() > 63:
             raise ValueError(f"Point.serialization: {self.batch_size} samples at depth {depth} overflow int64 codes")
-        code = torch.stack([encode(self["grid_coord"], self["batch"], depth, o) for o in orders])   # (k, N)
+        code = encode_orders(self["grid_coord"], self["batch"], depth, orders)                        # (k, N)
         if shuffle_orders:
             code = code[torch.randperm(code.shape[0])]
         self["order"] = orders

@@ -69,13 +69,12 @@ class SerializedAttention(PointModule):
 
     def forward(self, point: Point) -> Point:
         win = self.windows(point)
-        order = point.serialized_order[self.order_index]
-        inverse = point.serialized_inverse[self.order_index]
+        full, short, slot = win.gather_indices(self.order_index, point.serialized_order[self.order_index],
+                                               point.serialized_inverse[self.order_index])
         qkv = self.qkv(point.feat)                                                # (N, 3C)
-        out_full = self._attend(qkv[order[win.full]], None)
-        mask = win.short_mask[:, None, None, :]                                   # (B, 1, 1, P)
-        out_short = self._attend(qkv[order[win.short]], mask)
-        feat = torch.cat([out_full, out_short], 0)[win.unpad[inverse]]             # (N, C)
+        out_full = self._attend(qkv[full], None)
+        out_short = self._attend(qkv[short], win.short_mask[:, None, None, :])    # mask (B, 1, 1, P)
+        feat = torch.cat([out_full, out_short], 0)[slot]                          # (N, C)
         point.feat = self.proj_drop(self.proj(feat))
         return point
 

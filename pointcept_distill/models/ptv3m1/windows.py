@@ -1,7 +1,7 @@
 """Attention windows over serialized points with flash-attention varlen semantics, built without host syncs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -24,6 +24,7 @@ class WindowPartition:
     - ``unpad`` (N,): slot of each serialized position in ``cat(full_out, short_out)``.
 
     Everything has shapes known from N, B and P alone, so building and using it needs no host sync.
+    ``gather_indices`` composes these with one serialization order, once per order and stage.
     """
 
     patch_size: int
@@ -31,6 +32,19 @@ class WindowPartition:
     short: Tensor
     short_mask: Tensor
     unpad: Tensor
+    _by_order: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict, repr=False)
+
+    def gather_indices(self, order_index: int, order: Tensor, inverse: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(point rows of the P-windows, point rows of the short rows, output slot of each point) for one order.
+
+        Args:
+            order_index: cache key, the row of ``serialized_order`` that ``order`` and ``inverse`` come from.
+            order: (N,) point index at each serialized position.
+            inverse: (N,) serialized position of each point.
+        """
+        if order_index not in self._by_order:
+            self._by_order[order_index] = (order[self.full], order[self.short], self.unpad[inverse])
+        return self._by_order[order_index]
 
     @property
     def num_full_windows(self) -> int:

@@ -1,16 +1,27 @@
 """Serialization codes of Pointcept: a space-filling-curve code per voxel with the batch index in the high bits."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
 from .hilbert import hilbert_encode
 from .z_order import z_order_encode
 
-__all__ = ["ORDERS", "encode"]
+__all__ = ["ORDERS", "encode", "encode_orders"]
 
 ORDERS = ("z", "z-trans", "hilbert", "hilbert-trans")
+_CURVES = {"z": (z_order_encode, False), "z-trans": (z_order_encode, True),
+           "hilbert": (hilbert_encode, False), "hilbert-trans": (hilbert_encode, True)}
 _YXZ = [1, 0, 2]
+
+
+def _check(order: str, depth: int) -> None:
+    if order not in _CURVES:
+        raise ValueError(f"serialization.encode: unknown order {order!r}; expected one of {ORDERS}")
+    if not 0 <= depth <= 16:
+        raise ValueError(f"serialization.encode: depth must be in [0, 16], got {depth}")
 
 
 def encode(grid_coord: Tensor, batch: Tensor | None = None, depth: int = 16, order: str = "z") -> Tensor:
@@ -19,21 +30,26 @@ def encode(grid_coord: Tensor, batch: Tensor | None = None, depth: int = 16, ord
     Args:
         grid_coord: (N, 3) non-negative integer voxel coordinates; only their low ``depth`` bits are used.
         batch: (N,) sample index of each voxel, or None for a single sample.
-        depth: bits per axis (1..16), as ``Point.serialized_depth``.
+        depth: bits per axis (0..16), as ``Point.serialized_depth``.
         order: one of "z", "z-trans", "hilbert", "hilbert-trans" ("-trans" swaps x and y).
     """
-    if not 0 <= depth <= 16:
-        raise ValueError(f"serialization.encode: depth must be in [0, 16], got {depth}")
-    if order == "z":
-        code = z_order_encode(grid_coord, depth)
-    elif order == "z-trans":
-        code = z_order_encode(grid_coord[:, _YXZ], depth)
-    elif order == "hilbert":
-        code = hilbert_encode(grid_coord, depth)
-    elif order == "hilbert-trans":
-        code = hilbert_encode(grid_coord[:, _YXZ], depth)
-    else:
-        raise ValueError(f"serialization.encode: unknown order {order!r}; expected one of {ORDERS}")
+    return encode_orders(grid_coord, batch, depth, [order])[0]
+
+
+def encode_orders(grid_coord: Tensor, batch: Tensor | None, depth: int, orders: Sequence[str]) -> Tensor:
+    """(k, N) codes for several orders; orders of the same curve are encoded in one batched pass."""
+    for order in orders:
+        _check(order, depth)
+    n = grid_coord.shape[0]
+    codes: dict[str, Tensor] = {}
+    for curve in (z_order_encode, hilbert_encode):
+        names = [o for o in orders if _CURVES[o][0] is curve and o not in codes]
+        names = list(dict.fromkeys(names))
+        if names:
+            coords = torch.cat([grid_coord[:, _YXZ] if _CURVES[o][1] else grid_coord for o in names])
+            for name, code in zip(names, curve(coords, depth).split(n)):
+                codes[name] = code
+    out = torch.stack([codes[o] for o in orders]) if orders else grid_coord.new_empty(0, n, dtype=torch.long)
     if batch is not None:
-        code = (batch.long() << (3 * depth)) | code
-    return code
+        out = (batch.long() << (3 * depth)) | out
+    return out
