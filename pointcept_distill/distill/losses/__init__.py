@@ -1,8 +1,8 @@
 """Distillation losses, registered in ``pointcept_distill.models.builder.LOSSES``."""
 from .grad_kd import GradGuidedKD, importance_map, task_gradient
 from .logit_kd import LogitKD
-from .persistence import PersistencePairs, rips_persistence_pairs
+from .persistence import PersistencePairs, rips_pairs_from_distances, rips_persistence_pairs
 from .topo_kd import TopologyKD, persistence_diagrams
 
 __all__ = ["LogitKD", "GradGuidedKD", "TopologyKD", "importance_map", "task_gradient",
-           "rips_persistence_pairs", "PersistencePairs", "persistence_diagrams"]
+           "rips_persistence_pairs", "rips_pairs_from_distances", "PersistencePairs", "persistence_diagrams"]

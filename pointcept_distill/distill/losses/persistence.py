@@ -5,17 +5,18 @@ which makes the diagram differentiable in the point coordinates.
 
 Algorithm (exact, no heuristic):
 
-* Edges are totally ordered by (length, index); a triangle's key is the lexicographic triple of its edge ranks
-  (largest first), so its filtration value is the length of its largest edge.
+* Edges are totally ordered by (length, index). A triangle's key is (rank of its longest edge) * n + (the vertex
+  opposite that edge): key order is a filtration order, and the filtration value is the longest edge's length.
 * H0: the minimum spanning tree for these ranks (Prim, vectorised). Each tree edge kills a component: pair
   (birth 0, death = its length), critical edge = that tree edge. The infinite class is left out.
 * H1: column reduction of the edge->triangle coboundary matrix over GF(2), edges taken longest first and the
   pivot being the earliest triangle (the anti-transposed boundary matrix). This gives the same persistence pairs
   as reducing the boundary matrix (de Silva, Morozov, Vejdemo-Johansson 2011) and is the Ripser scheme:
-  tree edges are cleared (they are H0 deaths, their columns reduce to zero), and an edge whose earliest cofacet
-  has it as its longest edge forms an apparent pair of zero persistence without any reduction. Only the
-  remaining edges enter a Python loop; columns are sets of triangle keys, addition is symmetric difference.
-  Pair (edge e, triangle t): birth edge = e, death edge = the longest edge of t.
+  tree edges are cleared (they are H0 deaths, their columns reduce to zero); an edge whose earliest cofacet
+  has it as its longest edge forms an apparent pair of zero persistence without any reduction; nothing past the
+  enclosing radius min_i max_j d(i, j) is built, since the complex is a cone (contractible) from there on.
+  Only the remaining edges enter a Python loop; columns are sets of triangle keys, addition is symmetric
+  difference. Pair (edge e, triangle t): birth edge = e, death edge = the longest edge of t.
 
 Pairs of zero persistence (death length == birth length) are dropped: they lie on the diagonal.
 """
@@ -25,9 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PersistencePairs", "rips_persistence_pairs", "pairwise_distances"]
-
-_NONE = np.iinfo(np.int64).max  # key of the non-triangles {a, b, a} and {a, b, b}
+__all__ = ["PersistencePairs", "rips_persistence_pairs", "rips_pairs_from_distances", "pairwise_distances"]
 
 
 @dataclass
@@ -83,52 +82,54 @@ def _mst_ranks(rank: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cofacet_keys(edges: np.ndarray, rank: np.ndarray, m: int) -> np.ndarray:
-    """(q, n) int64 triangle keys of the cofacets {a, b, c} of the q edges (a, b); _NONE where c is a or b."""
-    r = rank[edges[:, 0], edges[:, 1]][:, None]      # (q, 1)
-    r_ac, r_bc = rank[edges[:, 0]], rank[edges[:, 1]]  # (q, n)
-    u, v = np.maximum(r_ac, r_bc), np.minimum(r_ac, r_bc)
-    hi, lo = np.maximum(u, r), np.minimum(v, r)
-    keys = hi * (m * m) + (u + v + r - hi - lo) * m + lo
-    keys[v < 0] = _NONE
-    return keys
+def _cofacets(edges: np.ndarray, rank: np.ndarray, limit: int) -> np.ndarray:
+    """(q, n) keys of the triangles {a, b, c} on the q edges (a, b); -1 where c is a or b or past ``limit``.
+
+    A triangle's key is (rank of its longest edge) * n + (the vertex opposite that edge), so key order is a
+    filtration order (triangles with the same longest edge may come in any order).
+    """
+    n = rank.shape[0]
+    a, b = edges[:, :1], edges[:, 1:]                                   # (q, 1)
+    r = rank[a, b]                                                      # (q, 1)
+    r_ac, r_bc = rank[edges[:, 0]], rank[edges[:, 1]]                   # (q, n)
+    hi = np.maximum(np.maximum(r_ac, r_bc), r)
+    opposite = np.where(hi == r, np.arange(n, dtype=rank.dtype), np.where(r_ac > r_bc, b, a))
+    return np.where((np.minimum(r_ac, r_bc) >= 0) & (hi < limit), hi * n + opposite, -1)
 
 
-def _reduce_h1(edges: np.ndarray, rank: np.ndarray, positive: np.ndarray) -> tuple[list[int], list[int]]:
-    """Pair the positive edges (cycle creators) with triangles; returns birth ranks and death ranks."""
-    m = len(edges)
-    pos = np.flatnonzero(positive)
-    a, b = edges[pos, 0], edges[pos, 1]
-    # apparent pair: some cofacet {a, b, c} has (a, b) as its longest edge, so the earliest cofacet does too;
-    # c = a or c = b never qualifies since rank[b, a] == rank[a, b]
-    small = rank.astype(np.int16 if m < 2 ** 15 else np.int32)  # narrow ints: this (q, n) test dominates
-    apparent = np.zeros(m, dtype=bool)
-    apparent[pos] = (np.maximum(small[a], small[b]) < pos[:, None].astype(small.dtype)).any(1)
-    todo = pos[~apparent[pos]][::-1]                  # longest edge first
-    columns: dict[int, set] = {}  # pivot key -> reduced column; apparent columns are built when first needed
+def _reduce_h1(edges: np.ndarray, rank: np.ndarray, positive: np.ndarray,
+               limit: int) -> tuple[list[int], list[int]]:
+    """Pair the positive edges of rank < ``limit`` with triangles; returns birth and death edge ranks."""
+    n = rank.shape[0]
+    pos = np.flatnonzero(positive[:limit])
+    keys = _cofacets(edges[pos], rank, limit)                           # (q, n)
+    # apparent pair: some cofacet has this edge as its longest edge, so its earliest cofacet does too
+    apparent = keys.min(1, where=keys >= 0, initial=limit * n) // n == pos
+    row_of = np.full(len(edges), -1)
+    row_of[pos] = np.arange(len(pos))
+    columns: dict[int, set] = {}  # pivot -> reduced column; apparent columns are built when first needed
     births, deaths = [], []
-    for e, row in zip(todo.tolist(), _cofacet_keys(edges[todo], rank, m)):
-        col = set(row[row != _NONE].tolist())
+    for i in np.flatnonzero(~apparent)[::-1].tolist():                 # longest edge first
+        col = set(keys[i][keys[i] >= 0].tolist())
         pivot = min(col)
         while True:
             other = columns.get(pivot)
             if other is None:
-                hi = pivot // (m * m)
-                if not apparent[hi]:
+                j = row_of[pivot // n]
+                if j < 0 or not apparent[j]:
                     break
-                arow = _cofacet_keys(edges[hi:hi + 1], rank, m)[0]
-                other = set(arow[arow != _NONE].tolist())
+                other = set(keys[j][keys[j] >= 0].tolist())
                 first = min(other)
                 columns[first] = other
                 if first != pivot:  # the pivot's longest edge is apparent, but paired with another triangle
                     break
             col ^= other
             if not col:
-                raise AssertionError("rips_persistence_pairs: a cycle never died in the full 2-skeleton")
+                raise AssertionError("rips_persistence_pairs: a loop outlived the enclosing radius")
             pivot = min(col)
         columns[pivot] = col
-        births.append(e)
-        deaths.append(pivot // (m * m))
+        births.append(int(pos[i]))
+        deaths.append(pivot // n)
     return births, deaths
 
 
@@ -136,7 +137,7 @@ def rips_persistence_pairs(points: np.ndarray) -> PersistencePairs:
     """Critical edges of the H0 and H1 Vietoris-Rips diagrams of ``points`` (n, d), Euclidean distances.
 
     Args:
-        points: (n, d) coordinates; n up to a few hundred (time and memory grow as n^3: ~3 ms at n = 64).
+        points: (n, d) coordinates; n up to a few hundred (time and memory grow as n^3; a few ms at n = 64).
 
     Returns:
         PersistencePairs with vertex index pairs; zero-persistence pairs and the infinite H0 class are left out.
@@ -144,20 +145,29 @@ def rips_persistence_pairs(points: np.ndarray) -> PersistencePairs:
     pts = np.asarray(points)
     if pts.ndim != 2:
         raise ValueError(f"rips_persistence_pairs: points must be (n, d), got shape {pts.shape}")
-    n = pts.shape[0]
+    return rips_pairs_from_distances(pairwise_distances(pts))
+
+
+def rips_pairs_from_distances(dist: np.ndarray) -> PersistencePairs:
+    """As ``rips_persistence_pairs``, from a symmetric (n, n) distance matrix (any metric)."""
+    dist = np.asarray(dist)
+    n = dist.shape[0]
+    if dist.ndim != 2 or dist.shape[1] != n:
+        raise ValueError(f"rips_pairs_from_distances: dist must be (n, n), got shape {dist.shape}")
     empty = np.zeros((0, 2), dtype=np.int64)
     if n < 2:
         return PersistencePairs(empty, empty, empty)
-    edges, lengths, rank = _edge_ranks(pairwise_distances(pts))
+    edges, lengths, rank = _edge_ranks(dist)
     tree = _mst_ranks(rank)
     h0 = tree[lengths[tree] > 0]
     positive = np.ones(len(edges), dtype=bool)
     positive[tree] = False
     if n < 3 or not positive.any():
         return PersistencePairs(edges[h0], empty, empty)
-    if len(edges) ** 3 >= _NONE:
-        raise ValueError(f"rips_persistence_pairs: {n} points is too many for int64 triangle keys")
-    births, deaths = _reduce_h1(edges, rank, positive)
+    # past the enclosing radius the complex is a cone (contractible): every loop dies by then, and a later edge
+    # only makes pairs of zero persistence, so edges and triangles above it are left out
+    limit = int(np.searchsorted(lengths, dist.max(1).min(), side="right"))
+    births, deaths = _reduce_h1(edges, rank.astype(np.int32), positive, limit)
     births, deaths = np.asarray(births, dtype=np.int64), np.asarray(deaths, dtype=np.int64)
     keep = lengths[deaths] > lengths[births]
     return PersistencePairs(edges[h0], edges[births[keep]].reshape(-1, 2), edges[deaths[keep]].reshape(-1, 2))

@@ -2,7 +2,7 @@
 
 Per sample, a deterministic subsample of the (matched) points is taken; the H0 and H1 diagrams of its teacher
 and student features (point clouds in feature space, Euclidean distances) are computed exactly on the CPU
-(``persistence.rips_persistence_pairs``), and made differentiable by recomputing the lengths of their critical
+(``persistence.rips_pairs_from_distances``), and made differentiable by recomputing the lengths of their critical
 edges in torch. The official code instead runs a heuristic "H1" without gradient on the whole batch at once.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ...models.builder import LOSSES
 from .diagram_distance import chamfer_diagram_distance, sliced_wasserstein_diagram_distance
-from .persistence import PersistencePairs, rips_persistence_pairs
+from .persistence import PersistencePairs, rips_pairs_from_distances
 from .subsample import SAMPLERS
 
 __all__ = ["TopologyKD", "persistence_diagrams"]
@@ -46,12 +46,16 @@ def _edge_lengths(x: Tensor, edges: Tensor) -> Tensor:
     return torch.where(edges[..., 0] == edges[..., 1], 0.0, length)
 
 
+def _squared_distances(x: Tensor) -> Tensor:
+    """(B, k, k) squared Euclidean distances within each cloud x (B, k, C), clamped at 0."""
+    sq = (x * x).sum(-1)
+    return (sq[:, :, None] + sq[:, None] - 2.0 * x @ x.transpose(1, 2)).clamp_min(0.0)
+
+
 def _mean_pairwise_distance(x: Tensor, valid: Tensor) -> Tensor:
     """(B,) mean Euclidean distance between distinct valid points of each cloud x (B, k, C)."""
-    sq = (x * x).sum(-1)
-    d2 = sq[:, :, None] + sq[:, None] - 2.0 * x @ x.transpose(1, 2)       # (B, k, k)
     pair = valid[:, :, None] & valid[:, None] & ~torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
-    dist = torch.where(pair, d2.clamp_min(_EPS).sqrt(), 0.0)
+    dist = torch.where(pair, _squared_distances(x).clamp_min(_EPS).sqrt(), 0.0)
     return (dist.sum((1, 2)) / pair.sum((1, 2)).clamp_min(1)).clamp_min(1e-6)
 
 
@@ -63,8 +67,9 @@ def persistence_diagrams(x: Tensor, valid: Tensor, dims: tuple[int, ...],
     The pairs are computed on the CPU without gradient; the lengths are recomputed from ``x`` in torch.
     """
     sizes = valid.sum(1).tolist()
-    cloud = x.detach().double().cpu().numpy()
-    pairs = [rips_persistence_pairs(cloud[b, :n]) for b, n in enumerate(sizes)]
+    # distances on x's device, in float64 so that the edge order is that of the exact lengths
+    dist = _squared_distances(x.detach().double()).sqrt().cpu().numpy()      # (B, k, k)
+    pairs = [rips_pairs_from_distances(dist[b, :n, :n]) for b, n in enumerate(sizes)]
     out = {}
     for dim in dims:
         birth, death, mask = (t.to(x.device) for t in _critical_edges(pairs, dim))
@@ -84,7 +89,9 @@ class TopologyKD(nn.Module):
 
     Args:
         num_points: subsample size per sample (the diagrams cost about n^3 / 6 triangles).
-        sampling: "fps" (farthest points in the teacher's feature space, from the first point) or "stride".
+        sampling: "stride" (evenly spaced in the matched point order: a uniform sample, as the paper uses all
+            points) or "fps" (farthest points in the teacher's feature space; favours outliers and costs
+            about twice as much persistence work).
         homology_dims: any of (0, 1).
         distance: "chamfer" (the paper's) or "sliced_wasserstein".
         num_directions: directions of the sliced Wasserstein distance.
@@ -92,7 +99,7 @@ class TopologyKD(nn.Module):
         loss_weight: multiplies the loss (beta = 0.1 in the paper's code).
     """
 
-    def __init__(self, num_points: int = 64, sampling: str = "fps", homology_dims: tuple[int, ...] = (0, 1),
+    def __init__(self, num_points: int = 64, sampling: str = "stride", homology_dims: tuple[int, ...] = (0, 1),
                  distance: str = "chamfer", num_directions: int = 16, normalize: bool = True,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
