@@ -216,6 +216,12 @@ def _traffic(scene: Scene, rng: np.random.Generator) -> None:
             continue
         _vehicle(scene, rng.choice(kinds), x, lane * w / 2 + rng.normal(0, 0.2),
                  0.0 if lane < 0 else np.pi, True, rng)
+    for _ in range(rng.poisson(1.5)):
+        lane = rng.choice([-1.0, 1.0])
+        x = rng.uniform(-50, 50)
+        if abs(x) > 8 and not scene.on_cross(x, 3):
+            _vehicle(scene, rng.choice([C.BICYCLE, C.MOTORCYCLE]), x, lane * (w - 1.6),
+                     0.0 if lane < 0 else np.pi, True, rng)
     if scene.cross_x is not None:
         for _ in range(rng.poisson(2)):
             y = rng.uniform(w + 8, 60) * rng.choice([-1, 1])
@@ -257,9 +263,9 @@ def _sidewalks_and_islands(scene: Scene, rng: np.random.Generator) -> None:
             if x1 - x0 > 1:
                 scene.primitives.append(Box((0.5 * (x0 + x1), side * (w + sw / 2), CURB_HEIGHT / 2 - 0.25),
                                             (x1 - x0, sw, CURB_HEIGHT + 0.5), 0.0, C.SIDEWALK, C.CURB))
-    if rng.random() < 0.4 and scene.road_width > 8:
+    if rng.random() < 0.5:
         x0 = rng.uniform(15, 50) * rng.choice([-1, 1])
-        scene.primitives.append(Box((x0, 0.0, CURB_HEIGHT / 2 - 0.25), (rng.uniform(10, 30), 1.6,
+        scene.primitives.append(Box((x0, 0.0, CURB_HEIGHT / 2 - 0.25), (rng.uniform(10, 30), 1.4,
                                                                          CURB_HEIGHT + 0.5), 0.0,
                                     C.OTHER_GROUND, C.CURB))
 
