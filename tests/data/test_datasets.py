@@ -50,7 +50,10 @@ def test_val_and_test_mode(sim_root, profile):
     cfg = data_config(profile, str(sim_root(profile)))
     val = build_dataset(cfg["val"])[0]
     assert val["inverse"].shape == val["origin_segment"].shape
-    torch.testing.assert_close(val["segment"][val["inverse"]], val["origin_segment"])
+    assert int(val["inverse"].max()) == len(val["segment"]) - 1
+    # a voxel keeps one point's label, so only points in mixed-label voxels disagree
+    agree = (val["segment"][val["inverse"]] == val["origin_segment"]).float().mean()
+    assert 0.97 < agree <= 1
     test = build_dataset(cfg["test"])
     result = test[0]
     views = len(cfg["test"]["test_cfg"]["aug_transform"])
