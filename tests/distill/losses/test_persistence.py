@@ -62,6 +62,13 @@ def test_matches_brute_force_on_random_points(seed):
     _assert_same(_our_diagrams(points), _brute_force_diagrams(points))
 
 
+@pytest.mark.parametrize("dim", [2, 8, 32])
+def test_matches_brute_force_on_larger_sets(dim):
+    # enough points for long reductions (columns added to columns) and an enclosing radius below the diameter
+    points = np.random.default_rng(dim).normal(size=(18, dim))
+    _assert_same(_our_diagrams(points), _brute_force_diagrams(points))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_matches_brute_force_with_tied_distances(seed):
     # integer grid points: many equal lengths, so the tie-breaking must not change the diagrams
