@@ -28,10 +28,17 @@ class ConcatDataset(Dataset):
             if hasattr(ds, "set_epoch"):
                 ds.set_epoch(epoch)
 
+    @property
+    def seed(self) -> int | None:
+        """The sub-datasets' common augmentation seed; None while any of them has none."""
+        seeds = [getattr(ds, "seed", None) for ds in self.datasets]
+        return None if any(s is None for s in seeds) else seeds[0]
+
     def set_seed(self, seed: int | None) -> None:
         """Set the augmentation seed of every sub-dataset."""
         for ds in self.datasets:
-            ds.seed = seed
+            if hasattr(ds, "set_seed"):
+                ds.set_seed(seed)
 
     def __getitem__(self, idx: int) -> dict:
         d, i = self.data_list[idx % len(self.data_list)]

@@ -110,3 +110,17 @@ def test_missing_waymo_split_folder_is_named(tmp_path):
 def test_missing_nuscenes_info_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nuscenes_infos_10sweeps_val.pkl"):
         build_dataset(dict(type="NuScenesDataset", data_root=str(tmp_path), split="val"))
+
+
+def test_concat_forwards_seed_and_epoch(sim_root):
+    sub = [config(p, sim_root(p), split="val", transform=train_transform(p))
+           for p in ("nuscenes", "waymo")]
+    a = build_dataset(dict(type="ConcatDataset", datasets=sub))
+    b = build_dataset(dict(type="ConcatDataset", datasets=sub))
+    assert a.seed is None
+    a.set_seed(3)
+    b.set_seed(3)
+    assert a.seed == 3
+    torch.testing.assert_close(a[3]["coord"], b[3]["coord"])
+    a.set_epoch(2)
+    assert not torch.equal(a[3]["coord"], b[3]["coord"])
