@@ -11,6 +11,7 @@ import copy
 import importlib
 import os
 import pprint
+import re
 import types
 from typing import Any
 
@@ -96,6 +97,30 @@ def _module_keys(module_vars: dict) -> dict:
             if not k.startswith("__") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
 
 
+def _declared_bases(text: str, filename: str) -> list[str]:
+    """The ``_base_`` list of a config file, read before the file runs (placeholders need the bases)."""
+    for node in ast.parse(text, filename).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+            bases = ast.literal_eval(node.value)
+            return [bases] if isinstance(bases, str) else list(bases)
+    return []
+
+
+def _base_lookup(merged_base: dict, filename: str):
+    """``{{ _base_.a.b }}`` resolves to a copy of the merged bases' value at ``a.b``."""
+    def lookup(dotted: str) -> Any:
+        node: Any = merged_base
+        for part in dotted.split("."):
+            if isinstance(node, (list, tuple)) and part.isdigit():
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                raise KeyError(f"{filename}: placeholder {{{{ _base_.{dotted} }}}} names no base value")
+        return copy.deepcopy(node)
+    return lookup
+
+
 def _read_file(filename: str) -> dict:
     filename = os.path.abspath(os.path.expanduser(filename))
     if not os.path.isfile(filename):
@@ -108,24 +133,25 @@ def _read_file(filename: str) -> dict:
     for name, value in (("fileDirname", os.path.dirname(filename)), ("fileBasename", os.path.basename(filename)),
                         ("fileBasenameNoExtension", stem), ("fileExtname", ".py")):
         text = text.replace("{{ " + name + " }}", value).replace("{{" + name + "}}", value)
-    namespace: dict = {"__file__": filename, "__name__": f"_config_{stem}"}
-    try:
-        exec(compile(text, filename, "exec"), namespace)
-    except Exception as err:
-        raise RuntimeError(f"{filename}: error while executing config: {err}") from err
-    cfg = _module_keys(namespace)
-    for key in _RESERVED:
-        if key in cfg:
-            raise KeyError(f"{filename}: '{key}' is a reserved config key")
-    bases = cfg.pop("_base_", [])
-    bases = [bases] if isinstance(bases, str) else list(bases)
     merged_base: dict = {}
-    for base in bases:
+    for base in _declared_bases(text, filename):
         base_cfg = _read_file(os.path.join(os.path.dirname(filename), base))
         clash = set(base_cfg) & set(merged_base)
         if clash:
             raise KeyError(f"{filename}: base configs share keys {sorted(clash)}")
         merged_base.update(base_cfg)
+    text = re.sub(r"\{\{\s*_base_\.([\w.]+)\s*\}\}", r'__base_lookup__("\1")', text)
+    namespace: dict = {"__file__": filename, "__name__": f"_config_{stem}",
+                       "__base_lookup__": _base_lookup(merged_base, filename)}
+    try:
+        exec(compile(text, filename, "exec"), namespace)
+    except Exception as err:
+        raise RuntimeError(f"{filename}: error while executing config: {err}") from err
+    cfg = _module_keys(namespace)
+    cfg.pop("_base_", None)
+    for key in _RESERVED:
+        if key in cfg:
+            raise KeyError(f"{filename}: '{key}' is a reserved config key")
     return _merge_into(cfg, merged_base)
 
 

@@ -66,3 +66,24 @@ def test_missing_config_file_named(tmp_path):
 def test_missing_key_is_attribute_error(child):
     with pytest.raises(AttributeError, match="nothere"):
         Config.fromfile(child).nothere
+
+
+def test_base_placeholder_copies_base_value(child, tmp_path):
+    path = write(tmp_path / "grandchild.py", """
+        _base_ = ["child.py"]
+        teacher = {{ _base_.model }}
+        width = {{ _base_.model.backbone.width }}
+        model = dict(backbone=dict(width=1))
+    """)
+    cfg = Config.fromfile(path)
+    assert cfg.teacher.backbone == dict(type="B", depth=4, width=8)
+    assert cfg.width == 8 and cfg.model.backbone.width == 1
+
+
+def test_unknown_base_placeholder_named(child, tmp_path):
+    path = write(tmp_path / "bad.py", """
+        _base_ = ["child.py"]
+        x = {{ _base_.model.nothere }}
+    """)
+    with pytest.raises(RuntimeError, match="model.nothere"):
+        Config.fromfile(path)

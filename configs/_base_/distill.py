@@ -1,0 +1,10 @@
+# The paper's distillation losses and weights (official code: gamma 0.3, lambda 10, beta 0.1), on the encoder
+# bottleneck. Switch a loss off with e.g. `-- distill.topo_kd=None` (or its loss_weight=0).
+distill = dict(
+    stages=["bottleneck"],
+    teacher_amp_dtype="bfloat16",  # teacher autocast on CUDA; None follows the step's AMP setting
+    logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3, ignore_index=-1),
+    grad_kd=dict(type="GradGuidedKD", norm="minmax", loss_weight=10.0),
+    topo_kd=dict(type="TopologyKD", num_points=64, homology_dims=(0, 1), distance="chamfer",
+                 normalize=True, loss_weight=0.1),
+)

@@ -1,0 +1,116 @@
+"""DistillTrainer: frozen teacher, strict teacher loading, loss terms, gradient path, student-only checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import pointcept_distill.data  # noqa: F401
+import pointcept_distill.distill  # noqa: F401
+from pointcept_distill.data.simulator import generate
+from pointcept_distill.distill.capture import FeatureCapture
+from pointcept_distill.engine import default_config_parser, default_setup
+from pointcept_distill.engine.checkpoint import CheckpointError
+from pointcept_distill.engine.train import TRAINERS
+from pointcept_distill.models import build_model
+from pointcept_distill.models.point import Point
+
+REPO = Path(__file__).parents[2]
+CONFIG = REPO / "configs" / "nuscenes" / "distill-ptv3-sim-tiny.py"
+
+
+@pytest.fixture(scope="module")
+def sim_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuscenes")
+    generate("nuscenes", str(root), train=2, val=1, seed=3, scale=0.08)
+    return root
+
+
+def _teacher_checkpoint(cfg, path: Path, with_module: bool = True) -> dict:
+    torch.manual_seed(0)
+    teacher = build_model(cfg.teacher)
+    for m in teacher.modules():  # non-trivial BN statistics, so that eval mode matters
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    state = {("module." if with_module else "") + k: v for k, v in teacher.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state}, path)
+    return teacher.state_dict()
+
+
+def _trainer(tmp_path, sim_root, *options):
+    weight = tmp_path / "teacher.pth"
+    opts = [f"save_path={tmp_path / 'exp'}", f"data_root={sim_root}", f"data.train.data_root={sim_root}",
+            f"data.val.data_root={sim_root}", f"data.test.data_root={sim_root}", f"teacher_weight={weight}", "epoch=1", "eval_epoch=1",
+            *options]
+    from pointcept_distill.utils.config import parse_options
+    cfg = default_config_parser(str(CONFIG), parse_options(opts))
+    reference = _teacher_checkpoint(cfg, weight) if not weight.exists() else None
+    return TRAINERS.build(dict(type=cfg.train.type, cfg=default_setup(cfg))), reference
+
+
+def test_step_gives_every_loss_term_and_leaves_teacher_untouched(tmp_path, sim_root):
+    trainer, reference = _trainer(tmp_path, sim_root)
+    before = {k: v.clone() for k, v in trainer.teacher.model.state_dict().items()}
+    for k, v in reference.items():
+        assert torch.equal(before[k], v), k  # loaded exactly, "module." prefix stripped
+    trainer.train()
+    after = trainer.teacher.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN buffers bit-identical
+    assert not trainer.teacher.training and not any(m.training for m in trainer.teacher.modules())
+    assert all(p.grad is None for p in trainer.teacher.parameters())
+    logged = trainer.comm_info["model_output_dict"]
+    for key in ("loss_seg", "loss_kd_logit", "loss_kd_grad", "loss_kd_topo"):
+        assert key in logged and torch.isfinite(logged[key]), key
+    assert logged["loss_kd_topo"] > 0 and logged["loss_kd_grad"] > 0
+
+
+def test_each_loss_reaches_the_student(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    trainer.model.train()
+    losses = trainer.compute_loss(batch)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    for key in ("loss_kd_logit", "loss_kd_grad", "loss_kd_topo"):
+        grads = torch.autograd.grad(losses[key], params, retain_graph=True, allow_unused=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), key
+
+
+def test_losses_switch_off_from_options(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, "distill.topo_kd=None", "distill.grad_kd.loss_weight=0")
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    losses = trainer.compute_loss(batch)
+    assert set(losses) == {"loss_seg", "loss_kd_logit"}
+
+
+def test_teacher_gradient_map_matches_full_autograd(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    _, feats, grads = trainer.teacher_forward(batch)
+    # by hand: the whole teacher under autograd, its bottleneck feature kept as a graph node
+    teacher = trainer.teacher.model
+    with FeatureCapture(teacher.backbone, ["bottleneck"]) as cap, torch.enable_grad():
+        x = {**batch, "feat": batch["feat"].clone().requires_grad_(True)}
+        point = teacher.backbone(Point(x))
+        loss = teacher.criteria(teacher.seg_head(point.feat), batch["segment"])
+        (expected,) = torch.autograd.grad(loss, cap.features["bottleneck"].feat)
+    assert torch.allclose(grads["bottleneck"], expected, rtol=1e-5, atol=1e-8)
+    assert torch.equal(feats["bottleneck"].grid_coord, cap.features["bottleneck"].grid_coord)
+
+
+def test_student_checkpoint_is_a_plain_segmentor(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    trainer.train()
+    ckpt = torch.load(tmp_path / "exp" / "model" / "model_last.pth", map_location="cpu", weights_only=False)
+    assert not any("teacher" in k for k in ckpt["state_dict"])
+    plain = build_model(trainer.cfg.model)
+    plain.load_state_dict(ckpt["state_dict"], strict=True)
+
+
+def test_mismatched_teacher_checkpoint_lists_keys(tmp_path, sim_root):
+    weight = tmp_path / "teacher.pth"
+    torch.save({"state_dict": {"seg_head.weight": torch.zeros(3, 3)}}, weight)
+    with pytest.raises(CheckpointError, match="missing") as err:
+        _trainer(tmp_path, sim_root)
+    assert "teacher_weight" in str(err.value) and "backbone." in str(err.value)
