@@ -113,7 +113,13 @@ class Point(dict):
         self["serialized_inverse"] = inverse
 
     def sparsify(self, pad: int = 96) -> None:
-        """Attach ``sparse_conv_feat``: ``feat`` on the voxels ``(batch, grid_coord)`` with a fresh kernel-map cache."""
+        """Attach ``sparse_conv_feat``: ``feat`` on the voxels ``(batch, grid_coord)`` with a fresh kernel-map cache.
+
+        After ``serialization`` the grid extent spconv needs is bounded by ``2**serialized_depth + pad``
+        without reading the coordinates (upstream uses ``max + pad``; any bound gives the same results).
+        """
         self._ensure_grid_coord()
         indices = torch.cat([self["batch"].unsqueeze(-1).int(), self["grid_coord"].int()], dim=1)
-        self["sparse_conv_feat"] = SparseConvTensor(self["feat"], indices, self.batch_size, shape_pad=pad)
+        shape = [(1 << self["serialized_depth"]) + pad] * 3 if "serialized_depth" in self else None
+        self["sparse_conv_feat"] = SparseConvTensor(self["feat"], indices, self.batch_size, shape_pad=pad,
+                                                    spatial_shape=shape)

@@ -36,3 +36,14 @@ def test_grid_coord_from_coord():
     p.sparsify()
     assert p.grid_coord.tolist() == [[0, 0, 0], [2, 0, 3]]
     assert p.sparse_conv_feat.indices.tolist() == [[0, 0, 0, 0], [0, 2, 0, 3]]
+
+
+def test_sparsify_after_serialization_bounds_the_grid_without_reading_it():
+    grid = torch.tensor([[0, 0, 0], [5, 2, 3]])
+    p = Point(grid_coord=grid, feat=torch.zeros(2, 1), offset=torch.tensor([2]))
+    p.serialization()
+    p.sparsify(pad=96)
+    assert p.sparse_conv_feat.spatial_shape == [8 + 96] * 3          # depth 3 -> every coordinate < 8
+    q = Point(grid_coord=grid, feat=torch.zeros(2, 1), offset=torch.tensor([2]))
+    q.sparsify(pad=96)
+    assert q.sparse_conv_feat.spatial_shape == [5 + 96, 2 + 96, 3 + 96]

@@ -14,7 +14,11 @@ __all__ = ["ORDERS", "encode", "encode_orders"]
 ORDERS = ("z", "z-trans", "hilbert", "hilbert-trans")
 _CURVES = {"z": (z_order_encode, False), "z-trans": (z_order_encode, True),
            "hilbert": (hilbert_encode, False), "hilbert-trans": (hilbert_encode, True)}
-_YXZ = [1, 0, 2]
+
+
+def _swap_xy(grid_coord: Tensor) -> Tensor:
+    # stacking columns rather than indexing with a list: a list index is copied to the device (a host sync)
+    return torch.stack((grid_coord[:, 1], grid_coord[:, 0], grid_coord[:, 2]), dim=1)
 
 
 def _check(order: str, depth: int) -> None:
@@ -46,7 +50,7 @@ def encode_orders(grid_coord: Tensor, batch: Tensor | None, depth: int, orders: 
         names = [o for o in orders if _CURVES[o][0] is curve and o not in codes]
         names = list(dict.fromkeys(names))
         if names:
-            coords = torch.cat([grid_coord[:, _YXZ] if _CURVES[o][1] else grid_coord for o in names])
+            coords = torch.cat([_swap_xy(grid_coord) if _CURVES[o][1] else grid_coord for o in names])
             for name, code in zip(names, curve(coords, depth).split(n)):
                 codes[name] = code
     out = torch.stack([codes[o] for o in orders]) if orders else grid_coord.new_empty(0, n, dtype=torch.long)

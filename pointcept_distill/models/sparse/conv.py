@@ -119,10 +119,12 @@ class SubMConv3d(nn.Module):
         spconv = _import_spconv()
         layer = self.__dict__.get("_spconv_layer")
         if layer is None:
-            # A parameter-less twin that only supplies spconv's algorithm choice and bookkeeping; it is kept
-            # out of the module tree (and the state dict) on purpose.
-            layer = spconv.SubMConv3d(self.in_channels, self.out_channels, self.kernel_size, bias=False,
-                                      indice_key=self.indice_key).to(x.features.device)
+            # A twin that only supplies spconv's algorithm choice and bookkeeping (its own weight is never
+            # used); it is kept out of the module tree and the state dict, and its initialisation must not
+            # draw from the global RNG inside forward (that would change later order shuffles).
+            with torch.random.fork_rng(devices=[]):
+                layer = spconv.SubMConv3d(self.in_channels, self.out_channels, self.kernel_size, bias=False,
+                                          indice_key=self.indice_key)
             self.__dict__["_spconv_layer"] = layer
         dtype = x.features.dtype
         if torch.is_autocast_enabled("cuda"):
@@ -134,7 +136,10 @@ class SubMConv3d(nn.Module):
                                              indice_dict=self._spconv_indices(x))
             weight = self.weight.to(dtype)
             bias = self.bias.to(dtype) if self.bias is not None else None
-            out = layer._conv_forward(self.training, tensor, weight, bias)
+            # Always spconv's training path: its inference path is not an autograd function (no gradient
+            # reaches features or weights, e.g. for a frozen teacher's input gradients), and the kernel maps
+            # it caches would lack the backward pairs a later differentiable call on the same key needs.
+            out = layer._conv_forward(True, tensor, weight, bias)
         if self.indice_key is not None and self.indice_key in out.indice_dict:
             x.indice_dict.setdefault(self.indice_key, ("spconv", self.kernel_size,
                                                        out.indice_dict[self.indice_key]))

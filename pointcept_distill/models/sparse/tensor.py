@@ -21,15 +21,17 @@ class SparseConvTensor:
         indices: (N, 4) int32 ``(batch, x, y, z)``.
         batch_size: number of samples B.
         shape_pad: margin added to the largest coordinate for ``spatial_shape`` (Pointcept: 96).
+        spatial_shape: a known grid extent (any bound above every coordinate gives the same results), or
+            None to compute ``max + shape_pad`` on first use.
     """
 
     def __init__(self, features: Tensor, indices: Tensor, batch_size: int, shape_pad: int = 96,
-                 _shared: dict[str, Any] | None = None) -> None:
+                 spatial_shape: list[int] | None = None, _shared: dict[str, Any] | None = None) -> None:
         self.features = features
         self.indices = indices
         self.batch_size = batch_size
         self.shape_pad = shape_pad
-        self._shared = {"indice_dict": {}, "spatial_shape": None} if _shared is None else _shared
+        self._shared = {"indice_dict": {}, "spatial_shape": spatial_shape} if _shared is None else _shared
 
     @property
     def indice_dict(self) -> dict[str, Any]:
@@ -40,7 +42,7 @@ class SparseConvTensor:
     def spatial_shape(self) -> list[int]:
         """``max(x, y, z) + shape_pad`` per axis, Pointcept's ``sparse_shape``.
 
-        Only spconv needs it; it is computed on first use (one host sync per stage) and then shared.
+        Only spconv needs it; unless given, it is computed on first use (one host sync) and then shared.
         """
         if self._shared["spatial_shape"] is None:
             extent = torch.amax(self.indices[:, 1:], dim=0) + self.shape_pad
@@ -49,7 +51,7 @@ class SparseConvTensor:
 
     def replace_feature(self, features: Tensor) -> "SparseConvTensor":
         """Same voxels and the same caches, new features."""
-        return SparseConvTensor(features, self.indices, self.batch_size, self.shape_pad, self._shared)
+        return SparseConvTensor(features, self.indices, self.batch_size, self.shape_pad, _shared=self._shared)
 
     def __repr__(self) -> str:
         return (f"SparseConvTensor(num_voxels={self.indices.shape[0]}, channels={self.features.shape[-1]}, "
