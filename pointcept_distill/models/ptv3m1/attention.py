@@ -15,10 +15,12 @@ __all__ = ["SerializedAttention"]
 class SerializedAttention(PointModule):
     """Multi-head attention inside windows of ``patch_size`` consecutive points along one serialization order.
 
-    Matches upstream's flash path (``enable_flash=True``): windows as in ``windows.build_windows``, no
-    relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream
-    always casts to bfloat16, which is less precise). The window partition is built at the first block of a
-    stage and cached in the Point under ``attn_windows``; the decoder reuses the encoder's, so
+    Windows as upstream's flash path (``enable_flash=True``, see ``windows.build_windows``). With
+    ``enable_flash=False`` the window length is upstream's non-flash one, ``min(smallest sample, patch_size)``,
+    so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
+    No relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream's
+    flash path always casts to bfloat16, which is less precise). The window partition is built at the first
+    block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the encoder's, so
     ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
 
     Args:
@@ -30,8 +32,9 @@ class SerializedAttention(PointModule):
         attn_drop: dropout on attention probabilities (training only).
         proj_drop: dropout after the output projection.
         order_index: which serialization order (row of ``serialized_order``) this block uses.
-        enable_rpe, enable_flash, upcast_attention, upcast_softmax: upstream's flags; only the flash path's
-            semantics are implemented (no RPE, no upcasting).
+        enable_flash: flash-path windows (True) or upstream's non-flash window length (False).
+        enable_rpe, upcast_attention, upcast_softmax: upstream's flags; must be False (RPE and upcasting are
+            not implemented; upstream's flash path forbids them too).
     """
 
     def __init__(self, channels: int, num_heads: int, patch_size: int, qkv_bias: bool = True,
@@ -47,6 +50,7 @@ class SerializedAttention(PointModule):
         self.channels, self.num_heads, self.patch_size = channels, num_heads, patch_size
         self.scale = qk_scale or (channels // num_heads) ** -0.5
         self.order_index = order_index
+        self.enable_flash = enable_flash
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
         self.proj = nn.Linear(channels, channels)
@@ -55,25 +59,28 @@ class SerializedAttention(PointModule):
     def windows(self, point: Point) -> WindowPartition:
         """The stage's window partition (built with this block's patch size if the stage has none yet)."""
         if "attn_windows" not in point:
-            point.attn_windows = build_windows(point.offset, point.feat.shape[0], self.patch_size)
+            patch_size = self.patch_size
+            if not self.enable_flash:
+                counts = torch.diff(point.offset, prepend=point.offset.new_zeros(1))
+                patch_size = max(min(int(counts.min()), patch_size), 1)
+            point.attn_windows = build_windows(point.offset, point.feat.shape[0], patch_size)
         return point.attn_windows
 
-    def _attend(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
-        """(M*P, 3C) window-major rows -> (M*P, C) attention output."""
-        p = mask.shape[-1] if mask is not None else self.patch_size
+    def _attend(self, qkv: Tensor, window: int, mask: Tensor | None) -> Tensor:
+        """(M*P, 3C) window-major rows, P = ``window`` -> (M*P, C) attention output."""
         h, d = self.num_heads, self.channels // self.num_heads
-        q, k, v = qkv.reshape(-1, p, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)   # each (M, H, P, d)
+        q, k, v = qkv.reshape(-1, window, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)   # each (M, H, P, d)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
-        return out.transpose(1, 2).reshape(-1, self.channels)                     # (M*P, C)
+        return out.transpose(1, 2).reshape(-1, self.channels)                          # (M*P, C)
 
     def forward(self, point: Point) -> Point:
         win = self.windows(point)
         full, short, slot = win.gather_indices(self.order_index, point.serialized_order[self.order_index],
                                                point.serialized_inverse[self.order_index])
         qkv = self.qkv(point.feat)                                                # (N, 3C)
-        out_full = self._attend(qkv[full], None)
-        out_short = self._attend(qkv[short], win.short_mask[:, None, None, :])    # mask (B, 1, 1, P)
+        out_full = self._attend(qkv[full], win.patch_size, None)
+        out_short = self._attend(qkv[short], win.patch_size, win.short_mask[:, None, None, :])  # mask (B,1,1,P)
         feat = torch.cat([out_full, out_short], 0)[slot]                          # (N, C)
         point.feat = self.proj_drop(self.proj(feat))
         return point

@@ -137,3 +137,28 @@ def test_decoder_grad_through_detached_bottleneck(make_scene, tiny_config):
 def test_length_mismatch_is_named(tiny_config):
     with pytest.raises(ValueError, match="enc_channels"):
         build_model(tiny_config(enc_channels=(8, 16)))
+
+
+def _twin_outputs(tiny_config, data, cfg_a: dict, cfg_b: dict):
+    a = build_model(tiny_config(**cfg_a)).eval()
+    b = build_model(tiny_config(**cfg_b)).eval()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        return a(dict(data)), b(dict(data))
+
+
+def test_decoder_patch_size_does_not_enter_the_math(make_scene, tiny_config):
+    pa, pb = _twin_outputs(tiny_config, make_scene((300, 120)), {}, dict(dec_patch_size=(8, 5)))
+    assert torch.equal(pa.feat, pb.feat)
+
+
+def test_non_flash_windows_shrink_to_the_smallest_sample(make_scene, tiny_config):
+    data = make_scene((300, 10))
+    flash, plain = _twin_outputs(tiny_config, data, {}, dict(enable_flash=False))
+    assert flash.attn_windows.patch_size == 16 and plain.attn_windows.patch_size == 10
+    assert not torch.allclose(flash.feat, plain.feat)
+    # when no sample is smaller than the patch at any stage, both semantics agree
+    big = make_scene((300, 200))
+    small_patch = dict(enc_patch_size=(4, 4, 4), dec_patch_size=(4, 4))
+    flash, plain = _twin_outputs(tiny_config, big, small_patch, dict(small_patch, enable_flash=False))
+    assert torch.allclose(flash.feat, plain.feat, atol=1e-6)
