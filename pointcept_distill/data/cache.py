@@ -13,7 +13,6 @@ import re
 from typing import Callable
 
 import numpy as np
-import SharedArray
 
 __all__ = ["cache_prefix", "cached_sample", "clear_cache"]
 
@@ -31,7 +30,17 @@ def _entry(data_root: str, name: str) -> str:
     return f"{cache_prefix(data_root)}{_UNSAFE.sub('_', name)[:80]}-{digest}"
 
 
+def _shared_array():
+    """SharedArray, imported only when a dataset has ``cache=True`` (a plain install may lack it)."""
+    try:
+        import SharedArray
+    except ImportError as err:
+        raise ImportError("dataset option cache=True needs the SharedArray package (pip install SharedArray)") from err
+    return SharedArray
+
+
 def _attach(entry: str) -> dict[str, np.ndarray] | None:
+    SharedArray = _shared_array()
     try:
         marker = SharedArray.attach(f"shm://{entry}.ready", ro=True)
     except (FileNotFoundError, OSError):
@@ -42,6 +51,7 @@ def _attach(entry: str) -> dict[str, np.ndarray] | None:
 
 def _publish(entry: str, arrays: dict[str, np.ndarray]) -> bool:
     """Write the arrays then the marker; False if another process got there first."""
+    SharedArray = _shared_array()
     try:
         for key, value in arrays.items():
             shared = SharedArray.create(f"shm://{entry}.{key}", value.shape, value.dtype)
@@ -72,6 +82,7 @@ def cached_sample(data_root: str, name: str,
 
 def clear_cache(data_root: str) -> int:
     """Delete every cache entry of ``data_root``; returns how many shared arrays were removed."""
+    SharedArray = _shared_array()
     prefix = cache_prefix(data_root)
     names = [item.name.decode() if isinstance(item.name, bytes) else item.name
              for item in SharedArray.list()]
