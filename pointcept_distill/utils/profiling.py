@@ -1,0 +1,170 @@
+"""Timing helpers for benchmarks: median latency (CUDA events or ``perf_counter``), peak memory, named ranges.
+
+``annotate`` wraps module forwards and functions from the outside in ``torch.autograd.profiler.record_function``
+ranges (nothing in the wrapped code changes, and everything is restored on exit); ``range_times`` then
+attributes every profiled op's self CPU and self device time to its innermost enclosing range.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.autograd import DeviceType
+
+__all__ = ["Latency", "RANGE_PREFIX", "annotate", "measure", "peak_memory_mib", "range_times"]
+
+RANGE_PREFIX = "bench::"
+
+
+@dataclass
+class Latency:
+    """Per-run wall times in milliseconds, with their median, min and max."""
+
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.times_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.times_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"median_ms": self.median_ms, "min_ms": self.min_ms, "max_ms": self.max_ms,
+                "runs": len(self.times_ms)}
+
+
+def measure(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> Latency:
+    """Run ``fn`` ``warmup`` times, then time ``repeats`` runs one by one.
+
+    On CUDA each run is bracketed by CUDA events and followed by a synchronisation (so a run's time covers
+    its host work and its kernels); elsewhere by ``time.perf_counter``.
+    """
+    if repeats < 1:
+        raise ValueError(f"measure: repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return Latency(times)
+
+
+def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
+    """``torch.cuda.max_memory_allocated`` over one run of ``fn`` (resident tensors included), in MiB.
+
+    None off CUDA (the CPU allocator keeps no peak statistics).
+    """
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2 ** 20
+
+
+def _wrap(fn: Callable, name: str) -> Callable:
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with torch.autograd.profiler.record_function(RANGE_PREFIX + name):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+@contextlib.contextmanager
+def annotate(modules: Iterable[tuple[str, nn.Module]] = (),
+             functions: Iterable[tuple[str, Any, str]] = ()) -> Iterator[None]:
+    """Put ``record_function`` ranges around module forwards and named functions while the context is open.
+
+    Args:
+        modules: ``(range name, module)``: the module instance's ``forward`` is wrapped.
+        functions: ``(range name, owner, attribute)``: ``owner.attribute`` (a module-level function or a
+            method on a class) is replaced by a wrapper; callers must look it up through ``owner``.
+    """
+    patched_modules: list[nn.Module] = []
+    patched_attrs: list[tuple[Any, str, Any]] = []
+    try:
+        for name, module in modules:
+            if "forward" in module.__dict__:
+                raise ValueError(f"annotate: {type(module).__name__} already has an instance-level forward")
+            module.forward = _wrap(module.forward, name)
+            patched_modules.append(module)
+        for name, owner, attr in functions:
+            own = attr in vars(owner)
+            original = inspect.getattr_static(owner, attr)
+            if isinstance(original, (staticmethod, classmethod)):
+                raise TypeError(f"annotate: {owner!r}.{attr} is a {type(original).__name__}; wrap plain functions")
+            patched_attrs.append((owner, attr, original if own else None))
+            setattr(owner, attr, _wrap(original, name))
+        yield
+    finally:
+        for module in patched_modules:
+            del module.forward
+        for owner, attr, original in reversed(patched_attrs):
+            if original is None:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, original)
+
+
+def _self_device_us(event: Any) -> float:
+    for attr in ("self_device_time_total", "self_cuda_time_total"):
+        if hasattr(event, attr):
+            return float(getattr(event, attr))
+    return 0.0
+
+
+def range_times(events: Sequence[Any], other: str = "other") -> dict[str, dict[str, float]]:
+    """Self CPU and device time (ms) per ``annotate`` range, each op going to its innermost range.
+
+    Args:
+        events: ``torch.profiler.profile(...).events()`` (FunctionEvents with ``cpu_parent`` links).
+        other: name for time outside every range.
+
+    Returns ``{range: {"cpu_ms", "device_ms", "calls"}}``; ``calls`` counts the range's own entries.
+    """
+    out: dict[str, dict[str, float]] = {}
+
+    def slot(name: str) -> dict[str, float]:
+        return out.setdefault(name, {"cpu_ms": 0.0, "device_ms": 0.0, "calls": 0})
+
+    for event in events:
+        if getattr(event, "device_type", DeviceType.CPU) != DeviceType.CPU:
+            continue                                   # GPU-side copies of annotations: counted via their ops
+        if event.name.startswith(RANGE_PREFIX):
+            slot(event.name[len(RANGE_PREFIX):])["calls"] += 1
+        owner, parent = other, event
+        while parent is not None:
+            if parent.name.startswith(RANGE_PREFIX):
+                owner = parent.name[len(RANGE_PREFIX):]
+                break
+            parent = parent.cpu_parent
+        entry = slot(owner)
+        entry["cpu_ms"] += event.self_cpu_time_total / 1e3
+        entry["device_ms"] += _self_device_us(event) / 1e3
+    return out

@@ -1,0 +1,123 @@
+"""tools/benchmark.py --quick on the CPU: the report's fields, parameter counts and breakdown ranges."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from pointcept_distill.models import build_model
+from pointcept_distill.utils.config import Config
+from pointcept_distill.utils.profiling import annotate, measure, range_times
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Self-contained tiny configs (3 stages), so the test does not depend on the shipped configs.
+BACKBONE = dict(type="PT-v3m1", in_channels=4, order=["z", "z-trans", "hilbert", "hilbert-trans"],
+                stride=(2, 2), enc_depths=(1, 1, 1), enc_channels=(8, 16, 16), enc_num_head=(1, 2, 2),
+                enc_patch_size=(64, 64, 64), dec_depths=(1, 1), dec_channels=(8, 16), dec_num_head=(1, 2),
+                dec_patch_size=(64, 64))
+CRITERIA = [dict(type="CrossEntropyLoss", loss_weight=1.0, ignore_index=-1),
+            dict(type="LovaszLoss", mode="multiclass", loss_weight=1.0, ignore_index=-1)]
+MODEL = dict(type="DefaultSegmentorV2", num_classes=16, backbone_out_channels=8, backbone=BACKBONE,
+             criteria=CRITERIA)
+STUDENT = dict(MODEL, backbone=dict(BACKBONE, enc_channels=(8, 8, 16), dec_channels=(8, 8), dec_num_head=(1, 1)))
+DISTILL = dict(stages=["bottleneck"], teacher_amp_dtype="bfloat16",
+               logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3, ignore_index=-1),
+               grad_kd=dict(type="GradGuidedKD", norm="minmax", loss_weight=10.0),
+               topo_kd=dict(type="TopologyKD", num_points=16, homology_dims=(0, 1), distance="chamfer",
+                            normalize=True, loss_weight=0.1))
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory) -> tuple[str, str]:
+    folder = tmp_path_factory.mktemp("cfg")
+    model, distill = folder / "tiny.py", folder / "distill_tiny.py"
+    model.write_text(f"model = {MODEL!r}\n")
+    distill.write_text(f"model = {STUDENT!r}\nteacher = {MODEL!r}\ndistill = {DISTILL!r}\n")
+    return str(model), str(distill)
+
+
+@pytest.fixture(scope="module")
+def report(configs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    md = out.with_suffix(".md")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                    "--threads", "1", "--config", configs[0], "--distill-config", configs[1],
+                    "--json", str(out), "--markdown", str(md)],
+                   check=True, capture_output=True, cwd=ROOT, timeout=300)
+    data = json.loads(out.read_text())
+    data["_markdown"] = md.read_text()
+    return data
+
+
+def test_environment_fields(report):
+    env = report["environment"]
+    assert env["device_type"] == "cpu" and env["torch"] == torch.__version__
+    assert "tools/benchmark.py --quick" in env["command"]
+    for key in ("device", "spconv", "date", "cpu_threads"):
+        assert key in env
+
+
+def test_inference_rows(report, configs):
+    (model,) = report["models"]
+    params = sum(p.numel() for p in build_model(Config.fromfile(configs[0]).model).parameters())
+    assert model["config"] == configs[0] and model["params"] == params
+    (row,) = model["inference"]
+    assert "error" not in row, row
+    assert row["dtype"] == "fp32" and row["scans"] == 1 and row["points"] > 1000
+    assert row["runs"] == 2 and 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
+    assert row["peak_mib"] is None          # no peak statistics on the CPU
+    assert "| tiny | " in report["_markdown"]
+
+
+def test_breakdown_components(report):
+    (bd,) = report["models"][0]["breakdown"]
+    assert "error" not in bd, bd
+    comps = bd["components"]
+    for name in ("serialization", "kernel_map", "sparse_conv", "attention", "attn_windows", "mlp", "norm",
+                 "pooling", "unpooling", "embedding", "head", "cpe"):
+        assert comps[name]["cpu_ms"] > 0, name
+    # 3 encoder + 2 decoder blocks; 2 poolings and unpoolings; one embedding and head
+    assert comps["attention"]["calls"] == 5 and comps["mlp"]["calls"] == 5
+    assert comps["pooling"]["calls"] == 2 and comps["unpooling"]["calls"] == 2
+    assert comps["embedding"]["calls"] == 1 and comps["head"]["calls"] == 1
+    assert comps["sparse_conv"]["calls"] == 6           # 5 CPE convolutions and the stem
+    assert comps["kernel_map"]["calls"] == 4            # one per stage (3) and the stem's kernel 5
+
+
+def test_train_rows(report):
+    steps = {r["step"]: r for r in report["train"]}
+    assert set(steps) == {"student", "distill", "distill - logit_kd", "distill - grad_kd", "distill - topo_kd",
+                          "teacher only"}
+    for row in steps.values():
+        assert "error" not in row, row
+        assert row["median_ms"] > 0 and row["scans"] == 1
+
+
+def test_range_times_innermost_range_and_restore():
+    lin, act = nn.Linear(8, 8), nn.GELU()
+    model = nn.Sequential(lin, act)
+    x = torch.randn(64, 8)
+    with annotate([("outer", model), ("inner", lin)], [("fn", torch.nn.functional, "gelu")]):
+        with torch.profiler.profile() as prof:
+            model(x)
+            torch.nn.functional.gelu(x)
+    times = range_times(prof.events())
+    # nn.GELU calls F.gelu: its time goes to the innermost range "fn", not to "outer"
+    assert times["outer"]["calls"] == 1 and times["inner"]["calls"] == 1 and times["fn"]["calls"] == 2
+    assert times["inner"]["cpu_ms"] > 0 and times["outer"]["cpu_ms"] > 0
+    assert "forward" not in lin.__dict__ and "forward" not in model.__dict__
+    assert torch.nn.functional.gelu.__name__ == "gelu" and not hasattr(torch.nn.functional.gelu, "__wrapped__")
+
+
+def test_measure_counts_runs():
+    calls = []
+    latency = measure(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=5)
+    assert len(calls) == 7 and len(latency.times_ms) == 5 and latency.median_ms >= 0
+    with pytest.raises(ValueError):
+        measure(lambda: None, torch.device("cpu"), warmup=0, repeats=0)

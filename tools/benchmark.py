@@ -1,0 +1,437 @@
+"""Benchmark PT-v3m1 configs: parameters, inference latency and peak memory, a per-component breakdown of the
+forward, and training steps (student alone vs distillation, with each distillation loss's share).
+
+    python tools/benchmark.py --device cuda --json bench.json --markdown bench.md
+    python tools/benchmark.py --device cpu --threads 2 --batches 1 --dtypes fp32 --no-train --repeats 3
+
+Inputs are simulated 32-beam nuScenes sweeps (``pointcept_distill.data.simulator``) written to a temporary
+data root and read back through the nuScenes dataset with its val pipeline (GridSample 0.05 m: about 25k
+points a scan), then ``point_collate_fn``: exactly what the val loader gives the model. Models have random
+weights. Inference runs in eval mode under ``torch.inference_mode`` without ``segment`` (test-mode output);
+each row is the median of ``--repeats`` runs after ``--warmup`` runs, timed with CUDA events on GPU and
+``perf_counter`` on CPU; peak memory is ``torch.cuda.max_memory_allocated`` over one run (weights included).
+Dtypes: ``fp32``; ``bf16`` / ``fp16`` (autocast); ``bf16-cast`` / ``fp16-cast`` (weights and features cast,
+as upstream's ``model.half()`` measurement). A row that fails records its error instead of stopping the run.
+
+The breakdown wraps module forwards and a few functions in ``record_function`` ranges from the outside
+(``pointcept_distill.utils.profiling.annotate``; no model file changes) and sums each range's self time
+under ``torch.profiler``; an op is charged to its innermost range.
+
+The training step is ``zero_grad -> autocast forward + losses -> backward -> AdamW step`` (GradScaler for
+fp16), with the student alone (``DefaultSegmentorV2`` in train mode) and through
+``DistillTrainer.compute_loss`` on a minimal trainer object (frozen random-weight teacher, the distill
+config's losses), then with each distillation loss switched off to measure its share.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from pointcept_distill.data import build_dataset, point_collate_fn  # noqa: E402
+from pointcept_distill.data.pipelines import data_config  # noqa: E402
+from pointcept_distill.data.simulator import generate  # noqa: E402
+from pointcept_distill.models import build_model  # noqa: E402
+from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
+from pointcept_distill.models.point import Point  # noqa: E402
+from pointcept_distill.models.sparse import kernel_map  # noqa: E402
+from pointcept_distill.utils.config import Config  # noqa: E402
+from pointcept_distill.utils.profiling import annotate, measure, peak_memory_mib, range_times  # noqa: E402
+
+DEFAULT_CONFIGS = ["configs/nuscenes/semseg-pt-v3m1-0-base.py", "configs/nuscenes/semseg-pt-v3m1-student.py"]
+DEFAULT_DISTILL = "configs/nuscenes/distill-ptv3.py"
+QUICK_CONFIGS = ["configs/nuscenes/semseg-pt-v3m1-sim-tiny.py"]
+QUICK_DISTILL = "configs/nuscenes/distill-ptv3-sim-tiny.py"
+DTYPES = {"fp32": (None, False), "bf16": (torch.bfloat16, False), "fp16": (torch.float16, False),
+          "bf16-cast": (torch.bfloat16, True), "fp16-cast": (torch.float16, True)}
+INFER_KEYS = ("coord", "grid_coord", "feat", "offset")
+TRAIN_KEYS = INFER_KEYS + ("segment",)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def simulated_batches(batches: list[int], profile: str, seed: int, scale: float) -> dict[int, dict]:
+    """Collated val-pipeline batches of the first b simulated sweeps, for each b in ``batches``."""
+    with tempfile.TemporaryDirectory(prefix="bench-sim-") as root:
+        generate(profile, root, train=0, val=max(batches), seed=seed, scale=scale)
+        dataset = build_dataset(data_config(profile, root)["val"])
+        samples = [dataset[i] for i in range(max(batches))]
+    return {b: point_collate_fn(samples[:b]) for b in batches}
+
+
+def to_device(batch: dict, keys: tuple[str, ...], device: torch.device, feat_dtype: torch.dtype | None = None
+              ) -> dict:
+    out = {k: batch[k].to(device) for k in keys}
+    if feat_dtype is not None:
+        out["feat"] = out["feat"].to(feat_dtype)
+    return out
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------------------------- inference
+def inference_model(model: nn.Module, dtype_name: str) -> tuple[nn.Module, torch.dtype | None, torch.dtype | None]:
+    """(model to run, autocast dtype, input feature dtype) for a ``--dtypes`` entry."""
+    dtype, cast = DTYPES[dtype_name]
+    if cast:
+        return copy.deepcopy(model).to(dtype), None, dtype
+    return model, dtype, None
+
+
+def bench_inference(model: nn.Module, batches: dict[int, dict], device: torch.device, dtype_name: str,
+                    args: argparse.Namespace) -> list[dict]:
+    run_model, amp, feat_dtype = inference_model(model, dtype_name)
+    rows = []
+    for b, batch in batches.items():
+        row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batch["offset"][-1])}
+        inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+
+        def forward() -> None:
+            with torch.inference_mode(), autocast(device, amp):
+                run_model(inputs)
+        try:
+            latency = measure(forward, device, args.warmup, args.repeats)
+            row.update(latency.as_dict(), ms_per_scan=latency.median_ms / b,
+                       peak_mib=peak_memory_mib(forward, device))
+        except Exception as exc:  # a dtype the kernels do not support: record it, go on
+            row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        rows.append(row)
+        print(f"  infer {dtype_name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
+    return rows
+
+
+def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, Any, str]]]:
+    """The (range, module) and (range, owner, attribute) pairs of the PT-v3m1 forward breakdown."""
+    kinds: list[tuple[str, tuple[type, ...]]] = [
+        ("embedding", (ptv3m1.Embedding,)), ("sparse_conv", (sparse.SubMConv3d,)),
+        ("attention", (ptv3m1.SerializedAttention,)), ("mlp", (ptv3m1.MLP,)),
+        ("norm", (nn.LayerNorm, nn.BatchNorm1d)), ("pooling", (ptv3m1.SerializedPooling,)),
+        ("unpooling", (ptv3m1.SerializedUnpooling,))]
+    modules = [(name, m) for m in model.modules() for name, types in kinds if isinstance(m, types)]
+    modules += [("cpe", m.cpe) for m in model.modules() if isinstance(m, ptv3m1.Block)]
+    if isinstance(getattr(model, "seg_head", None), nn.Module):
+        modules.append(("head", model.seg_head))
+    attention_module = sys.modules[ptv3m1.SerializedAttention.__module__]
+    functions: list[tuple[str, Any, str]] = [
+        ("serialization", Point, "serialization"), ("serialization", Point, "set_serialized_code"),
+        ("sparsify", Point, "sparsify"), ("kernel_map", kernel_map, "build_kernel_map"),
+        ("attn_windows", attention_module, "build_windows"),
+        ("attn_windows", ptv3m1.WindowPartition, "gather_indices")]
+    if sparse.spconv_available():
+        import spconv.pytorch.ops as spconv_ops
+        functions += [("kernel_map", spconv_ops, name) for name in ("get_indice_pairs_implicit_gemm",
+                                                                    "get_indice_pairs")]
+    return modules, [f for f in functions if hasattr(f[1], f[2])]
+
+
+def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_name: str,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """Per-component self time (ms per forward) of ``--profile-runs`` profiled forwards."""
+    run_model, amp, feat_dtype = inference_model(model, dtype_name)
+    inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast(device, amp):
+            run_model(inputs)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    try:
+        modules, functions = breakdown_targets(run_model)
+        for _ in range(max(args.warmup, 1)):
+            forward()
+        with annotate(modules, functions), torch.profiler.profile(activities=activities) as prof:
+            for _ in range(args.profile_runs):
+                forward()
+            sync(device)
+        times = range_times(prof.events())
+    except Exception as exc:
+        return {"dtype": dtype_name, "scans": int(batch["offset"].shape[0]), "error": f"{type(exc).__name__}: {exc}"}
+    per_run = {name: {"cpu_ms": v["cpu_ms"] / args.profile_runs, "device_ms": v["device_ms"] / args.profile_runs,
+                      "calls": v["calls"] // args.profile_runs} for name, v in sorted(times.items())}
+    return {"dtype": dtype_name, "scans": int(batch["offset"].shape[0]), "points": int(batch["offset"][-1]),
+            "runs": args.profile_runs, "components": per_run}
+
+
+# ---------------------------------------------------------------------------------------------- training
+def distill_runner(cfg: Config, device: torch.device) -> Any:
+    """A ``DistillTrainer`` with only what ``compute_loss`` reads: model, teacher, losses, stages, AMP dtype."""
+    from pointcept_distill.distill.teacher import FrozenTeacher
+    from pointcept_distill.distill.trainer import LOSS_KEYS, DistillTrainer, _build_loss
+    from pointcept_distill.engine.train import AMP_DTYPES
+
+    runner = DistillTrainer.__new__(DistillTrainer)
+    distill = cfg.get("distill", {})
+    runner.device = device
+    runner.model = build_model(cfg.model).to(device)
+    runner.teacher = FrozenTeacher(build_model(cfg.teacher)).to(device)
+    runner.stages = list(distill.get("stages", ["bottleneck"]))
+    runner.losses = {key: _build_loss(distill.get(key)) for key in LOSS_KEYS}
+    amp = distill.get("teacher_amp_dtype", "bfloat16")
+    runner.teacher_amp_dtype = AMP_DTYPES[amp] if amp is not None and device.type == "cuda" else None
+    return runner
+
+
+def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_loss: Callable[[dict], torch.Tensor],
+               inputs: dict, device: torch.device, dtype: torch.dtype | None) -> Callable[[], None]:
+    """One optimizer step as ``Trainer.run_step`` makes it (no accumulation, no clipping, no finite check)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            output = compute_loss(inputs)
+        loss = total_loss(output)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    return step
+
+
+def train_variants(losses: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, active losses) for: all losses, each one off, none (teacher forward only)."""
+    active = {k: v for k, v in losses.items() if v is not None}
+    variants = [("distill", active)]
+    variants += [(f"distill - {k}", {j: (v if j != k else None) for j, v in active.items()}) for k in active]
+    variants.append(("teacher only", {k: None for k in losses}))
+    return variants
+
+
+def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.device, args: argparse.Namespace
+                ) -> list[dict]:
+    dtype = DTYPES[args.train_dtype][0]
+    runner = distill_runner(distill_cfg, device)
+    student = runner.model.train()
+    all_losses = dict(runner.losses)
+    rows = []
+    for b, batch in batches.items():
+        inputs = to_device(batch, TRAIN_KEYS, device)
+        base = {"dtype": args.train_dtype, "scans": b, "points": int(batch["offset"][-1])}
+        cases = [("student", None)] + train_variants(all_losses)
+        for name, losses in cases:
+            if losses is None:
+                compute = student
+            else:
+                runner.losses = {k: losses.get(k) for k in all_losses}
+                compute = runner.compute_loss
+            row = dict(base, step=name)
+            try:
+                step = train_step(student, compute, runner.total_loss, inputs, device, dtype)
+                latency = measure(step, device, args.train_warmup, args.train_repeats)
+                row.update(latency.as_dict(), peak_mib=peak_memory_mib(step, device))
+            except Exception as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            rows.append(row)
+            print(f"  train {name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
+    runner.losses = all_losses
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- reports
+def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    try:
+        import spconv
+        spconv_version = getattr(spconv, "__version__", "unknown")
+    except ImportError:
+        spconv_version = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    return {"device": name, "device_type": device.type, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "spconv": spconv_version, "python": platform.python_version(),
+            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])}
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def inference_table(report: dict[str, Any]) -> list[str]:
+    lines = ["| model | params | dtype | scans | points | median ms | min ms | ms/scan | peak MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in report["models"]:
+        for r in m["inference"]:
+            cells = ([r.get("median_ms"), r.get("min_ms"), r.get("ms_per_scan"), r.get("peak_mib")]
+                     if "error" not in r else [f"error: {r['error'][:80]}", None, None, None])
+            lines.append(_row([_fmt(c) for c in [m["name"], m["params"], r["dtype"], r["scans"], r["points"],
+                                                 *cells]]))
+    return lines
+
+
+def breakdown_tables(report: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for m in report["models"]:
+        for bd in m["breakdown"]:
+            lines += ["", f"Breakdown of {m['name']}, {bd['dtype']}, {bd['scans']} scan(s): self time per "
+                          f"forward under the profiler, each op charged to its innermost range", "",
+                      "| component | calls | self CPU ms | self device ms | device share |", "|---|---|---|---|---|"]
+            if "error" in bd:
+                lines.append(_row([f"error: {bd['error'][:100]}", "", "", "", ""]))
+                continue
+            comps = bd["components"]
+            total_cpu = sum(v["cpu_ms"] for v in comps.values())
+            total_dev = sum(v["device_ms"] for v in comps.values())
+            for name, v in sorted(comps.items(), key=lambda kv: -(kv[1]["device_ms"] or kv[1]["cpu_ms"])):
+                share = f"{100 * v['device_ms'] / total_dev:.0f}%" if total_dev else "-"
+                lines.append(_row([name, str(v["calls"]), f"{v['cpu_ms']:.2f}", f"{v['device_ms']:.2f}", share]))
+            lines.append(_row(["total", "", f"{total_cpu:.2f}", f"{total_dev:.2f}", ""]))
+    return lines
+
+
+def train_table(report: dict[str, Any]) -> list[str]:
+    lines = ["", f"Training steps ({report['train_config']}; 'distill - X' is the step without loss X):", "",
+             "| step | dtype | scans | points | median ms | vs student | peak MiB |", "|---|---|---|---|---|---|---|"]
+    student = {r["scans"]: r.get("median_ms") for r in report["train"] if r["step"] == "student"}
+    for r in report["train"]:
+        ratio = r["median_ms"] / student[r["scans"]] if r.get("median_ms") and student.get(r["scans"]) else None
+        cells = ([_fmt(r.get("median_ms")), _fmt(ratio, 2), _fmt(r.get("peak_mib"))] if "error" not in r
+                 else [f"error: {r['error'][:80]}", "-", "-"])
+        lines.append(_row([r["step"], r["dtype"], _fmt(r["scans"]), _fmt(r["points"]), *cells]))
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [f"Device: {env['device']} ({env['device_type']}, {env['cpu_threads']} torch threads); "
+             f"torch {env['torch']}; spconv {env['spconv']}; {env['date']}", f"Command: `{env['command']}`", ""]
+    lines += inference_table(report) + breakdown_tables(report)
+    if report.get("train"):
+        lines += train_table(report)
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", nargs="+", default=None,
+                        help=f"model configs (default: {' '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument("--distill-config", default=None,
+                        help=f"config with model (student), teacher and distill (default: {DEFAULT_DISTILL})")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--batches", default=None, help="scans per batch, comma-separated (default 1,4,8)")
+    parser.add_argument("--dtypes", default=None,
+                        help=f"comma-separated, of {', '.join(DTYPES)} (default fp32,bf16,fp16)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--breakdown-batch", type=int, default=1, help="scans of the profiled batch")
+    parser.add_argument("--profile-runs", type=int, default=3)
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
+    parser.add_argument("--train-batches", default=None, help="scans per training batch (default 1,4)")
+    parser.add_argument("--train-dtype", default=None, choices=("fp32", "bf16", "fp16"),
+                        help="autocast of the training step (default: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--train-repeats", type=int, default=10)
+    parser.add_argument("--train-warmup", type=int, default=3)
+    parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")
+    parser.add_argument("--scale", type=float, default=1.0, help="simulator azimuth scale (1 = the real sensor)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke run: tiny configs, 0.1-scale sweeps, one scan, fp32, 2 repeats")
+    parser.add_argument("--json", default=None, help="write the report here")
+    parser.add_argument("--markdown", default=None, help="write the tables here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.config = args.config or QUICK_CONFIGS
+        args.distill_config = args.distill_config or QUICK_DISTILL
+        args.scale, args.repeats, args.warmup, args.profile_runs = 0.1, 2, 1, 1
+        args.train_repeats, args.train_warmup = 1, 1
+        args.batches, args.train_batches, args.dtypes = (args.batches or "1", args.train_batches or "1",
+                                                         args.dtypes or "fp32")
+    args.config = args.config or DEFAULT_CONFIGS
+    args.distill_config = args.distill_config or DEFAULT_DISTILL
+    args.batches, args.train_batches = args.batches or "1,4,8", args.train_batches or "1,4"
+    args.dtypes = args.dtypes or "fp32,bf16,fp16"
+    args.train_dtype = args.train_dtype or ("bf16" if args.device == "cuda" else "fp32")
+    args.batch_list = [int(b) for b in args.batches.split(",")]
+    args.train_batch_list = [int(b) for b in args.train_batches.split(",")]
+    args.dtype_list = args.dtypes.split(",")
+    unknown = [d for d in args.dtype_list if d not in DTYPES]
+    if unknown:
+        parser.error(f"--dtypes: unknown {unknown} (known: {list(DTYPES)})")
+    return args
+
+
+def bench_model(config: str, batches: dict[int, dict], device: torch.device, args: argparse.Namespace
+                ) -> dict[str, Any]:
+    cfg = Config.fromfile(os.path.join(ROOT, config) if not os.path.isabs(config) else config)
+    torch.manual_seed(args.seed)
+    model = build_model(cfg.model).to(device).eval()
+    name = os.path.splitext(os.path.basename(config))[0]
+    print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+    result: dict[str, Any] = {"name": name, "config": config,
+                              "params": sum(p.numel() for p in model.parameters()), "inference": [],
+                              "breakdown": []}
+    for dtype_name in args.dtype_list:
+        result["inference"] += bench_inference(model, batches, device, dtype_name, args)
+    if not args.no_breakdown:
+        batch = batches.get(args.breakdown_batch) or batches[min(batches)]
+        result["breakdown"] = [bench_breakdown(model, batch, device, d, args) for d in args.dtype_list]
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    needed = sorted(set(args.batch_list) | (set() if args.no_train else set(args.train_batch_list)))
+    all_batches = simulated_batches(needed, args.profile, args.seed, args.scale)
+    batches = {b: all_batches[b] for b in args.batch_list}
+    report: dict[str, Any] = {"environment": environment(args, device), "models": [], "train": []}
+    report["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
+    for config in args.config:
+        report["models"].append(bench_model(config, batches, device, args))
+    if not args.no_train:
+        report["train_config"] = args.distill_config
+        cfg = Config.fromfile(os.path.join(ROOT, args.distill_config))
+        torch.manual_seed(args.seed)
+        report["train"] = bench_train(cfg, {b: all_batches[b] for b in args.train_batch_list}, device, args)
+    text = markdown(report)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()
