@@ -1,0 +1,56 @@
+"""CUDA checks of the model layer (skipped without a GPU): spconv path, autocast, host syncs."""
+import warnings
+
+import pytest
+import torch
+
+from pointcept_distill.models import build_model
+from pointcept_distill.models.sparse import SparseConvTensor, SubMConv3d, spconv_available
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def _model(tiny_config):
+    torch.manual_seed(0)
+    return build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
+                            backbone=tiny_config())).cuda().eval()
+
+
+@pytest.mark.skipif(not spconv_available(), reason="needs spconv")
+def test_spconv_path_matches_fixture_and_gather_path(fixtures_dir):
+    data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=False)
+    for case in data["cases"]:
+        conv = SubMConv3d(case["features"].shape[1], case["weight"].shape[0], case["kernel_size"],
+                          indice_key="k").cuda()
+        conv.load_state_dict({"weight": case["weight"], "bias": case["bias"]})
+        x = SparseConvTensor(case["features"].cuda(), case["indices"].cuda(), 2)
+        out = conv(x).features.cpu()
+        assert ((out - case["output"]).abs().max() / case["output"].abs().max()) < 1e-4
+        assert x.indice_dict["k"][0] == "spconv"
+
+
+def test_autocast_agrees_with_float32(make_scene, tiny_config):
+    model = _model(tiny_config)
+    data = {k: v.cuda() for k, v in make_scene((3000, 1200)).items()}
+    with torch.no_grad():
+        ref = model(dict(data))["seg_logits"]
+        for dtype in (torch.bfloat16, torch.float16):
+            with torch.autocast("cuda", dtype=dtype):
+                out = model(dict(data))["seg_logits"].float()
+            assert ((out - ref).norm() / ref.norm()) < 2e-2, dtype
+
+
+def test_host_syncs_only_for_depth_and_pooling(make_scene, tiny_config):
+    model = _model(tiny_config)
+    data = {k: v.cuda() for k, v in make_scene((3000, 1200)).items()}
+    with torch.no_grad():
+        model(dict(data))
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model(dict(data))
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1 + 2          # serialization depth + one torch.unique per pooling (2 in the tiny model)
