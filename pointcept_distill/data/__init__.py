@@ -4,6 +4,7 @@ from .cache import cached_sample, clear_cache
 from .collate import collate_fn, point_collate_fn
 from .concat import ConcatDataset
 from .defaults import DefaultDataset
+from .label_space import COMMON_NAMES, MapToCommon, TagDataset, joint_data_config
 from .nuscenes import NUSCENES_LEARNING_MAP, NUSCENES_NAMES, NuScenesDataset
 from .rng import sample_rng
 from .semantic_kitti import (KITTI_LEARNING_MAP, KITTI_LEARNING_MAP_INV, KITTI_NAMES,
@@ -14,4 +15,5 @@ from .waymo import WAYMO_NAMES, WaymoDataset
 __all__ = ["DATASETS", "TRANSFORMS", "build_dataset", "Compose", "collate_fn", "point_collate_fn",
            "DefaultDataset", "NuScenesDataset", "SemanticKITTIDataset", "WaymoDataset", "ConcatDataset",
            "sample_rng", "cached_sample", "clear_cache", "NUSCENES_NAMES", "NUSCENES_LEARNING_MAP",
-           "KITTI_NAMES", "KITTI_LEARNING_MAP", "KITTI_LEARNING_MAP_INV", "WAYMO_NAMES"]
+           "KITTI_NAMES", "KITTI_LEARNING_MAP", "KITTI_LEARNING_MAP_INV", "WAYMO_NAMES",
+           "COMMON_NAMES", "MapToCommon", "TagDataset", "joint_data_config"]

@@ -5,8 +5,9 @@ from .checkpoint_saver import CheckpointSaver
 from .information_writer import InformationWriter
 from .iteration_timer import IterationTimer
 from .model_hook import ModelHook
+from .multi_dataset_evaluator import MultiDatasetEvaluator
 from .precise_evaluator import PreciseEvaluator
 from .semseg_evaluator import SemSegEvaluator
 
 __all__ = ["HOOKS", "HookBase", "build_hooks", "CheckpointLoader", "CheckpointSaver", "InformationWriter",
-           "IterationTimer", "ModelHook", "PreciseEvaluator", "SemSegEvaluator"]
+           "IterationTimer", "ModelHook", "MultiDatasetEvaluator", "PreciseEvaluator", "SemSegEvaluator"]

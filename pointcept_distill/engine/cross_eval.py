@@ -1,0 +1,172 @@
+"""``CrossDatasetTester``: a checkpoint evaluated on another dataset than its training one.
+
+The model's predictions and the target dataset's labels are both mapped into the common label space
+(``data/label_space.py``); IoU is taken per common class, and mIoU over the classes both sides have (the
+model's output classes that reach a common class, and the common classes the target labels). The model's
+output space is read from its config:
+
+- ``MultiHeadSegmentor``: the head ``head`` (default: the target's own head), its native classes;
+- ``data.label_space == "common"``: the common classes;
+- otherwise the native classes of the training dataset (``source``, default from ``data.train.type``).
+
+The target's standard pipeline is used (``data/pipelines.py``): its validation pipeline with
+``single_pass=True``, else its test pipeline with its test-time augmentation (fragment voting).
+
+    sh scripts/test.sh -d nuscenes -n sim-tiny -- test.type=CrossDatasetTester test.target=waymo \
+        test.target_root=data/sim/waymo [test.single_pass=True]
+
+writes ``<save_path>/result/cross_<model>_to_<target>_<mode>.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.label_space import COMMON_NAMES, common_classes, common_lookup, to_common
+from ..data.pipelines import DATASET_TYPES, data_config
+from ..utils import comm
+from ..utils.misc import intersection_and_union, semseg_metrics
+from .test import TESTERS, SemSegTester
+
+__all__ = ["CrossDatasetTester", "model_output_space"]
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def model_output_space(cfg: Any, target: str, source: str | None = None,
+                       head: str | None = None) -> dict:
+    """What the model of ``cfg`` predicts: ``name``, ``lut`` (output id -> common id), ``classes`` (common
+    ids it can predict), and for multi-head models ``head_index`` and ``slice`` (its union ids)."""
+    if cfg.model.get("type") == "MultiHeadSegmentor":
+        names, sizes = list(cfg.model.head_names), list(cfg.model.num_classes)
+        head = head or target
+        if head not in names:
+            raise KeyError(f"CrossDatasetTester: the model has no head {head!r} (heads: {names}); "
+                           f"pass test.head=<one of them>")
+        i = names.index(head)
+        start = sum(sizes[:i])
+        return dict(name=f"joint-heads[{head}]", lut=common_lookup(head), classes=common_classes(head),
+                    head_index=i, slice=slice(start, start + sizes[i]))
+    if cfg.data.get("label_space") == "common":
+        datasets = list(cfg.data.get("datasets") or DATASET_TYPES)
+        classes = sorted({c for d in datasets for c in common_classes(d)})
+        return dict(name="joint-common", lut=np.arange(len(COMMON_NAMES)), classes=classes)
+    if source is None:
+        train_type = cfg.data.train.get("type")
+        found = [name for name, spec in DATASET_TYPES.items() if spec[0] == train_type]
+        if not found:
+            raise KeyError(f"CrossDatasetTester: cannot tell the training dataset from data.train.type="
+                           f"{train_type!r}; pass test.source=<{'|'.join(DATASET_TYPES)}>")
+        source = found[0]
+    return dict(name=source, lut=common_lookup(source), classes=common_classes(source))
+
+
+@TESTERS.register_module()
+class CrossDatasetTester(SemSegTester):
+    """Evaluates ``cfg.weight`` on ``target`` (see the module docstring).
+
+    Args:
+        target: dataset to test on ("nuscenes", "semantic_kitti", "waymo").
+        target_root: its data root.
+        source: the training dataset of a single-dataset model (default: from ``data.train.type``).
+        head: the head of a ``MultiHeadSegmentor`` to use (default: ``target``).
+        grid_size: voxel size of the target pipeline.
+        single_pass, verbose, model, test_loader: as ``SemSegTester``.
+    """
+
+    def __init__(self, cfg: Any, target: str, target_root: str, model: nn.Module | None = None,
+                 test_loader: DataLoader | None = None, verbose: bool = False, single_pass: bool = False,
+                 source: str | None = None, head: str | None = None, grid_size: float = 0.05) -> None:
+        if target not in DATASET_TYPES:
+            raise KeyError(f"CrossDatasetTester: target={target!r}, expected one of {sorted(DATASET_TYPES)}")
+        self.target, self.target_root, self.grid_size = target, target_root, grid_size
+        self.space = model_output_space(cfg, target, source, head)
+        super().__init__(cfg, model, test_loader, verbose, single_pass=single_pass)
+
+    def test_dataset_cfg(self) -> dict:
+        return data_config(self.target, self.target_root, self.grid_size)["val" if self.single_pass else "test"]
+
+    def _forward(self, input_dict: dict) -> torch.Tensor:
+        from ..data.collate import collate_fn
+        batch = self.to_device(collate_fn([input_dict]))
+        for key in ("segment", "origin_segment", "inverse"):
+            batch.pop(key, None)
+        if "head_index" in self.space:
+            batch["dataset_index"] = torch.full((len(batch["coord"]),), self.space["head_index"],
+                                                dtype=torch.long, device=self.device)
+        logits = self.model(batch)["seg_logits"].float()
+        if "slice" in self.space:
+            logits = logits[:, self.space["slice"]]
+        return F.softmax(logits, dim=-1)
+
+    @torch.no_grad()
+    def predict(self, data: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Prediction (model output ids) and target labels (target native ids), over original points."""
+        if self.single_pass:
+            pred = self._forward(data).argmax(1)
+        else:
+            probs = None
+            for fragment in data["fragment_list"]:
+                p = self._forward(fragment)
+                probs = probs if probs is not None else p.new_zeros(len(data["segment"]), p.shape[1])
+                probs.index_add_(0, torch.as_tensor(fragment["index"], device=self.device).long(), p)
+            pred = probs.argmax(1)
+        pred = _numpy(pred)
+        if "inverse" in data:
+            return pred[_numpy(data["inverse"])], _numpy(data["origin_segment"])
+        return pred, _numpy(data["segment"])
+
+    def test(self) -> dict | None:
+        ignore = -1
+        lut, num = self.space["lut"], len(COMMON_NAMES)
+        self.model.eval()
+        records: dict[str, np.ndarray] = {}
+        for (index, data), in self.test_loader:
+            pred, labels = self.predict(data)
+            pred_common = np.where(pred >= 0, lut[np.clip(pred, 0, len(lut) - 1)], ignore)
+            records[self.scan_name(index, data)] = np.stack(
+                intersection_and_union(pred_common, to_common(labels, self.target, ignore), num, ignore))
+        merged: dict[str, np.ndarray] = {}
+        for part in comm.gather(records):
+            merged.update(part)
+        summary = self._summarize_cross(merged) if comm.is_main_process() else None
+        comm.synchronize()
+        return summary
+
+    def _summarize_cross(self, records: dict[str, np.ndarray]) -> dict:
+        if not records:
+            raise RuntimeError(f"CrossDatasetTester: no scans of {self.target} under {self.target_root}")
+        inter, union, target = np.sum(list(records.values()), axis=0)
+        both = sorted(set(self.space["classes"]) & set(common_classes(self.target)))
+        shared = [c for c in both if target[c] > 0]  # classes absent from every test scan are left out
+        if not shared:
+            raise RuntimeError(f"CrossDatasetTester: no class of {self.space['name']} is labelled in the "
+                               f"{self.target} scans")
+        metrics = semseg_metrics(inter[shared], union[shared], target[shared])
+        mode = "single_pass" if self.single_pass else "tta"
+        summary = dict(model=self.space["name"], target=self.target, mode=mode, num_scans=len(records),
+                       weight=self.cfg.get("weight"), mIoU=metrics["mIoU"], mAcc=metrics["mAcc"],
+                       allAcc=metrics["allAcc"], shared_classes=[COMMON_NAMES[c] for c in shared],
+                       absent_classes=[COMMON_NAMES[c] for c in both if c not in shared],
+                       iou_per_class={COMMON_NAMES[c]: float(v) for c, v in zip(shared, metrics["iou_class"])})
+        self.logger.info(f"Cross-dataset {summary['model']} -> {self.target} ({mode}): mIoU {metrics['mIoU']:.4f} "
+                         f"over {len(shared)} shared classes")
+        for name, iou in summary["iou_per_class"].items():
+            self.logger.info(f"  {name}: iou {iou:.4f}")
+        path = os.path.join(self.cfg.save_path, "result",
+                            f"cross_{summary['model']}_to_{self.target}_{mode}.json".replace("[", "-").replace("]", ""))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(f"{path}.tmp", path)
+        summary["path"] = path
+        return summary
