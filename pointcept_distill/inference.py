@@ -1,0 +1,190 @@
+"""``Segmenter``: per-point semantic labels and probabilities for a raw LiDAR scan.
+
+Load a release (``Segmenter.from_release(dir)``, see ``tools/release.py``) or a config with a
+checkpoint (``Segmenter.from_checkpoint(config, weight)``), then call it on an ``(N, 4)`` array of
+x, y, z (metres, in the frame of the dataset's files) and the raw sensor intensity::
+
+    seg = Segmenter.from_release("releases/nuscenes-student", device="cuda")
+    result = seg(points)                 # result.labels (N,), result.probs (N, K), result.class_names
+
+Intensity: the API takes the value as the dataset's files store it and applies the conversion the
+dataset class applies when it reads them, so the model sees the feature it was trained on:
+
+    ``nuscenes``        intensity / 255   (``.pcd.bin`` column 4, 0-255; ``NuScenesDataset``)
+    ``semantic_kitti``  remission as is   (``.bin`` column 4, 0-1; ``SemanticKITTIDataset``)
+    ``waymo``           tanh(intensity)   (Pointcept's Waymo preprocessing stores ``strength = tanh``)
+    ``strength``        as is             (the value already is a dataset's ``strength``)
+
+The convention follows from the type of ``cfg.data.val`` unless ``dataset=`` names one. The scan then
+goes once through the config's validation pipeline (``cfg.data.val.transform``: clip, grid sample with
+``inverse``, ``Collect`` with the feat keys), the model scores every voxel and each input point gets
+the softmax probabilities of its voxel through ``inverse``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DATASETS, collate_fn
+from .data.transforms import Compose
+from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
+from .models import build_model
+from .utils.config import Config
+
+__all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
+           "verify_sha256sums"]
+
+INTENSITY_CONVERSIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "nuscenes": lambda x: x / np.float32(255),
+    "semantic_kitti": lambda x: x,
+    "waymo": np.tanh,
+    "strength": lambda x: x,
+}
+
+
+@dataclass
+class Result:
+    """Per-point output: ``labels`` (N,) int64 train ids, ``probs`` (N, K) float32, ``class_names`` (K)."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+    class_names: list[str]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``: CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256sums(release_dir: str) -> None:
+    """Check every file listed in ``release_dir/SHA256SUMS``; raise ``CheckpointError`` naming a mismatch."""
+    sums = os.path.join(release_dir, "SHA256SUMS")
+    with open(sums, encoding="utf-8") as f:
+        for line in filter(str.strip, f):
+            digest, name = line.split(maxsplit=1)
+            path = os.path.join(release_dir, name.strip().lstrip("*"))
+            actual = sha256_file(path)
+            if actual != digest:
+                raise CheckpointError(f"{path}: SHA-256 {actual} differs from {digest} in {sums}")
+
+
+def load_model(cfg: Config, weight: str, device: torch.device) -> nn.Module:
+    """``build_model(cfg.model)`` with ``weight`` loaded strictly (float32, ``module.`` stripped), in eval mode."""
+    state = remap_state_dict(load_checkpoint(weight)["state_dict"], False)
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weight '{weight}' does not match the model of {cfg.filename}: {err}") from err
+    return model.to(device).eval()
+
+
+def _convention(cfg: Config, dataset: str | None) -> str:
+    if dataset is None:
+        type_ = cfg.data.val.get("type")
+        try:
+            dataset = getattr(DATASETS.get(type_), "dataset_name", None)
+        except KeyError:
+            dataset = None
+        if dataset not in INTENSITY_CONVERSIONS:
+            raise ValueError(f"Segmenter: cannot tell the intensity convention of data.val type {type_!r} in "
+                             f"{cfg.filename}; pass dataset= one of {sorted(INTENSITY_CONVERSIONS)}")
+    if dataset not in INTENSITY_CONVERSIONS:
+        raise ValueError(f"Segmenter: unknown dataset {dataset!r} (known: {sorted(INTENSITY_CONVERSIONS)})")
+    return dataset
+
+
+class Segmenter:
+    """A model with its config's validation pipeline and class names.
+
+    Args:
+        cfg: the model's config (``model``, ``data.val.transform``, ``data.names``/``names``).
+        model: the loaded model.
+        device: where ``model`` lives.
+    """
+
+    def __init__(self, cfg: Config, model: nn.Module, device: torch.device) -> None:
+        self.cfg, self.model, self.device = cfg, model.eval(), device
+        data = cfg.get("data") or {}
+        names = data.get("names") or cfg.get("names")
+        if not names:
+            raise KeyError(f"Segmenter: {cfg.filename} has neither data.names nor names")
+        self.class_names = [str(n) for n in names]
+        self.transform = Compose(data["val"]["transform"])
+
+    @classmethod
+    def from_checkpoint(cls, config: str | Config, weight: str, device: str | torch.device | None = None,
+                        options: dict | None = None) -> "Segmenter":
+        """A config file (or loaded Config) and a Pointcept checkpoint; ``options`` as ``--options``."""
+        cfg = config if isinstance(config, Config) else Config.fromfile(config)
+        if options:
+            cfg.merge_from_dict(options)
+        dev = resolve_device(device)
+        return cls(cfg, load_model(cfg, weight, dev), dev)
+
+    @classmethod
+    def from_release(cls, release_dir: str, device: str | torch.device | None = None, verify: bool = True,
+                     options: dict | None = None) -> "Segmenter":
+        """A release folder (``config.py``, ``model.pth``); ``verify`` checks ``SHA256SUMS`` first."""
+        if verify and os.path.isfile(os.path.join(release_dir, "SHA256SUMS")):
+            verify_sha256sums(release_dir)
+        return cls.from_checkpoint(os.path.join(release_dir, "config.py"),
+                                   os.path.join(release_dir, "model.pth"), device, options)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @torch.no_grad()
+    def predict(self, coord: np.ndarray, strength: np.ndarray) -> Result:
+        """Segment ``coord`` (N, 3) with ``strength`` (N,) or (N, 1) already in the dataset's convention."""
+        coord = np.ascontiguousarray(coord, dtype=np.float32)
+        n = len(coord)
+        sample = {"coord": coord, "strength": np.asarray(strength, dtype=np.float32).reshape(n, 1),
+                  "segment": np.full(n, -1, dtype=np.int64)}
+        data = self.transform(sample, np.random.default_rng(0))
+        if "inverse" not in data:
+            raise KeyError(f"Segmenter: data.val.transform of {self.cfg.filename} yields no 'inverse' "
+                           f"(use GridSample(return_inverse=True) and Collect it)")
+        inverse = torch.as_tensor(data["inverse"]).long()
+        batch = collate_fn([data])
+        for key in ("segment", "origin_segment", "inverse"):
+            batch.pop(key, None)
+        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        probs = F.softmax(self.model(batch)["seg_logits"].float(), dim=-1).cpu()[inverse]  # (N, K)
+        return Result(labels=probs.argmax(1).numpy().astype(np.int64), probs=probs.numpy(),
+                      class_names=list(self.class_names))
+
+    def __call__(self, points: np.ndarray, dataset: str | None = None) -> Result:
+        """Segment ``points`` (N, 4): x, y, z, raw intensity (see the module docstring)."""
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] < 4:
+            raise ValueError(f"Segmenter: points must be (N, 4) x, y, z, intensity; got {points.shape}")
+        convert = INTENSITY_CONVERSIONS[_convention(self.cfg, dataset)]
+        return self.predict(points[:, :3], convert(points[:, 3].astype(np.float32)))
+
+    def __repr__(self) -> str:
+        return f"Segmenter({self.cfg.filename}, {self.num_classes} classes, {self.device})"
+
+    def to(self, device: str | torch.device) -> "Segmenter":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self

@@ -1,0 +1,126 @@
+"""pointcept_distill.inference: Segmenter on raw simulator scans, against the dataset path and a release."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import pointcept_distill.data  # noqa: F401
+from pointcept_distill.data import NUSCENES_NAMES, build_dataset, collate_fn
+from pointcept_distill.data.simulator import generate
+from pointcept_distill.data.transforms import Compose
+from pointcept_distill.engine.checkpoint import CheckpointError
+from pointcept_distill.inference import Segmenter
+from pointcept_distill.models import build_model
+from pointcept_distill.utils.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+TINY = {"seed": 0, "enable_amp": False, "model.backbone_out_channels": 16,
+        "model.backbone.enc_depths": (1, 1, 1, 1, 1), "model.backbone.enc_channels": (8, 8, 16, 16, 32),
+        "model.backbone.enc_num_head": (1, 1, 2, 2, 4), "model.backbone.enc_patch_size": (64,) * 5,
+        "model.backbone.dec_depths": (1, 1, 1, 1), "model.backbone.dec_channels": (16, 8, 16, 16),
+        "model.backbone.dec_num_head": (2, 1, 2, 2), "model.backbone.dec_patch_size": (64,) * 4}
+
+
+def tiny_config(dataset: str, data_root: str) -> Config:
+    """The dataset's base config with a tiny PT-v3m1, its data at ``data_root`` and 2 test-time views."""
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", dataset, "semseg-pt-v3m1-0-base.py"))
+    cfg.merge_from_dict({**TINY, **{f"data.{s}.data_root": data_root for s in ("train", "val", "test")}})
+    cfg.data.test.test_cfg.aug_transform = cfg.data.test.test_cfg.aug_transform[:2]
+    return cfg
+
+
+def tiny_checkpoint(tmp_path, dataset: str = "nuscenes") -> tuple[str, str, str]:
+    """(config.py, weight, data_root): a tiny config with random weights and one simulated val frame."""
+    data_root = str(tmp_path / "data" / dataset)
+    generate(dataset, data_root, 0, 1, seed=1, scale=0.1)
+    cfg = tiny_config(dataset, data_root)
+    config = str(tmp_path / f"{dataset}.py")
+    cfg.dump(config)
+    torch.manual_seed(0)
+    weight = str(tmp_path / f"{dataset}.pth")
+    torch.save({"state_dict": build_model(cfg.model).state_dict()}, weight)
+    return config, weight, data_root
+
+
+@pytest.fixture(scope="module")
+def nuscenes(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("inf"))
+
+
+def raw_scan(data_root: str) -> np.ndarray:
+    folder = os.path.join(data_root, "raw", "samples", "LIDAR_TOP")
+    name = sorted(os.listdir(folder))[0]
+    return np.fromfile(os.path.join(folder, name), dtype=np.float32).reshape(-1, 5)[:, :4]
+
+
+def test_raw_scan_matches_the_dataset_pipeline(nuscenes):
+    config, weight, data_root = nuscenes
+    seg = Segmenter.from_checkpoint(config, weight, device="cpu")
+    points = raw_scan(data_root)
+    result = seg(points)
+    n = len(points)
+    assert result.labels.shape == (n,) and result.probs.shape == (n, len(NUSCENES_NAMES))
+    assert result.class_names == list(NUSCENES_NAMES)
+    np.testing.assert_allclose(result.probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_array_equal(result.labels, result.probs.argmax(1))
+
+    # the dataset's sample (intensity / 255) through the same val pipeline, scored voxel by voxel
+    cfg = Config.fromfile(config)
+    sample = build_dataset(cfg.data.val).get_data(0)
+    np.testing.assert_allclose(sample["coord"], points[:, :3])
+    data = Compose(cfg.data.val.transform)(sample, np.random.default_rng(0))
+    batch = collate_fn([data])
+    with torch.no_grad():
+        logits = seg.model({k: batch[k] for k in ("coord", "grid_coord", "feat", "offset")})["seg_logits"]
+    expected = torch.softmax(logits, 1)[batch["inverse"]].numpy()
+    np.testing.assert_allclose(result.probs, expected, atol=1e-6)
+
+    unscaled = seg(points, dataset="strength")  # the raw 0-255 value fed as is: a different input
+    assert not np.allclose(unscaled.probs, result.probs, atol=1e-4)
+
+
+@pytest.mark.parametrize("dataset, convert", [("semantic_kitti", lambda x: x), ("waymo", np.tanh)])
+def test_intensity_convention_follows_the_config(tmp_path, dataset, convert):
+    config, weight, _ = tiny_checkpoint(tmp_path, dataset)
+    seg = Segmenter.from_checkpoint(config, weight)
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(-20, 20, (500, 3)), rng.uniform(0, 2, (500, 1))], 1).astype(np.float32)
+    points[:, 2] /= 10
+    result = seg(points)
+    direct = seg.predict(points[:, :3], convert(points[:, 3]))
+    np.testing.assert_allclose(result.probs, direct.probs, atol=1e-6)
+    assert len(result.class_names) == result.probs.shape[1] == seg.cfg.data.num_classes
+
+
+def test_from_release_and_errors(nuscenes, tmp_path):
+    config, weight, data_root = nuscenes
+    spec = importlib.util.spec_from_file_location("tool_release", os.path.join(ROOT, "tools", "release.py"))
+    release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release)
+    exp = tmp_path / "exp" / "nuscenes" / "tiny"
+    (exp / "model").mkdir(parents=True)
+    os.symlink(config, exp / "config.py")
+    os.symlink(weight, exp / "model" / "model_best.pth")
+    out = str(tmp_path / "release")
+    release.make_release(str(exp), out, latency_runs=0)
+
+    points = raw_scan(data_root)
+    from_release = Segmenter.from_release(out, device="cpu")(points)
+    from_ckpt = Segmenter.from_checkpoint(config, weight, device="cpu")(points)
+    np.testing.assert_array_equal(from_release.labels, from_ckpt.labels)
+    np.testing.assert_allclose(from_release.probs, from_ckpt.probs, atol=1e-6)
+
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        Segmenter.from_release(out)(points[:, :3])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        Segmenter.from_release(out)(points, dataset="kitti360")
+    with open(os.path.join(out, "model.pth"), "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(CheckpointError, match="model.pth"):
+        Segmenter.from_release(out)

@@ -1,0 +1,163 @@
+"""tools/release.py: a release of a tiny random PT-v3m1 on simulator frames loads strictly and reproduces its metrics."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import pointcept_distill.data  # noqa: F401
+import pointcept_distill.models  # noqa: F401
+from pointcept_distill.data.simulator import generate
+from pointcept_distill.engine import SemSegTester
+from pointcept_distill.engine.checkpoint import CheckpointError
+from pointcept_distill.inference import sha256_file
+from pointcept_distill.models import build_model
+from pointcept_distill.utils.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+TINY = {"seed": 0, "enable_amp": False, "model.backbone_out_channels": 16,
+        "model.backbone.enc_depths": (1, 1, 1, 1, 1), "model.backbone.enc_channels": (8, 8, 16, 16, 32),
+        "model.backbone.enc_num_head": (1, 1, 2, 2, 4), "model.backbone.enc_patch_size": (64,) * 5,
+        "model.backbone.dec_depths": (1, 1, 1, 1), "model.backbone.dec_channels": (16, 8, 16, 16),
+        "model.backbone.dec_num_head": (2, 1, 2, 2), "model.backbone.dec_patch_size": (64,) * 4}
+
+
+def tiny_config(dataset: str, data_root: str) -> Config:
+    """The dataset's base config with a tiny PT-v3m1, its data at ``data_root`` and 2 test-time views."""
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", dataset, "semseg-pt-v3m1-0-base.py"))
+    cfg.merge_from_dict({**TINY, **{f"data.{s}.data_root": data_root for s in ("train", "val", "test")}})
+    cfg.data.test.test_cfg.aug_transform = cfg.data.test.test_cfg.aug_transform[:2]
+    return cfg
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+release = load_tool("release")
+
+
+def make_tiny_exp(root, seed: int = 0) -> str:
+    """exp/nuscenes/tiny: a tiny config on 1 simulated val frame, random weights saved as a
+    DDP-trained checkpoint (``module.`` keys, optimizer) with a stray teacher key."""
+    data_root = os.path.join(root, "data", "nuscenes")
+    generate("nuscenes", data_root, 1, 1, seed=0, scale=0.1)
+    exp = os.path.join(root, "exp", "nuscenes", "tiny")
+    os.makedirs(os.path.join(exp, "model"))
+    cfg = tiny_config("nuscenes", data_root)
+    cfg.save_path = exp
+    cfg.dump(os.path.join(exp, "config.py"))
+    torch.manual_seed(seed)
+    model = build_model(cfg.model)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state}, os.path.join(exp, "model", "model_last.pth"))  # what the tester loads
+    state["teacher.seg_head.weight"] = torch.zeros(1)
+    torch.save({"epoch": 2, "state_dict": state, "optimizer": {"state": {}}, "best_metric_value": 0.1},
+               os.path.join(exp, "model", "model_best.pth"))
+    return exp
+
+
+def run_tester(exp: str, single_pass: bool) -> dict:
+    cfg = Config.fromfile(os.path.join(exp, "config.py"))
+    cfg.merge_from_dict(dict(weight=os.path.join(exp, "model", "model_last.pth"), num_worker_per_gpu=0))
+    summary = SemSegTester(cfg, single_pass=single_pass).test()
+    release._close_file_handlers(exp)
+    return summary
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tmp_path_factory) -> tuple[str, dict, dict]:
+    exp = make_tiny_exp(str(tmp_path_factory.mktemp("rel")))
+    single = run_tester(exp, single_pass=True)
+    os.replace(os.path.join(exp, "result", "summary.json"), os.path.join(exp, "result", "summary_single.json"))
+    tta = run_tester(exp, single_pass=False)
+    return exp, single, tta
+
+
+def test_release_files_weights_and_metrics(tiny_exp, tmp_path):
+    exp, single, tta = tiny_exp
+    out = str(tmp_path / "tiny")
+    info = release.make_release(exp, out, half=True, latency_runs=1, device="cpu")
+    assert sorted(os.listdir(out)) == ["README.md", "SHA256SUMS", "config.py", "metrics.json", "model.pth",
+                                       "model_fp16.pth"]
+    ckpt = torch.load(os.path.join(out, "model.pth"), map_location="cpu", weights_only=True)
+    assert list(ckpt) == ["state_dict"]
+    state = ckpt["state_dict"]
+    assert not any(k.startswith(("module.", "teacher.")) for k in state)
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    half = torch.load(os.path.join(out, "model_fp16.pth"), map_location="cpu", weights_only=True)["state_dict"]
+    assert half.keys() == state.keys() and half["seg_head.weight"].dtype == torch.float16
+
+    cfg = Config.fromfile(os.path.join(out, "config.py"))
+    model = build_model(cfg.model)
+    model.load_state_dict(state, strict=True)
+    assert info["params"] == sum(p.numel() for p in model.parameters())
+
+    recorded = json.loads(open(os.path.join(out, "metrics.json")).read())
+    assert recorded["metrics"]["single_pass"]["mIoU"] == pytest.approx(single["mIoU"])
+    assert recorded["metrics"]["tta"]["iou_per_class"] == pytest.approx(tta["iou_per_class"])
+    assert recorded["metrics"]["tta"]["views"] == 2 and recorded["source"]["epoch"] == 2
+    assert recorded["latency"]["ms_median"] > 0 and recorded["latency"]["device"].startswith("CPU")
+
+    sums = dict(reversed(line.split()) for line in open(os.path.join(out, "SHA256SUMS")))
+    assert set(sums) == set(os.listdir(out)) - {"SHA256SUMS"}
+    assert all(sha256_file(os.path.join(out, name)) == digest for name, digest in sums.items())
+    card = open(os.path.join(out, "README.md")).read()
+    assert f"{100 * single['mIoU']:.2f}" in card and "weight=model.pth" in card and "vegetation" in card
+
+    reproduced = release.verify_release(out)
+    assert reproduced["single_pass"]["mIoU"] == pytest.approx(single["mIoU"], abs=1e-9)
+    assert reproduced["tta"]["mIoU"] == pytest.approx(tta["mIoU"], abs=1e-9)
+
+
+def test_evaluate_matches_exp_results_and_verify_catches_tampering(tiny_exp, tmp_path):
+    exp, single, tta = tiny_exp
+    out = str(tmp_path / "evaluated")
+    info = release.make_release(exp, out, evaluate_now=True, latency_runs=0)
+    assert info["latency"] is None and "model_fp16.pth" not in os.listdir(out)
+    assert info["metrics"]["single_pass"]["iou_per_class"] == pytest.approx(single["iou_per_class"])
+    assert info["metrics"]["tta"]["mIoU"] == pytest.approx(tta["mIoU"])
+
+    tampered = str(tmp_path / "tampered")
+    shutil.copytree(out, tampered)
+    metrics = json.loads(open(os.path.join(tampered, "metrics.json")).read())
+    metrics["metrics"]["single_pass"]["mIoU"] += 0.01
+    with open(os.path.join(tampered, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+    with pytest.raises(CheckpointError, match="metrics.json"):
+        release.verify_release(tampered)
+    release.write_sha256sums(tampered)
+    with pytest.raises(release.ReleaseMismatch, match="single_pass"):
+        release.verify_release(tampered)
+
+
+def test_model_zoo_rows(tiny_exp, tmp_path):
+    exp, single, _ = tiny_exp
+    out = str(tmp_path / "releases" / "tiny")
+    release.make_release(exp, out, latency_runs=0, name="tiny-student")
+    zoo = str(tmp_path / "MODEL_ZOO.md")
+    with open(zoo, "w") as f:
+        f.write("# Zoo\n")
+    release.update_model_zoo(zoo, out)
+    release.update_model_zoo(zoo, out)
+    text = open(zoo).read()
+    rows = [line for line in text.splitlines() if line.startswith("| tiny-student |")]
+    assert len(rows) == 1 and f"{100 * single['mIoU']:.2f}" in rows[0] and "`releases/tiny`" in rows[0]
+    assert text.startswith("# Zoo") and sha256_file(os.path.join(out, "model.pth"))[:12] in rows[0]
+
+
+def test_rejects_weights_of_another_model(tiny_exp, tmp_path):
+    exp, _, _ = tiny_exp
+    bad = str(tmp_path / "bad.pth")
+    torch.save({"state_dict": {"seg_head.weight": torch.zeros(3, 3)}}, bad)
+    with pytest.raises(CheckpointError, match="strictly"):
+        release.make_release(exp, str(tmp_path / "out"), weight=bad, latency_runs=0)
