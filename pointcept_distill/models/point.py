@@ -35,8 +35,9 @@ class Point(dict):
     Key set by ``sparsify``: ``sparse_conv_feat`` (``SparseConvTensor``; its ``indice_dict`` caches the kernel
     maps of the stage under their ``indice_key``: "stem", "stage0", ...).
     Keys set by PT-v3m1: ``attn_windows`` (the stage's attention window partition, ``WindowPartition``),
-    ``pooling_parent`` / ``pooling_inverse`` on a pooled stage (removed again by unpooling), and on the
-    backbone's output ``bottleneck`` (the deepest encoder stage's Point, see ``PointTransformerV3``).
+    ``pooling_parent`` / ``pooling_inverse`` on a pooled stage (removed again by unpooling; a traceable
+    unpooling leaves ``unpooling_parent``), and on the backbone's output ``bottleneck`` (the deepest encoder
+    stage's Point, see ``PointTransformerV3``).
 
     A missing attribute raises ``AttributeError`` (upstream's addict returns an empty dict instead); use
     ``"key" in point`` to test for a key.

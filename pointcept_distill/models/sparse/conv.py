@@ -126,9 +126,8 @@ class SubMConv3d(nn.Module):
                 layer = spconv.SubMConv3d(self.in_channels, self.out_channels, self.kernel_size, bias=False,
                                           indice_key=self.indice_key)
             self.__dict__["_spconv_layer"] = layer
-        dtype = x.features.dtype
-        if torch.is_autocast_enabled("cuda"):
-            dtype = torch.get_autocast_dtype("cuda")
+        autocast = torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda") if autocast else x.features.dtype
         if dtype == torch.bfloat16:
             dtype = torch.float16
         with torch.autocast("cuda", enabled=False):
@@ -143,7 +142,8 @@ class SubMConv3d(nn.Module):
         if self.indice_key is not None and self.indice_key in out.indice_dict:
             x.indice_dict.setdefault(self.indice_key, ("spconv", self.kernel_size,
                                                        out.indice_dict[self.indice_key]))
-        return out.features
+        # under autocast the float16 result flows on; outside it, a bfloat16 model gets bfloat16 back
+        return out.features if autocast else out.features.to(x.features.dtype)
 
     def _spconv_indices(self, x: SparseConvTensor) -> dict[str, Any]:
         """spconv's own view of the cache: its pair data for the keys built by spconv."""
