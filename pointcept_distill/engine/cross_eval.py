@@ -15,13 +15,13 @@ The target's standard pipeline is used (``data/pipelines.py``): its validation p
     sh scripts/test.sh -d nuscenes -n sim-tiny -- test.type=CrossDatasetTester test.target=waymo \
         test.target_root=data/sim/waymo [test.single_pass=True]
 
-writes ``<save_path>/result/cross_<model>_to_<target>_<mode>.json``.
+writes ``<save_path>/result/cross_<model>[-<head>]_to_<target>_<mode>.json``.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ from ..utils import comm
 from ..utils.misc import intersection_and_union, semseg_metrics
 from .test import TESTERS, SemSegTester
 
-__all__ = ["CrossDatasetTester", "model_output_space"]
+__all__ = ["CrossDatasetTester", "model_output_space", "cross_eval_table", "markdown_summary",
+           "parse_roots"]
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -54,7 +55,7 @@ def model_output_space(cfg: Any, target: str, source: str | None = None,
                            f"pass test.head=<one of them>")
         i = names.index(head)
         start = sum(sizes[:i])
-        return dict(name=f"joint-heads[{head}]", lut=common_lookup(head), classes=common_classes(head),
+        return dict(name="joint-heads", head=head, lut=common_lookup(head), classes=common_classes(head),
                     head_index=i, slice=slice(start, start + sizes[i]))
     if cfg.data.get("label_space") == "common":
         datasets = list(cfg.data.get("datasets") or DATASET_TYPES)
@@ -153,7 +154,8 @@ class CrossDatasetTester(SemSegTester):
                                f"{self.target} scans")
         metrics = semseg_metrics(inter[shared], union[shared], target[shared])
         mode = "single_pass" if self.single_pass else "tta"
-        summary = dict(model=self.space["name"], target=self.target, mode=mode, num_scans=len(records),
+        summary = dict(model=self.space["name"], head=self.space.get("head"), target=self.target, mode=mode,
+                       num_scans=len(records),
                        weight=self.cfg.get("weight"), mIoU=metrics["mIoU"], mAcc=metrics["mAcc"],
                        allAcc=metrics["allAcc"], shared_classes=[COMMON_NAMES[c] for c in shared],
                        absent_classes=[COMMON_NAMES[c] for c in both if c not in shared],
@@ -162,11 +164,58 @@ class CrossDatasetTester(SemSegTester):
                          f"over {len(shared)} shared classes")
         for name, iou in summary["iou_per_class"].items():
             self.logger.info(f"  {name}: iou {iou:.4f}")
-        path = os.path.join(self.cfg.save_path, "result",
-                            f"cross_{summary['model']}_to_{self.target}_{mode}.json".replace("[", "-").replace("]", ""))
+        head = f"-{summary['head']}" if summary["head"] else ""
+        path = os.path.join(self.cfg.save_path, "result", f"cross_{summary['model']}{head}_to_{self.target}_{mode}.json")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(f"{path}.tmp", "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         os.replace(f"{path}.tmp", path)
         summary["path"] = path
         return summary
+
+
+def cross_eval_table(cfg: Any, roots: Mapping[str, str], modes: Sequence[str] = ("single_pass", "tta"),
+                     model: nn.Module | None = None, **tester_kwargs: Any) -> list[dict]:
+    """``CrossDatasetTester`` summaries of one model (``cfg.weight``, loaded once, or ``model``) on every
+    dataset of ``roots`` (name -> data root) in every mode ("single_pass", "tta")."""
+    unknown = set(modes) - {"single_pass", "tta"}
+    if unknown:
+        raise ValueError(f"cross_eval_table: unknown modes {sorted(unknown)} (single_pass, tta)")
+    summaries = []
+    for target, root in roots.items():
+        for mode in modes:
+            tester = CrossDatasetTester(cfg, target=target, target_root=root, model=model,
+                                        single_pass=mode == "single_pass", **tester_kwargs)
+            model = tester.model
+            summaries.append(tester.test())
+    return summaries
+
+
+def markdown_summary(summaries: Sequence[dict]) -> str:
+    """Two markdown tables: mIoU per target and mode, then IoU per common class ("-": not shared)."""
+    targets = list(dict.fromkeys(s["target"] for s in summaries))
+    modes = list(dict.fromkeys(s["mode"] for s in summaries))
+    by = {(s["target"], s["mode"]): s for s in summaries}
+    model = summaries[0]["model"] if summaries else "?"
+    lines = [f"| {model} -> target | shared classes | " + " | ".join(f"mIoU ({m})" for m in modes) + " |",
+             "|---|---|" + "---|" * len(modes)]
+    for t in targets:
+        first = next(by[(t, m)] for m in modes if (t, m) in by)
+        cells = [f"{100 * by[(t, m)]['mIoU']:.1f}" if (t, m) in by else "-" for m in modes]
+        lines.append(f"| {t} | {len(first['shared_classes'])} | " + " | ".join(cells) + " |")
+    lines += ["", "| target | mode | " + " | ".join(COMMON_NAMES) + " |", "|---|---|" + "---|" * len(COMMON_NAMES)]
+    for s in summaries:
+        cells = [f"{100 * s['iou_per_class'][c]:.1f}" if c in s["iou_per_class"] else "-" for c in COMMON_NAMES]
+        lines.append(f"| {s['target']} | {s['mode']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_roots(items: Sequence[str]) -> dict[str, str]:
+    """Command-line ``["name=dir", ...]`` -> ``{name: dir}`` in order."""
+    roots = {}
+    for item in items:
+        name, sep, root = item.partition("=")
+        if not sep or not name or not root:
+            raise ValueError(f"parse_roots: expected NAME=DATA_ROOT, got {item!r}")
+        roots[name] = root
+    return roots

@@ -94,7 +94,7 @@ def test_output_space_of_each_model_kind(tmp_path):
     assert native["name"] == "nuscenes" and native["classes"] == common_classes("nuscenes")
     heads = model_output_space(_cfg(tmp_path, type="MultiHeadSegmentor", num_classes=[16, 19, 22],
                                     head_names=DATASETS), "semantic_kitti")
-    assert heads["slice"] == slice(16, 35) and heads["head_index"] == 1
+    assert heads["slice"] == slice(16, 35) and heads["head_index"] == 1 and heads["head"] == "semantic_kitti"
     with pytest.raises(KeyError, match="no head 'waymo'"):
         model_output_space(_cfg(tmp_path, type="MultiHeadSegmentor", num_classes=[16], head_names=["nuscenes"]),
                            "waymo")
