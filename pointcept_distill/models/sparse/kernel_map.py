@@ -18,6 +18,18 @@ def kernel_offsets(kernel_size: int, device: torch.device | None = None) -> Tens
     return torch.cartesian_prod(r, r, r).reshape(-1, 3)
 
 
+_SHIFTS: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _key_shifts(kernel_size: int, device: torch.device) -> Tensor:
+    """(K,) change of the packed key for each offset, built once per kernel size and device."""
+    if (kernel_size, device) not in _SHIFTS:
+        offsets = kernel_offsets(kernel_size, device)
+        _SHIFTS[kernel_size, device] = ((offsets[:, 0] << (2 * AXIS_BITS)) + (offsets[:, 1] << AXIS_BITS)
+                                        + offsets[:, 2])
+    return _SHIFTS[kernel_size, device]
+
+
 def _pack(indices: Tensor) -> Tensor:
     """Pack (N, 4) ``(batch, x, y, z)`` into one int64 key per voxel (coordinates shifted by the margin)."""
     idx = indices.long()
@@ -43,9 +55,7 @@ def build_kernel_map(indices: Tensor, kernel_size: int) -> Tensor:
     n = indices.shape[0]
     keys = _pack(indices)                                               # (N,)
     sorted_keys, perm = torch.sort(keys)
-    offsets = kernel_offsets(kernel_size, indices.device)              # (K, 3)
-    shift = (offsets[:, 0] << (2 * AXIS_BITS)) + (offsets[:, 1] << AXIS_BITS) + offsets[:, 2]
-    query = keys.unsqueeze(0) + shift.unsqueeze(1)                     # (K, N)
+    query = keys.unsqueeze(0) + _key_shifts(kernel_size, indices.device).unsqueeze(1)   # (K, N)
     pos = torch.searchsorted(sorted_keys, query).clamp_(max=max(n - 1, 0))
     found = sorted_keys[pos] == query
     return torch.where(found, perm[pos], torch.full_like(pos, n))
