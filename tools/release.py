@@ -123,8 +123,8 @@ def evaluate(cfg: Config, weight: str, modes: Iterable[str] = ("single_pass", "t
             os.makedirs(run.save_path)
             tester = SemSegTester(run, single_pass=mode == "single_pass")
             summary = tester.test()
-            out[mode] = _tidy(summary, f"SemSegTester ({'single_pass' if mode == 'single_pass' else 'fragment_voting'}) "
-                                       f"on the released model.pth", cfg)
+            tester_mode = "single_pass" if mode == "single_pass" else "fragment_voting"
+            out[mode] = _tidy(summary, f"SemSegTester ({tester_mode}) on the released model.pth", cfg)
         _close_file_handlers(scratch)
     return out
 

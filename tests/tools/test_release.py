@@ -1,4 +1,5 @@
-"""tools/release.py: a release of a tiny random PT-v3m1 on simulator frames loads strictly and reproduces its metrics."""
+"""tools/release.py: a release of a tiny random PT-v3m1 on simulator frames loads strictly and reproduces
+its metrics."""
 from __future__ import annotations
 
 import importlib.util
