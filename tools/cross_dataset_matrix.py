@@ -135,19 +135,25 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"cross_dataset_matrix: no --root for {missing}")
     modes = ["single_pass"] + (["tta"] if args.tta else [])
     results: dict[str, dict] = {"teacher": {}} if args.no_distill else {"teacher": {}, "student": {}}
+    stages: dict[str, float] = {}
     for source in args.sources:
         folder = os.path.join(args.out, source)
-        cfg = load_config(source, "semseg-pt-v3m1", os.path.join(folder, "teacher"), args, roots)
-        teacher = train(cfg)
-        results["teacher"][source] = evaluate(cfg, teacher, roots, args.targets, modes)
-        if not args.no_distill:
-            cfg = load_config(source, "distill-ptv3", os.path.join(folder, "student"), args, roots, teacher)
-            student = train(cfg)
-            results["student"][source] = evaluate(cfg, student, roots, args.targets, modes)
+        kinds = [("teacher", "semseg-pt-v3m1")] + ([] if args.no_distill else [("student", "distill-ptv3")])
+        teacher = None
+        for kind, config in kinds:
+            tick = time.perf_counter()
+            cfg = load_config(source, config, os.path.join(folder, kind), args, roots, teacher)
+            weight = train(cfg)
+            results[kind][source] = evaluate(cfg, weight, roots, args.targets, modes)
+            teacher = weight
+            stages[f"{source}/{kind}"] = time.perf_counter() - tick
+            print(f"[cross_dataset_matrix] {source} {kind}: trained and evaluated in {stages[f'{source}/{kind}']:.1f} s "
+                  f"({time.perf_counter() - start:.1f} s so far)", flush=True)
     table = markdown(results, args.targets, modes)
     print(table)
     os.makedirs(args.out, exist_ok=True)
-    report = dict(results=results, settings=vars(args), roots=roots, seconds=time.perf_counter() - start)
+    report = dict(results=results, settings=vars(args), roots=roots, seconds=time.perf_counter() - start,
+                  seconds_per_stage=stages)
     with open(os.path.join(args.out, "matrix.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(args.out, "matrix.md"), "w", encoding="utf-8") as f:

@@ -123,3 +123,15 @@ def test_cross_dataset_iou_of_a_constant_prediction(tmp_path, sim_roots, single_
     with open(summary["path"], encoding="utf-8") as f:
         assert json.load(f)["mode"] == ("single_pass" if single_pass else "tta")
     assert os.path.basename(summary["path"]).startswith("cross_nuscenes_to_semantic_kitti")
+
+
+def test_markdown_summary_and_roots():
+    from pointcept_distill.engine.cross_eval import markdown_summary, parse_roots
+    assert parse_roots(["a=x", "b=y/z"]) == {"a": "x", "b": "y/z"}
+    with pytest.raises(ValueError, match="NAME=DATA_ROOT"):
+        parse_roots(["a"])
+    summaries = [dict(model="nuscenes", target="waymo", mode=m, mIoU=v, shared_classes=["car", "road"],
+                      iou_per_class={"car": v, "road": v}) for m, v in (("single_pass", 0.25), ("tta", 0.5))]
+    table = markdown_summary(summaries).splitlines()
+    assert table[2] == "| waymo | 2 | 25.0 | 50.0 |"
+    assert table[-1].startswith("| waymo | tta | 50.0 | - |")
