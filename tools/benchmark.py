@@ -405,6 +405,18 @@ def bench_model(config: str, batches: dict[int, dict], device: torch.device, arg
     return result
 
 
+def save(report: dict[str, Any], args: argparse.Namespace) -> str:
+    """Write ``--json`` and ``--markdown`` (if given); returns the markdown."""
+    text = markdown(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads:
@@ -417,19 +429,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
     for config in args.config:
         report["models"].append(bench_model(config, batches, device, args))
+        save(report, args)                      # partial results survive a run cut short
     if not args.no_train:
         report["train_config"] = args.distill_config
         cfg = Config.fromfile(os.path.join(ROOT, args.distill_config))
         torch.manual_seed(args.seed)
         report["train"] = bench_train(cfg, {b: all_batches[b] for b in args.train_batch_list}, device, args)
-    text = markdown(report)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    print(save(report, args))
     return report
 
 
