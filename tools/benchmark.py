@@ -34,7 +34,7 @@ import platform
 import shlex
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -91,34 +91,46 @@ def sync(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------------------------- inference
-def inference_model(model: nn.Module, dtype_name: str) -> tuple[nn.Module, torch.dtype | None, torch.dtype | None]:
-    """(model to run, autocast dtype, input feature dtype) for a ``--dtypes`` entry."""
+@contextlib.contextmanager
+def inference_model(model: nn.Module, dtype_name: str) -> Iterator[tuple[nn.Module, Any, Any]]:
+    """(model to run, autocast dtype, input feature dtype) for a ``--dtypes`` entry.
+
+    A cast entry runs a cast copy while the original waits on the CPU, so peak memory counts one model.
+    """
     dtype, cast = DTYPES[dtype_name]
-    if cast:
-        return copy.deepcopy(model).to(dtype), None, dtype
-    return model, dtype, None
+    if not cast:
+        yield model, dtype, None
+        return
+    device = next(model.parameters()).device
+    model.cpu()
+    try:
+        yield copy.deepcopy(model).to(device=device, dtype=dtype), None, dtype
+    finally:
+        model.to(device)
 
 
 def bench_inference(model: nn.Module, batches: dict[int, dict], device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> list[dict]:
-    run_model, amp, feat_dtype = inference_model(model, dtype_name)
-    rows = []
-    for b, batch in batches.items():
-        row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batch["offset"][-1])}
-        inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+    with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
+        return [_inference_row(run_model, amp, feat_dtype, b, batch, device, dtype_name, args)
+                for b, batch in batches.items()]
 
-        def forward() -> None:
-            with torch.inference_mode(), autocast(device, amp):
-                run_model(inputs)
-        try:
-            latency = measure(forward, device, args.warmup, args.repeats)
-            row.update(latency.as_dict(), ms_per_scan=latency.median_ms / b,
-                       peak_mib=peak_memory_mib(forward, device))
-        except Exception as exc:  # a dtype the kernels do not support: record it, go on
-            row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-        rows.append(row)
-        print(f"  infer {dtype_name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
-    return rows
+
+def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batch: dict, device: torch.device,
+                   dtype_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batch["offset"][-1])}
+    inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast(device, amp):
+            run_model(inputs)
+    try:
+        latency = measure(forward, device, args.warmup, args.repeats)
+        row.update(latency.as_dict(), ms_per_scan=latency.median_ms / b, peak_mib=peak_memory_mib(forward, device))
+    except Exception as exc:  # a dtype the kernels do not support: record it, go on
+        row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    print(f"  infer {dtype_name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
+    return row
 
 
 def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, Any, str]]]:
@@ -148,12 +160,17 @@ def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], li
 def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> dict[str, Any]:
     """Per-component self time (ms per forward) of ``--profile-runs`` profiled forwards."""
-    run_model, amp, feat_dtype = inference_model(model, dtype_name)
-    inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+    with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
+        inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
 
-    def forward() -> None:
-        with torch.inference_mode(), autocast(device, amp):
-            run_model(inputs)
+        def forward() -> None:
+            with torch.inference_mode(), autocast(device, amp):
+                run_model(inputs)
+        return _profile(run_model, forward, batch, device, dtype_name, args)
+
+
+def _profile(run_model: nn.Module, forward: Callable[[], None], batch: dict, device: torch.device, dtype_name: str,
+             args: argparse.Namespace) -> dict[str, Any]:
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)

@@ -1,6 +1,7 @@
 """tools/benchmark.py --quick on the CPU: the report's fields, parameter counts and breakdown ranges."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -121,3 +122,31 @@ def test_measure_counts_runs():
     assert len(calls) == 7 and len(latency.times_ms) == 5 and latency.median_ms >= 0
     with pytest.raises(ValueError):
         measure(lambda: None, torch.device("cpu"), warmup=0, repeats=0)
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(ROOT, "tools", "benchmark.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cast_dtype_runs_a_copy_and_restores_the_model():
+    bench = _load_benchmark()
+    model = nn.Linear(4, 4)
+    with bench.inference_model(model, "bf16-cast") as (run_model, amp, feat_dtype):
+        assert run_model is not model and run_model.weight.dtype == torch.bfloat16
+        assert amp is None and feat_dtype == torch.bfloat16
+    assert model.weight.dtype == torch.float32
+    with bench.inference_model(model, "fp16") as (run_model, amp, feat_dtype):
+        assert run_model is model and amp == torch.float16 and feat_dtype is None
+
+
+def test_train_variants_switch_each_loss_off():
+    bench = _load_benchmark()
+    losses = {"logit_kd": "L", "grad_kd": "G", "topo_kd": None}
+    variants = dict(bench.train_variants(losses))
+    assert variants["distill"] == {"logit_kd": "L", "grad_kd": "G"}
+    assert variants["distill - grad_kd"] == {"logit_kd": "L", "grad_kd": None}
+    assert set(variants) == {"distill", "distill - logit_kd", "distill - grad_kd", "teacher only"}
+    assert all(v is None for v in variants["teacher only"].values())
