@@ -128,7 +128,11 @@ class Segmenter:
         if not names:
             raise KeyError(f"Segmenter: {cfg.filename} has neither data.names nor names")
         self.class_names = [str(n) for n in names]
-        self.transform = Compose(data["val"]["transform"])
+        transform = (data.get("val") or {}).get("transform")
+        if transform is None:
+            raise KeyError(f"Segmenter: {cfg.filename} has no data.val.transform (one dataset's validation "
+                           f"pipeline; a ConcatDataset of several is not supported)")
+        self.transform = Compose(transform)
 
     @classmethod
     def from_checkpoint(cls, config: str | Config, weight: str, device: str | torch.device | None = None,

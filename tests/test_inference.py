@@ -120,6 +120,10 @@ def test_from_release_and_errors(nuscenes, tmp_path):
         Segmenter.from_release(out)(points[:, :3])
     with pytest.raises(ValueError, match="unknown dataset"):
         Segmenter.from_release(out)(points, dataset="kitti360")
+    joint = Config.fromfile(config)
+    joint.data.val = dict(type="ConcatDataset", datasets=[joint.data.val])
+    with pytest.raises(KeyError, match="data.val.transform"):
+        Segmenter(joint, build_model(joint.model), torch.device("cpu"))
     with open(os.path.join(out, "model.pth"), "ab") as f:
         f.write(b"\0")
     with pytest.raises(CheckpointError, match="model.pth"):

@@ -34,7 +34,7 @@ import torch
 import pointcept_distill
 import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
 import pointcept_distill.models  # noqa: F401  (registers models and losses)
-from pointcept_distill.data import build_dataset, collate_fn
+from pointcept_distill.data import DATASETS, build_dataset, collate_fn
 from pointcept_distill.engine import SemSegTester
 from pointcept_distill.engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
 from pointcept_distill.inference import load_model, resolve_device, sha256_file, verify_sha256sums
@@ -79,7 +79,7 @@ def _strict_check(cfg: Config, state: dict[str, torch.Tensor], source: str) -> i
 
 # ------------------------------------------------------------------------------------------- metrics
 def _tidy(summary: dict, source: str, cfg: Config) -> dict:
-    keep = ("mode", "mIoU", "mAcc", "allAcc", "iou_per_class", "acc_per_class", "num_scans", "seconds_per_scan")
+    keep = ("mode", "weight", "mIoU", "mAcc", "allAcc", "iou_per_class", "acc_per_class", "num_scans", "seconds_per_scan")
     out = {k: summary[k] for k in keep if k in summary}
     out["source"] = source
     if summary.get("mode") == "fragment_voting":
@@ -87,9 +87,10 @@ def _tidy(summary: dict, source: str, cfg: Config) -> dict:
     return out
 
 
-def collect_summaries(exp_dir: str, metrics_from: Iterable[str], cfg: Config) -> dict[str, dict]:
+def collect_summaries(exp_dir: str, metrics_from: Iterable[str], cfg: Config,
+                      weight: str | None = None) -> dict[str, dict]:
     """``{"single_pass": ..., "tta": ...}`` from ``exp_dir/result/**/summary*.json`` then ``metrics_from``
-    (later files win)."""
+    (later files win); a summary of another checkpoint file than ``weight`` is logged as a warning."""
     paths = sorted(glob.glob(os.path.join(exp_dir, "result", "**", "summary*.json"), recursive=True))
     found: dict[str, dict] = {}
     for path in [*paths, *metrics_from]:
@@ -98,6 +99,9 @@ def collect_summaries(exp_dir: str, metrics_from: Iterable[str], cfg: Config) ->
         mode = summary.get("mode")
         if mode not in MODES:
             raise ValueError(f"{path}: 'mode' is {mode!r}, not one of {sorted(MODES)} (a SemSegTester summary?)")
+        tested = summary.get("weight")
+        if weight and tested and os.path.basename(str(tested)) != os.path.basename(weight):
+            logging.getLogger(LOGGER_NAME).warning(f"{path} scores {tested}, not the released {weight}")
         found[MODES[mode]] = _tidy(summary, os.path.abspath(path), cfg)
     return found
 
@@ -177,6 +181,14 @@ def write_sha256sums(out_dir: str) -> dict[str, str]:
     return sums
 
 
+def _dataset_name(cfg: Config, exp_dir: str) -> str:
+    """The val dataset class's ``dataset_name`` (e.g. ``nuscenes``), else the experiment's dataset folder."""
+    try:
+        return DATASETS.get(cfg.data.val.get("type")).dataset_name
+    except (KeyError, AttributeError):
+        return os.path.basename(os.path.dirname(exp_dir))
+
+
 def _fmt(value: Any, pct: bool = True) -> str:
     if value is None:
         return "-"
@@ -214,7 +226,7 @@ def write_model_card(out_dir: str, info: dict, cfg: Config) -> None:
     tta_views = f" ({tta['views']} views)" if tta and "views" in tta else ""
     text = f"""# {info['name']}
 
-Semantic segmentation of LiDAR scans with Point Transformer V3 (PT-v3m1), {info['dataset']}.
+Semantic segmentation of LiDAR scans with Point Transformer V3 (PT-v3m1), {info['dataset']} classes.
 Made by `tools/release.py` from `{info['source']['exp_dir']}` (`{info['source']['weight']}`, epoch
 {info['source'].get('epoch')}) on {info['created']} with pointcept-distill {info['pointcept_distill']}.
 
@@ -249,7 +261,7 @@ Parameters: {info['params']:,}. Latency: {latency}.
 pointcept-distill (CPU or GPU; points are x, y, z and the raw intensity as the dataset's files store it):
 ```python
 from pointcept_distill.inference import Segmenter
-seg = Segmenter.from_release("{info['name']}", device="cpu")
+seg = Segmenter.from_release("{os.path.basename(os.path.normpath(out_dir))}", device="cpu")
 result = seg(points)          # result.labels (N,), result.probs (N, K), result.class_names
 ```
 Evaluate here: `python tools/test.py --config-file config.py --options save_path=eval weight=model.pth`
@@ -272,7 +284,7 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
 
     Args:
         exp_dir: ``exp/<dataset>/<name>`` with ``config.py`` and ``model/``.
-        out_dir: the release folder (created; an existing one is replaced).
+        out_dir: the release folder (created; an earlier release there is replaced, other folders are refused).
         weight: checkpoint name in ``exp_dir/model`` or a path to a ``.pth``.
         half: also write ``model_fp16.pth``.
         metrics_from: tester ``summary.json`` files beside those found under ``exp_dir/result``.
@@ -296,7 +308,9 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
     if options:
         eval_cfg.merge_from_dict(options)
 
-    if os.path.isdir(out_dir):
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not os.path.isfile(os.path.join(out_dir, "metrics.json")):
+            raise FileExistsError(f"make_release: {out_dir} exists and is not a release; not replacing it")
         shutil.rmtree(out_dir)
     os.makedirs(out_dir)
     model_path = os.path.join(out_dir, "model.pth")
@@ -306,9 +320,10 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
                    os.path.join(out_dir, "model_fp16.pth"))
     shutil.copyfile(config_path, os.path.join(out_dir, "config.py"))
 
-    metrics = evaluate(eval_cfg, model_path) if evaluate_now else collect_summaries(exp_dir, metrics_from, cfg)
+    metrics = (evaluate(eval_cfg, model_path) if evaluate_now
+               else collect_summaries(exp_dir, metrics_from, cfg, ckpt_path))
     names = list(cfg.data.get("names") or cfg.get("names") or [])
-    info = dict(name=name or os.path.basename(exp_dir), dataset=os.path.basename(os.path.dirname(exp_dir)),
+    info = dict(name=name or os.path.basename(exp_dir), dataset=_dataset_name(cfg, exp_dir),
                 created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 pointcept_distill=pointcept_distill.__version__,
                 source=dict(exp_dir=exp_dir, weight=os.path.abspath(ckpt_path), **meta),

@@ -108,6 +108,7 @@ def test_release_files_weights_and_metrics(tiny_exp, tmp_path):
     assert recorded["metrics"]["tta"]["iou_per_class"] == pytest.approx(tta["iou_per_class"])
     assert recorded["metrics"]["tta"]["views"] == 2 and recorded["source"]["epoch"] == 2
     assert recorded["latency"]["ms_median"] > 0 and recorded["latency"]["device"].startswith("CPU")
+    assert recorded["dataset"] == "nuscenes" and recorded["metrics"]["tta"]["weight"].endswith("model_last.pth")
 
     sums = dict(reversed(line.split()) for line in open(os.path.join(out, "SHA256SUMS")))
     assert set(sums) == set(os.listdir(out)) - {"SHA256SUMS"}
@@ -162,3 +163,8 @@ def test_rejects_weights_of_another_model(tiny_exp, tmp_path):
     torch.save({"state_dict": {"seg_head.weight": torch.zeros(3, 3)}}, bad)
     with pytest.raises(CheckpointError, match="strictly"):
         release.make_release(exp, str(tmp_path / "out"), weight=bad, latency_runs=0)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a release"):
+        release.make_release(exp, str(tmp_path / "notes"), latency_runs=0)
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
