@@ -14,6 +14,7 @@ epoch = 100  # data passes
 eval_epoch = 100  # trainer epochs (validation and checkpoint after each); epoch // eval_epoch passes each
 clip_grad = None
 max_bad_steps = 5  # consecutive non-finite losses tolerated (each skipped) before training stops
+deterministic = None  # torch deterministic algorithms (exact resume); None: on without CUDA, off with CUDA
 sync_bn = False
 enable_amp = False
 amp_dtype = "float16"  # or "bfloat16" (no GradScaler)

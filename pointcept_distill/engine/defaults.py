@@ -84,6 +84,9 @@ def default_config_parser(file_path: str, options: dict | None, dump: bool = Tru
 def default_setup(cfg: Config) -> Config:
     """Per-process derived keys (``*_per_gpu``), checks, and seeding with ``seed + rank * num_worker_per_gpu``.
 
+    ``deterministic`` (default: on without CUDA, off with it) turns on torch's deterministic algorithms,
+    which exact (bit-identical) resume needs.
+
     ``custom_imports`` are imported again here, because spawned processes do not replay them.
     """
     for module in (cfg.get("custom_imports") or {}).get("imports", []):
@@ -100,6 +103,14 @@ def default_setup(cfg: Config) -> Config:
     cfg.batch_size_val_per_gpu = cfg.batch_size_val // world_size if cfg.get("batch_size_val") else 1
     cfg.batch_size_test_per_gpu = cfg.batch_size_test // world_size if cfg.get("batch_size_test") else 1
     set_seed(cfg.seed + comm.get_rank() * cfg.num_worker_per_gpu)
+    deterministic = cfg.get("deterministic")
+    if deterministic is None:
+        deterministic = not torch.cuda.is_available()
+    if deterministic:
+        # scatter/index_add backward is otherwise order-dependent across threads, and an exact resume
+        # needs every step to repeat bit for bit; warn_only: CUDA ops without a deterministic kernel warn
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return cfg
 
 

@@ -61,6 +61,12 @@ def launch(main_func: Callable[..., Any], num_gpus_per_machine: int, num_machine
              daemon=False)
 
 
+def _share_cpu_threads(local_size: int) -> None:
+    # CPU processes of one machine would each start one thread per core; split the cores instead
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
+
+
 def _make_local_groups(num_machines: int, per_machine: int, machine_rank: int) -> None:
     for machine in range(num_machines):
         group = dist.new_group(list(range(machine * per_machine, (machine + 1) * per_machine)))
@@ -77,6 +83,8 @@ def _distributed_worker(local_rank: int, main_func: Callable[..., Any], world_si
             raise RuntimeError(f"launch: --num-gpus {num_gpus_per_machine} but only "
                                f"{torch.cuda.device_count()} CUDA devices are visible")
         torch.cuda.set_device(local_rank)
+    else:
+        _share_cpu_threads(num_gpus_per_machine)
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     dist.init_process_group(backend=backend, init_method=dist_url, world_size=world_size, rank=global_rank,
                             timeout=timeout)
@@ -94,6 +102,8 @@ def _torchrun_worker(main_func: Callable[..., Any], cfg: tuple, timeout: datetim
     backend = _backend()
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
+    else:
+        _share_cpu_threads(local_size)
     dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
     try:
         rank = dist.get_rank()

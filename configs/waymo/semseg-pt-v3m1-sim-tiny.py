@@ -1,0 +1,35 @@
+# A tiny PT-v3m1 on simulator frames in the waymo layout, for tests and CPU smoke runs:
+#   python tools/make_synthetic.py --profile waymo --out data/sim/waymo --train 4 --val 2 --scale 0.15
+#   sh scripts/train.sh -g 1 -d waymo -c semseg-pt-v3m1-sim-tiny -n sim-tiny
+# Same pipeline as the base config; 2 test-time views instead of the base config's list.
+_base_ = ["./semseg-pt-v3m1-0-base.py"]
+
+seed = 0
+num_worker = 0
+batch_size = 2
+batch_size_val = 2
+enable_amp = False
+epoch = 2
+eval_epoch = 2
+
+model = dict(
+    backbone_out_channels=16,
+    backbone=dict(
+        enc_depths=(1, 1, 1, 1, 1),
+        enc_channels=(8, 8, 16, 16, 32),
+        enc_num_head=(1, 1, 2, 2, 4),
+        enc_patch_size=(64, 64, 64, 64, 64),
+        dec_depths=(1, 1, 1, 1),
+        dec_channels=(16, 8, 16, 16),
+        dec_num_head=(2, 1, 2, 2),
+        dec_patch_size=(64, 64, 64, 64),
+        drop_path=0.1,
+    ),
+)
+
+data_root = "data/sim/waymo"
+data = dict(
+    train=dict(data_root=data_root),
+    val=dict(data_root=data_root),
+    test=dict(data_root=data_root, test_cfg=dict(aug_transform=[[dict(type="RandomRotateTargetAngle", angle=[0], axis="z", center=[0, 0, 0], p=1)], [dict(type="RandomRotateTargetAngle", angle=[1], axis="z", center=[0, 0, 0], p=1)]])),
+)

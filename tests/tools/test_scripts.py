@@ -1,0 +1,106 @@
+"""End-to-end: scripts/train.sh and scripts/test.sh on simulator frames with a tiny PT-v3m1 (CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = "semseg-pt-v3m1-sim-tiny"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sim_root(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("sim") / "nuscenes"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_synthetic.py"), "--profile", "nuscenes",
+                    "--out", str(out), "--train", "4", "--val", "2", "--seed", "0", "--scale", "0.1"],
+                   check=True, capture_output=True)
+    return str(out)
+
+
+def _data_options(sim_root: str) -> list[str]:
+    return [f"data.{split}.data_root={sim_root}" for split in ("train", "val", "test")]
+
+
+def _script(name: str, exp_root, *args: str, extra=(), wait=True):
+    cmd = ["sh", os.path.join(ROOT, "scripts", name), "-p", sys.executable, "-d", "nuscenes", *args, "--", *extra]
+    env = dict(os.environ, EXP_ROOT=str(exp_root))
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _weights(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_train_evaluate_save_then_test(tmp_path, sim_root):
+    _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "run", extra=_data_options(sim_root))
+    exp = tmp_path / "nuscenes" / "run"
+    files = set(os.listdir(exp))
+    assert {"config.py", "train.log", "model", "code", "result"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert {"model_last.pth", "model_best.pth"} <= set(os.listdir(exp / "model"))
+    assert os.path.isfile(exp / "code" / "git_commit.txt")
+    assert os.path.isfile(exp / "code" / "pointcept_distill" / "engine" / "train.py")
+    log = (exp / "train.log").read_text()
+    assert "Val result: mIoU/mAcc/allAcc" in log and "Train: [2/2]" in log
+    assert json.loads((exp / "result" / "summary.json").read_text())["mode"] == "fragment_voting"
+
+    _script("test.sh", tmp_path, "-n", "run", extra=["test.single_pass=true"])
+    summary = json.loads((exp / "result" / "summary.json").read_text())
+    assert summary["mode"] == "single_pass" and summary["num_scans"] == 2
+    assert set(summary["iou_per_class"]) >= {"car", "vegetation"} and summary["seconds_per_scan"] > 0
+    preds = sorted((exp / "result").glob("*_pred.npy"))
+    assert len(preds) == 2
+    n_points = (exp / "code").exists() and np.load(preds[0]).shape[0]
+    assert n_points > 0 and "Seconds per scan" in (exp / "test.log").read_text()
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, sim_root):
+    opts = _data_options(sim_root) + ["epoch=3", "eval_epoch=3", "batch_size=1", "evaluate=false",
+                                      "hooks.5.save_freq_iter=1", "hooks.6.test_last=true"]
+    _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "ref", extra=opts)
+    proc = _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", extra=opts, wait=False)
+    last = tmp_path / "nuscenes" / "killed" / "model" / "model_last.pth"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill as soon as an iteration checkpoint inside epoch 2 exists
+        if last.exists():
+            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            if ckpt["epoch"] == 1 and ckpt["iter"] >= 1:
+                break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    output = proc.communicate()[0].decode(errors="replace")
+    assert proc.returncode == -signal.SIGKILL, output[-3000:]
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    assert killed_at["epoch"] < 3, output[-3000:]
+    _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", "-r", "true")
+    reference = _weights(tmp_path / "nuscenes" / "ref" / "model" / "model_last.pth")
+    resumed = _weights(last)
+    assert reference.keys() == resumed.keys()
+    for key in reference:
+        assert torch.equal(reference[key], resumed[key]), key
+    assert "Resuming train at eval epoch" in (tmp_path / "nuscenes" / "killed" / "train.log").read_text()
+
+
+def test_two_cpu_processes(tmp_path, sim_root):
+    _script("train.sh", tmp_path, "-g", "2", "-c", CONFIG, "-n", "ddp", extra=_data_options(sim_root))
+    exp = tmp_path / "nuscenes" / "ddp"
+    state = _weights(exp / "model" / "model_last.pth")
+    assert all(key.startswith("module.") for key in state)
+    _script("test.sh", tmp_path, "-g", "2", "-n", "ddp", "-w", "model_last")
+    summary = json.loads((exp / "result" / "summary.json").read_text())
+    assert summary["num_scans"] == 2 and 0 <= summary["mIoU"] <= 1
