@@ -18,7 +18,9 @@ dataset class applies when it reads them, so the model sees the feature it was t
 The convention follows from the type of ``cfg.data.val`` unless ``dataset=`` names one. The scan then
 goes once through the config's validation pipeline (``cfg.data.val.transform``: clip, grid sample with
 ``inverse``, ``Collect`` with the feat keys), the model scores every voxel and each input point gets
-the softmax probabilities of its voxel through ``inverse``.
+the softmax probabilities of its voxel through ``inverse``. With ``tta=True`` it goes through the
+test protocol of ``cfg.data.test`` instead (every test-time view and voxel part, probabilities summed,
+as ``SemSegTester`` scores the "TTA" metrics of a release).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS, collate_fn
+from .data import DATASETS, DefaultDataset, collate_fn
 from .data.transforms import Compose
 from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
 from .models import build_model
@@ -47,6 +49,25 @@ INTENSITY_CONVERSIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "waymo": np.tanh,
     "strength": lambda x: x,
 }
+
+
+class _Scan(DefaultDataset):
+    """One in-memory scan run through the datasets' test protocol (``prepare_test_data``: TTA views x
+    voxel parts), with a fixed generator."""
+
+    def __init__(self, sample: dict, transform: list, test_cfg: dict) -> None:
+        self.sample = sample
+        super().__init__(split="scan", data_root="<memory>", transform=transform, test_mode=True,
+                         test_cfg=test_cfg, seed=0)
+
+    def get_data_list(self) -> list:
+        return ["scan"]
+
+    def load_data(self, idx: int) -> dict[str, np.ndarray]:
+        return dict(self.sample)
+
+    def sample_rng(self, idx: int) -> np.random.Generator:
+        return np.random.default_rng(0)
 
 
 @dataclass
@@ -157,33 +178,53 @@ class Segmenter:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @torch.no_grad()
-    def predict(self, coord: np.ndarray, strength: np.ndarray) -> Result:
-        """Segment ``coord`` (N, 3) with ``strength`` (N,) or (N, 1) already in the dataset's convention."""
-        coord = np.ascontiguousarray(coord, dtype=np.float32)
-        n = len(coord)
-        sample = {"coord": coord, "strength": np.asarray(strength, dtype=np.float32).reshape(n, 1),
-                  "segment": np.full(n, -1, dtype=np.int64)}
+    def _probs(self, data: dict) -> torch.Tensor:
+        """Softmax over the voxels of one transformed sample, on the CPU."""
+        batch = collate_fn([data])
+        for key in ("segment", "origin_segment", "inverse", "index"):
+            batch.pop(key, None)
+        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return F.softmax(self.model(batch)["seg_logits"].float(), dim=-1).cpu()  # (M, K)
+
+    def _single_pass(self, sample: dict) -> torch.Tensor:
         data = self.transform(sample, np.random.default_rng(0))
         if "inverse" not in data:
             raise KeyError(f"Segmenter: data.val.transform of {self.cfg.filename} yields no 'inverse' "
                            f"(use GridSample(return_inverse=True) and Collect it)")
-        inverse = torch.as_tensor(data["inverse"]).long()
-        batch = collate_fn([data])
-        for key in ("segment", "origin_segment", "inverse"):
-            batch.pop(key, None)
-        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        probs = F.softmax(self.model(batch)["seg_logits"].float(), dim=-1).cpu()[inverse]  # (N, K)
+        return self._probs(data)[torch.as_tensor(data["inverse"]).long()]
+
+    def _voting(self, sample: dict) -> torch.Tensor:
+        test = self.cfg.data.get("test") or {}
+        if test.get("test_cfg") is None:
+            raise KeyError(f"Segmenter: tta=True needs data.test.test_cfg in {self.cfg.filename}")
+        data = _Scan(sample, test.get("transform"), test["test_cfg"])[0]
+        probs = torch.zeros(len(data["segment"]), self.num_classes)
+        for fragment in data["fragment_list"]:
+            probs.index_add_(0, torch.as_tensor(fragment["index"]).long(), self._probs(fragment))
+        probs /= probs.sum(1, keepdim=True).clamp_min(1e-12)
+        return probs[torch.as_tensor(data["inverse"]).long()] if "inverse" in data else probs
+
+    @torch.no_grad()
+    def predict(self, coord: np.ndarray, strength: np.ndarray, tta: bool = False) -> Result:
+        """Segment ``coord`` (N, 3) with ``strength`` (N,) or (N, 1) already in the dataset's convention.
+
+        ``tta``: the test protocol of ``cfg.data.test`` instead of one pass (as ``SemSegTester``'s fragment
+        voting: every test-time view, every voxel part; probabilities summed, then normalised)."""
+        coord = np.ascontiguousarray(coord, dtype=np.float32)
+        n = len(coord)
+        sample = {"coord": coord, "strength": np.asarray(strength, dtype=np.float32).reshape(n, 1),
+                  "segment": np.full(n, -1, dtype=np.int64)}
+        probs = self._voting(sample) if tta else self._single_pass(sample)  # (N, K)
         return Result(labels=probs.argmax(1).numpy().astype(np.int64), probs=probs.numpy(),
                       class_names=list(self.class_names))
 
-    def __call__(self, points: np.ndarray, dataset: str | None = None) -> Result:
+    def __call__(self, points: np.ndarray, dataset: str | None = None, tta: bool = False) -> Result:
         """Segment ``points`` (N, 4): x, y, z, raw intensity (see the module docstring)."""
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] < 4:
             raise ValueError(f"Segmenter: points must be (N, 4) x, y, z, intensity; got {points.shape}")
         convert = INTENSITY_CONVERSIONS[_convention(self.cfg, dataset)]
-        return self.predict(points[:, :3], convert(points[:, 3].astype(np.float32)))
+        return self.predict(points[:, :3], convert(points[:, 3].astype(np.float32)), tta)
 
     def __repr__(self) -> str:
         return f"Segmenter({self.cfg.filename}, {self.num_classes} classes, {self.device})"

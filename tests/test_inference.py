@@ -12,6 +12,7 @@ import pointcept_distill.data  # noqa: F401
 from pointcept_distill.data import NUSCENES_NAMES, build_dataset, collate_fn
 from pointcept_distill.data.simulator import generate
 from pointcept_distill.data.transforms import Compose
+from pointcept_distill.engine import SemSegTester
 from pointcept_distill.engine.checkpoint import CheckpointError
 from pointcept_distill.inference import Segmenter
 from pointcept_distill.models import build_model
@@ -83,6 +84,24 @@ def test_raw_scan_matches_the_dataset_pipeline(nuscenes):
 
     unscaled = seg(points, dataset="strength")  # the raw 0-255 value fed as is: a different input
     assert not np.allclose(unscaled.probs, result.probs, atol=1e-4)
+
+
+def test_tta_matches_the_testers_fragment_voting(nuscenes):
+    config, weight, data_root = nuscenes
+    seg = Segmenter.from_checkpoint(config, weight, device="cpu")
+    points = raw_scan(data_root)
+    result = seg(points, tta=True)
+    assert result.probs.shape == (len(points), seg.num_classes)
+    np.testing.assert_allclose(result.probs.sum(1), 1, atol=1e-5)
+
+    cfg = Config.fromfile(config)
+    dataset = build_dataset(cfg.data.test)
+    dataset.sample_rng = lambda idx: np.random.default_rng(0)  # the generator Segmenter uses
+    data = dataset[0]
+    assert len(data["fragment_list"]) >= len(cfg.data.test.test_cfg.aug_transform) == 2  # views x voxel parts
+    pred, _ = SemSegTester(cfg, model=seg.model, test_loader=[]).predict(data)
+    np.testing.assert_array_equal(result.labels, pred)
+    assert not np.array_equal(result.probs, seg(points).probs)  # not the single pass
 
 
 @pytest.mark.parametrize("dataset, convert", [("semantic_kitti", lambda x: x), ("waymo", np.tanh)])
