@@ -7,8 +7,10 @@
     python tools/visualize.py curves exp/nuscenes/student --out curves.png
 
 Teacher and student are release folders, or configs with ``--teacher-weight`` / ``--student-weight``.
-Error panel: grey where the student is right and the teacher agrees, red where the student is wrong,
-orange where the student is right (or the point unlabelled) but the teacher predicts another class.
+Error panel: grey where the student is right and the teacher agrees; red where the student is wrong and
+the teacher predicts another class, dark red where the student is wrong with the teacher's label; orange
+where the student is right (or the point unlabelled) and the teacher predicts another class. Red and
+orange together are where student and teacher disagree.
 """
 from __future__ import annotations
 

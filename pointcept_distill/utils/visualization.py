@@ -11,17 +11,19 @@ import re
 
 import numpy as np
 
-__all__ = ["CORRECT", "WRONG", "DISAGREE", "IGNORED", "ERROR_COLORS", "ERROR_NAMES", "BACKGROUND",
+__all__ = ["CORRECT", "WRONG", "DISAGREE", "IGNORED", "SHARED", "ERROR_COLORS", "ERROR_NAMES", "BACKGROUND",
            "class_palette", "colorize", "error_codes", "bev_extent", "bev_raster", "read_scalars",
            "parse_train_log"]
 
-CORRECT, WRONG, DISAGREE, IGNORED = 0, 1, 2, 3
+CORRECT, WRONG, DISAGREE, IGNORED, SHARED = 0, 1, 2, 3, 4
 ERROR_COLORS = np.array([[150, 150, 150],   # student right, teacher agrees
-                         [255, 0, 0],       # student wrong
-                         [255, 150, 0],     # student right (or unlabelled), teacher says otherwise
-                         [225, 225, 225]],  # unlabelled, student and teacher agree
+                         [255, 0, 0],       # student wrong, teacher predicts another class
+                         [255, 150, 0],     # student right (or unlabelled), teacher predicts another class
+                         [225, 225, 225],   # unlabelled, student and teacher agree
+                         [110, 0, 0]],      # student wrong with the teacher's label
                         dtype=np.uint8)
-ERROR_NAMES = ("student correct", "student wrong", "student and teacher disagree", "unlabelled")
+ERROR_NAMES = ("student correct", "student wrong, teacher differs", "student right, teacher differs",
+               "unlabelled", "student wrong like teacher")
 BACKGROUND = np.array([255, 255, 255], dtype=np.uint8)
 
 # 20 distinct colours without pure red, orange or grey (kept for the error panel)
@@ -50,12 +52,15 @@ def colorize(labels: np.ndarray, palette: np.ndarray, ignore_index: int = -1) ->
 
 
 def error_codes(gt: np.ndarray, teacher: np.ndarray, student: np.ndarray, ignore_index: int = -1) -> np.ndarray:
-    """Per point: ``WRONG`` where the student misses a label, else ``DISAGREE`` where the teacher predicts
-    another class, else ``CORRECT`` (labelled) or ``IGNORED`` (unlabelled)."""
-    labelled = gt != ignore_index
+    """Per point: where the student misses a label, ``WRONG`` if the teacher predicts another class and
+    ``SHARED`` if it predicts the same; elsewhere ``DISAGREE`` where the teacher predicts another class,
+    else ``CORRECT`` (labelled) or ``IGNORED`` (unlabelled). Red and orange: student and teacher differ."""
+    labelled, differ = gt != ignore_index, student != teacher
+    wrong = labelled & (student != gt)
     codes = np.where(labelled, CORRECT, IGNORED)
-    codes[student != teacher] = DISAGREE
-    codes[labelled & (student != gt)] = WRONG
+    codes[differ] = DISAGREE
+    codes[wrong & ~differ] = SHARED
+    codes[wrong & differ] = WRONG
     return codes
 
 

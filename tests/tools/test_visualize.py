@@ -12,7 +12,8 @@ from pointcept_distill.data.simulator import generate
 from pointcept_distill.inference import Segmenter
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
-from pointcept_distill.utils.visualization import CORRECT, DISAGREE, ERROR_COLORS, IGNORED, WRONG, parse_train_log
+from pointcept_distill.utils.visualization import (CORRECT, DISAGREE, ERROR_COLORS, IGNORED, SHARED, WRONG,
+                                                   parse_train_log)
 
 plt = pytest.importorskip("matplotlib.pyplot")
 
@@ -50,6 +51,8 @@ def test_bev_error_panel_marks_where_predictions_differ(tmp_path):
     teacher = labelled.copy()
     lower_left = (coord[:, 0] < 0) & (coord[:, 1] < 0) & (gt >= 0)
     teacher[lower_left] = (labelled[lower_left] + 2) % len(NAMES)  # teacher wrong bottom-left only
+    lower_right = (coord[:, 0] > 0) & (coord[:, 1] < 0) & (gt >= 0)
+    student[lower_right] = teacher[lower_right] = (labelled[lower_right] + 3) % len(NAMES)  # both wrong alike
     out = str(tmp_path / "bev.png")
     layout = visualize.render_bev(out, coord, gt, teacher, student, NAMES, panel_px=200, half_width=20, radius=0)
 
@@ -61,11 +64,12 @@ def test_bev_error_panel_marks_where_predictions_differ(tmp_path):
     gx0, gy0, gx1, gy1 = layout["boxes"]["ground truth"]
     assert not np.array_equal(errors, image[gy0:gy1, gx0:gx1])
 
-    red, orange, grey = (count(errors, ERROR_COLORS[c]) for c in (WRONG, DISAGREE, CORRECT))
-    assert red > 100 and orange > 100 and grey > 100
+    red, orange, grey, dark = (count(errors, ERROR_COLORS[c]) for c in (WRONG, DISAGREE, CORRECT, SHARED))
+    assert red > 100 and orange > 100 and grey > 100 and dark > 100
     h = errors.shape[0] // 2
     assert count(errors[:h, h:], ERROR_COLORS[WRONG]) == red            # red only top-right
     assert count(errors[h:, :h], ERROR_COLORS[DISAGREE]) == orange      # orange only bottom-left
+    assert count(errors[h:, h:], ERROR_COLORS[SHARED]) == dark          # dark red only bottom-right
     assert count(errors[:h, :h], ERROR_COLORS[IGNORED]) == count(errors, ERROR_COLORS[IGNORED]) > 0
     assert layout["legend"][:len(NAMES)] == NAMES
 
@@ -128,5 +132,5 @@ def test_bev_from_dataset_scan_and_segmenters(tmp_path):
     layout = visualize.render_bev_scan(out, segmenters[0], segmenters[1], panel_px=120)
     assert png(out).shape[:2] == (layout["size"][1], 480)
     errors = layout["rasters"]["student errors"]
-    assert count(errors, ERROR_COLORS[WRONG]) > 0  # random weights: the student is wrong somewhere
+    assert count(errors, ERROR_COLORS[WRONG]) + count(errors, ERROR_COLORS[SHARED]) > 0  # random weights: wrong
     assert layout["legend"][:16] == segmenters[1].class_names
