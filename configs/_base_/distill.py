@@ -6,5 +6,5 @@ distill = dict(
     logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3, ignore_index=-1),
     grad_kd=dict(type="GradGuidedKD", norm="minmax", loss_weight=10.0),
     topo_kd=dict(type="TopologyKD", num_points=64, homology_dims=(0, 1), distance="chamfer",
-                 normalize=True, loss_weight=0.1),
+                 normalize=True, loss_weight=0.1, workers=8),  # workers: host processes for the persistence pairs
 )

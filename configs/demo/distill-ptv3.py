@@ -5,4 +5,4 @@ train = dict(type="DistillTrainer")
 teacher = {{ _base_.model }}
 teacher_weight = "exp/demo/teacher/model/model_best.pth"
 model = dict(backbone_out_channels=16, backbone={{ _base_.student_backbone }})
-distill = dict(topo_kd=dict(num_points=48))
+distill = dict(topo_kd=dict(num_points=48, workers=0))

@@ -16,4 +16,4 @@ model = dict(
         dec_num_head=(1, 1, 1, 2),
     ),
 )
-distill = dict(topo_kd=dict(num_points=32))
+distill = dict(topo_kd=dict(num_points=32, workers=0))

@@ -77,7 +77,7 @@ class DistillTrainer(Trainer):
         with FeatureCapture(student.backbone, stages) as capture_s:
             out = self.model(input_dict, return_point=True)
         seg_loss = out["loss"]
-        logits_s = student.seg_head(out["point"].feat)                       # (N, K)
+        logits_s = student.head_logits(out["point"])                         # (N, K)
         logits_t, feats_t, grads_t = self.teacher_forward(input_dict)
         losses = {"loss_seg": seg_loss}
         if self.losses["logit_kd"] is not None:
@@ -106,7 +106,7 @@ class DistillTrainer(Trainer):
         grad_mode = torch.enable_grad() if need_grad else torch.no_grad()
         with grad_mode, self.teacher_autocast(), FeatureCapture(teacher.backbone, stages, as_leaf=True) as cap:
             point = teacher.backbone(Point(input_dict))
-            logits = teacher.seg_head(point.feat)
+            logits = teacher.head_logits(point)
             grads: dict[str, Tensor] = {}
             if need_grad:
                 task_loss = teacher.criteria(logits, input_dict["segment"])

@@ -40,6 +40,10 @@ class DefaultSegmentorV2(nn.Module):
             for p in self.backbone.parameters():
                 p.requires_grad = False
 
+    def head_logits(self, point: Point) -> Tensor:
+        """(N, num_classes) logits of a backbone output Point (distillation reuses the segmentor's head)."""
+        return self.seg_head(point.feat)
+
     def forward(self, input_dict: dict, return_point: bool = False) -> dict[str, Tensor | Point]:
         point = self.backbone(Point(input_dict))
         # An encoder-only backbone returns the deepest stage: concatenate features back up to the input.
@@ -48,7 +52,7 @@ class DefaultSegmentorV2(nn.Module):
             inverse = point.pop("pooling_inverse")
             parent.feat = torch.cat([parent.feat, point.feat[inverse]], dim=-1)
             point = parent
-        seg_logits = self.seg_head(point.feat)
+        seg_logits = self.head_logits(point)
         if self.training:
             out: dict[str, Tensor | Point] = {"loss": self.criteria(seg_logits, input_dict["segment"])}
         elif "segment" in input_dict:

@@ -7,6 +7,8 @@ edges in torch. The official code instead runs a heuristic "H1" without gradient
 """
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -59,17 +61,40 @@ def _mean_pairwise_distance(x: Tensor, valid: Tensor) -> Tensor:
     return (dist.sum((1, 2)) / pair.sum((1, 2)).clamp_min(1)).clamp_min(1e-6)
 
 
-def persistence_diagrams(x: Tensor, valid: Tensor, dims: tuple[int, ...],
-                         scale: Tensor | None = None) -> dict[int, tuple[Tensor, Tensor]]:
-    """Differentiable Rips diagrams of the clouds x (B, k, C) restricted to ``valid`` (B, k), a prefix mask.
+_POOLS: dict[int, ProcessPoolExecutor] = {}
 
-    Returns ``{dim: (points (B, P, 2), mask (B, P))}``, birth/death lengths divided by ``scale`` (B,) if given.
-    The pairs are computed on the CPU without gradient; the lengths are recomputed from ``x`` in torch.
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A persistent process pool (spawned, so safe beside CUDA) for the CPU persistence computations."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _POOLS[workers]
+
+
+def rips_pairs_batch(clouds: list[tuple[Tensor, Tensor]], workers: int = 0) -> list[list[PersistencePairs]]:
+    """Persistence pairs of each sample of each (x (B, k, C), valid (B, k)) in ``clouds``, on the CPU.
+
+    All samples of all clouds go to the ``workers`` processes at once (0: computed here, one after another).
     """
-    sizes = valid.sum(1).tolist()
-    # distances on x's device, in float64 so that the edge order is that of the exact lengths
-    dist = _squared_distances(x.detach().double()).sqrt().cpu().numpy()      # (B, k, k)
-    pairs = [rips_pairs_from_distances(dist[b, :n, :n]) for b, n in enumerate(sizes)]
+    jobs = []
+    for x, valid in clouds:
+        sizes = valid.sum(1).tolist()
+        # distances on x's device, in float64 so that the edge order is that of the exact lengths
+        dist = _squared_distances(x.detach().double()).sqrt().cpu().numpy()      # (B, k, k)
+        jobs += [dist[b, :n, :n] for b, n in enumerate(sizes)]
+    pairs = list(_pool(workers).map(rips_pairs_from_distances, jobs)) if workers > 0 else \
+        [rips_pairs_from_distances(d) for d in jobs]
+    out, start = [], 0
+    for x, _ in clouds:
+        out.append(pairs[start:start + len(x)])
+        start += len(x)
+    return out
+
+
+def diagrams_from_pairs(x: Tensor, pairs: list[PersistencePairs], dims: tuple[int, ...],
+                        scale: Tensor | None = None) -> dict[int, tuple[Tensor, Tensor]]:
+    """``{dim: (points (B, P, 2), mask (B, P))}``: the critical edge lengths of ``pairs`` recomputed from x (B, k, C)
+    in torch (differentiable), divided by ``scale`` (B,) if given."""
     out = {}
     for dim in dims:
         birth, death, mask = (t.to(x.device) for t in _critical_edges(pairs, dim))
@@ -78,6 +103,17 @@ def persistence_diagrams(x: Tensor, valid: Tensor, dims: tuple[int, ...],
             points = points / scale[:, None, None]
         out[dim] = (points, mask)
     return out
+
+
+def persistence_diagrams(x: Tensor, valid: Tensor, dims: tuple[int, ...],
+                         scale: Tensor | None = None) -> dict[int, tuple[Tensor, Tensor]]:
+    """Differentiable Rips diagrams of the clouds x (B, k, C) restricted to ``valid`` (B, k), a prefix mask.
+
+    Returns ``{dim: (points (B, P, 2), mask (B, P))}``, birth/death lengths divided by ``scale`` (B,) if given.
+    The pairs are computed on the CPU without gradient; the lengths are recomputed from ``x`` in torch.
+    """
+    (pairs,) = rips_pairs_batch([(x, valid)])
+    return diagrams_from_pairs(x, pairs, dims, scale)
 
 
 @LOSSES.register_module()
@@ -97,11 +133,14 @@ class TopologyKD(nn.Module):
         num_directions: directions of the sliced Wasserstein distance.
         normalize: divide each cloud by its mean pairwise distance, so that feature scale is not distilled.
         loss_weight: multiplies the loss (beta = 0.1 in the paper's code).
+        workers: processes computing the persistence pairs of the 2B clouds of a step in parallel (0: in this
+            process). The pairs are host work; on a GPU machine with idle cores, 8 workers cut their time
+            several-fold.
     """
 
     def __init__(self, num_points: int = 64, sampling: str = "stride", homology_dims: tuple[int, ...] = (0, 1),
                  distance: str = "chamfer", num_directions: int = 16, normalize: bool = True,
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0, workers: int = 0) -> None:
         super().__init__()
         if sampling not in SAMPLERS:
             raise ValueError(f"TopologyKD: sampling={sampling!r} not in {tuple(SAMPLERS)}")
@@ -116,6 +155,7 @@ class TopologyKD(nn.Module):
             raise ValueError(f"TopologyKD: num_points must be >= 2, got {num_points}")
         self.num_points, self.sampling, self.dims = num_points, sampling, tuple(homology_dims)
         self.distance, self.normalize, self.loss_weight = distances[distance], normalize, loss_weight
+        self.workers = workers
 
     def forward(self, student_feat: Tensor, teacher_feat: Tensor, offset: Tensor) -> dict[str, Tensor]:
         if len(student_feat) != len(teacher_feat) or int(offset[-1]) != len(student_feat):
@@ -128,7 +168,8 @@ class TopologyKD(nn.Module):
             x_s, x_t = student_feat.float()[index], teacher[index]                     # (B, k, C_s), (B, k, C_t)
             scale_s = _mean_pairwise_distance(x_s, valid) if self.normalize else None
             scale_t = _mean_pairwise_distance(x_t, valid) if self.normalize else None
-            diag_s = persistence_diagrams(x_s, valid, self.dims, scale_s)
-            diag_t = persistence_diagrams(x_t, valid, self.dims, scale_t)
+            pairs_s, pairs_t = rips_pairs_batch([(x_s, valid), (x_t, valid)], self.workers)
+            diag_s = diagrams_from_pairs(x_s, pairs_s, self.dims, scale_s)
+            diag_t = diagrams_from_pairs(x_t, pairs_t, self.dims, scale_t)
             loss = sum(self.distance(*diag_s[d], *diag_t[d]).mean() for d in self.dims)
         return {"loss_kd_topo": loss * self.loss_weight}

@@ -115,3 +115,16 @@ def test_empty_loop_diagrams_give_zero_and_finite_gradient():
         out = TopologyKD(num_points=16, homology_dims=(1,), distance=distance)(student, line, torch.tensor([40]))
         out["loss_kd_topo"].backward()
         assert out["loss_kd_topo"].item() == 0.0 and torch.isfinite(student.grad).all()
+
+
+def test_worker_processes_give_the_same_loss_and_gradient():
+    from pointcept_distill.distill.losses import TopologyKD
+    torch.manual_seed(0)
+    s = torch.randn(90, 8, requires_grad=True)
+    t = torch.randn(90, 16)
+    offset = torch.tensor([40, 90])
+    local = TopologyKD(num_points=24)(s, t, offset)["loss_kd_topo"]
+    (g_local,) = torch.autograd.grad(local, s)
+    pooled = TopologyKD(num_points=24, workers=2)(s, t, offset)["loss_kd_topo"]
+    (g_pooled,) = torch.autograd.grad(pooled, s)
+    assert torch.equal(local, pooled) and torch.equal(g_local, g_pooled)

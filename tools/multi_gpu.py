@@ -1,0 +1,183 @@
+"""Multi-GPU distillation checks and the scaling figure (issue: 4 GPUs with NCCL), one command:
+
+    python tools/multi_gpu.py --gpus 0,1,2,3 --teacher-weight exp/.../teacher/model/model_best.pth
+
+1. equivalence: ``sh scripts/train.sh -g 4 -d nuscenes -c distill-ptv3-bench`` against ``-g 1`` with the same
+   global batch (SyncBN, no Mix3D), compared weight by weight after the same number of steps;
+2. resume: the 4-GPU run is started again, SIGKILLed mid-epoch once an iteration checkpoint exists, resumed with
+   ``-r true`` and compared with the uninterrupted 4-GPU run;
+3. scaling: samples per second of the distillation step and of the student-only step on 1, 2 and 4 GPUs (the
+   same per-GPU batch), with each process's peak GPU memory (nvidia-smi, sampled).
+Writes ``<out>.md`` and ``<out>.json``. On a machine without CUDA, ``--gpus`` counts gloo CPU processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pointcept_distill.data.simulator import generate  # noqa: E402
+
+
+class MemoryPeak:
+    """Largest nvidia-smi ``memory.used`` (MiB) of each GPU while the context is open."""
+
+    def __init__(self, gpus: list[str]) -> None:
+        self.gpus, self.peak, self._stop = gpus, {g: 0 for g in gpus}, threading.Event()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                index, used = (s.strip() for s in line.split(","))
+                if index in self.peak:
+                    self.peak[index] = max(self.peak[index], int(used))
+
+    def __enter__(self) -> "MemoryPeak":
+        if torch.cuda.is_available():
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
+def step_seconds(train_log: Path) -> float:
+    times = [float(t) for t in re.findall(r"Batch (\d+\.\d+) \(", train_log.read_text())]
+    return statistics.median(times[2:]) if len(times) > 2 else float("nan")
+
+
+def max_difference(a: Path, b: Path) -> dict:
+    sa = torch.load(a, map_location="cpu", weights_only=False)["state_dict"]
+    sb = torch.load(b, map_location="cpu", weights_only=False)["state_dict"]
+    sa = {k.removeprefix("module."): v for k, v in sa.items()}
+    sb = {k.removeprefix("module."): v for k, v in sb.items()}
+    floats = [k for k, v in sa.items() if v.is_floating_point()]
+    diff = max(float((sa[k] - sb[k]).abs().max()) for k in floats)
+    norm = sum(float((sa[k] - sb[k]).norm() ** 2) for k in floats) ** 0.5
+    ref = sum(float(sa[k].norm() ** 2) for k in floats) ** 0.5
+    return {"max_abs": diff, "relative_l2": norm / ref, "same_keys": sorted(sa) == sorted(sb)}
+
+
+def save_random_teacher(path: Path) -> None:
+    import pointcept_distill.models  # noqa: F401
+    from pointcept_distill.models import build_model
+    from pointcept_distill.utils.config import Config
+    torch.manual_seed(0)
+    teacher = build_model(Config.fromfile(str(ROOT / "configs/nuscenes/distill-ptv3-bench.py")).teacher)
+    torch.save({"epoch": 0, "state_dict": teacher.state_dict()}, path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gpus", default="0,1,2,3")
+    p.add_argument("--teacher-weight", default=None,
+                   help="trained teacher checkpoint; without it a randomly initialised teacher is saved and used "
+                        "(enough for equivalence, resume and speed, which do not depend on the teacher's quality)")
+    p.add_argument("--data-root", default="data/multigpu/nuscenes")
+    p.add_argument("--exp-root", default="exp/multigpu")
+    p.add_argument("--train-frames", type=int, default=64)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--per-gpu-batch", type=int, default=2)
+    p.add_argument("--options", nargs="*", default=[], help="extra KEY=VALUE for every run")
+    p.add_argument("--out", default="exp/multigpu/multi_gpu")
+    args = p.parse_args()
+
+    gpus = args.gpus.split(",")
+    n_max = len(gpus)
+    data_root = str(Path(args.data_root).resolve())
+    if not (Path(data_root) / "info").is_dir():
+        generate("nuscenes", data_root, train=args.train_frames, val=2, seed=0, scale=args.scale)
+    exp = Path(args.exp_root).resolve() / "nuscenes"
+    exp.mkdir(parents=True, exist_ok=True)
+    teacher_weight = Path(args.teacher_weight or exp / "random_teacher.pth").resolve()
+    if not teacher_weight.is_file():
+        save_random_teacher(teacher_weight)
+    common = [*(f"data.{s}.data_root={data_root}" for s in ("train", "val", "test")), "seed=7",
+              f"teacher_weight={teacher_weight}", "enable_amp=true", "amp_dtype=bfloat16",
+              *args.options]
+    env = {**os.environ, "EXP_ROOT": str(Path(args.exp_root).resolve()), "PYTHONUNBUFFERED": "1"}
+
+    def start(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False) -> subprocess.Popen:
+        cmd = ["sh", "scripts/train.sh", "-p", sys.executable, "-g", str(n), "-d", "nuscenes", "-c", config,
+               "-n", name, *(["-r", "true"] if resume else []), "--", *common, f"batch_size={batch}",
+               f"epoch={epochs}", f"eval_epoch={epochs}"]
+        log = open(exp.parent / f"{name}{'.resume' if resume else ''}.out", "w")
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**env, "CUDA_VISIBLE_DEVICES": ",".join(gpus[:n])})
+
+    def run(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False) -> float:
+        began = time.time()
+        code = start(name, config, n, batch, epochs, resume).wait()
+        if code != 0:
+            raise RuntimeError(f"run {name} failed (exit {code}); see {exp.parent / name}.out")
+        return time.time() - began
+
+    report: dict = {"gpus": n_max, "per_gpu_batch": args.per_gpu_batch}
+    batch = args.per_gpu_batch * n_max
+    # 1. the same global batch on N processes and on one
+    with MemoryPeak(gpus) as mem:
+        report["seconds_n"] = run(f"distill-g{n_max}", "distill-ptv3-bench", n_max, batch, 2)
+    report["memory_mib_n"] = mem.peak
+    report["seconds_1"] = run("distill-g1-same-batch", "distill-ptv3-bench", 1, batch, 2)
+    final = lambda name: exp / name / "model" / "model_last.pth"  # noqa: E731
+    report["n_vs_1"] = max_difference(final(f"distill-g{n_max}"), final("distill-g1-same-batch"))
+    # 2. kill mid-epoch, resume, compare with the uninterrupted run
+    name = f"distill-g{n_max}-killed"
+    proc = start(name, "distill-ptv3-bench", n_max, batch, 2)
+    ckpt = final(name)
+    while proc.poll() is None:
+        if ckpt.is_file():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            if state.get("epoch", 0) >= 1 and state.get("iter", 0) > 0:
+                os.killpg(proc.pid, signal.SIGKILL)
+                report["killed_at"] = {"epoch": state["epoch"], "iter": state["iter"]}
+                break
+        time.sleep(0.5)
+    proc.wait()
+    if "killed_at" not in report:
+        raise RuntimeError(f"{name} ended before a mid-epoch checkpoint could be caught; lower save_freq_iter")
+    run(name, "distill-ptv3-bench", n_max, batch, 2, resume=True)
+    report["resumed_vs_uninterrupted"] = max_difference(final(name), final(f"distill-g{n_max}"))
+    # 3. scaling with a fixed per-GPU batch
+    scaling = []
+    for config, kind in (("distill-ptv3-bench", "distillation"), ("semseg-pt-v3m1-student-bench", "student only")):
+        for n in sorted({1, 2, n_max} & set(range(1, n_max + 1))):
+            run_name = f"scale-{kind.split()[0]}-g{n}"
+            with MemoryPeak(gpus[:n]) as mem:
+                run(run_name, config, n, args.per_gpu_batch * n, 1)
+            seconds = step_seconds(exp / run_name / "train.log")
+            scaling.append({"step": kind, "gpus": n, "step_seconds": seconds,
+                            "samples_per_second": args.per_gpu_batch * n / seconds,
+                            "peak_memory_mib_per_gpu": max(mem.peak.values()) if mem.peak else None})
+    report["scaling"] = scaling
+    lines = ["| step | GPUs | s / step | samples / s | speed-up | peak memory per GPU (MiB) |", "|---|---|---|---|---|---|"]
+    for row in scaling:
+        one = next(r for r in scaling if r["step"] == row["step"] and r["gpus"] == 1)
+        lines.append(f"| {row['step']} | {row['gpus']} | {row['step_seconds']:.3f} | {row['samples_per_second']:.1f} | "
+                     f"{row['samples_per_second'] / one['samples_per_second']:.2f} | {row['peak_memory_mib_per_gpu']} |")
+    lines += ["", f"{n_max} GPUs vs 1 GPU, same global batch {batch}, after 2 epochs: {report['n_vs_1']}",
+              f"killed at {report['killed_at']}, resumed vs uninterrupted: {report['resumed_vs_uninterrupted']}"]
+    text = "\n".join(lines)
+    Path(args.out).with_suffix(".md").write_text(text + "\n")
+    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
