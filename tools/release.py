@@ -263,6 +263,7 @@ pointcept-distill (CPU or GPU; points are x, y, z and the raw intensity as the d
 from pointcept_distill.inference import Segmenter
 seg = Segmenter.from_release("{os.path.basename(os.path.normpath(out_dir))}", device="cpu")
 result = seg(points)          # result.labels (N,), result.probs (N, K), result.class_names
+result = seg(points, tta=True)  # the test-time augmentation of the TTA column
 ```
 Evaluate here: `python tools/test.py --config-file config.py --options save_path=eval weight=model.pth`
 (add `test.single_pass=true` for single-pass), or `python tools/release.py --verify <this folder>`.

@@ -168,3 +168,14 @@ def test_rejects_weights_of_another_model(tiny_exp, tmp_path):
     with pytest.raises(FileExistsError, match="not a release"):
         release.make_release(exp, str(tmp_path / "notes"), latency_runs=0)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_command_line(tiny_exp, tmp_path, capsys):
+    exp, single, _ = tiny_exp
+    out = str(tmp_path / "cli")
+    assert release.main([exp, out, "--latency-runs", "0", "--name", "cli-tiny",
+                         "--zoo", str(tmp_path / "ZOO.md")]) == 0
+    assert "released cli-tiny" in capsys.readouterr().out
+    assert "| cli-tiny |" in (tmp_path / "ZOO.md").read_text()
+    assert release.main(["--verify", out]) == 0
+    assert f"single_pass: mIoU {single['mIoU']:.4f} reproduced" in capsys.readouterr().out

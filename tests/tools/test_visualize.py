@@ -102,6 +102,12 @@ def _events_exp(path, with_events: bool) -> str:
     return exp
 
 
+def test_curves_command_line(tmp_path, capsys):
+    exp = _events_exp(tmp_path / "exp", with_events=False)
+    assert visualize.main(["curves", exp, "--out", str(tmp_path / "c.png")]) == 0
+    assert "val/mIoU" in capsys.readouterr().out and os.path.isfile(tmp_path / "c.png")
+
+
 @pytest.mark.parametrize("with_events", [True, False])
 def test_curves_from_events_or_log(tmp_path, with_events):
     exp = _events_exp(tmp_path / "exp", with_events)
