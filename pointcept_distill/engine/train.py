@@ -150,7 +150,10 @@ class Trainer(TrainerBase):
     def build_model(self) -> nn.Module:
         from ..models import build_model
         model = build_model(self.cfg.model)
-        if self.cfg.get("sync_bn", False):
+        if self.cfg.get("sync_bn", False) and self.device.type != "cuda":
+            self.logger.warning("sync_bn=True ignored: torch's SyncBatchNorm needs CUDA; BatchNorm statistics "
+                                "stay per process")
+        elif self.cfg.get("sync_bn", False):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.logger.info(f"Num params: {n_params}")

@@ -30,7 +30,8 @@ class ToyPointDataset(Dataset):
     """
 
     def __init__(self, split: str = "train", num_samples: int = 8, num_points: int = 16, jitter: float = 0.05,
-                 val: bool = False, nan_samples: tuple = (), loop: int = 1, **_: object) -> None:
+                 val: bool = False, nan_samples: tuple = (), loop: int = 1, test_mode: bool = False,
+                 **_: object) -> None:
         rng = np.random.default_rng(0 if split == "train" else 1)
         self.feats = rng.normal(size=(num_samples, num_points, 4)).astype(np.float32)
         w = np.random.default_rng(42).normal(size=(4, NUM_CLASSES))
@@ -39,6 +40,7 @@ class ToyPointDataset(Dataset):
         self.inverse = [rng.permutation(np.repeat(np.arange(num_points), 2)) for _ in range(num_samples)]
         self.num_samples, self.jitter, self.val, self.loop = num_samples, jitter, val, loop
         self.nan_samples = set(nan_samples)
+        self.test_mode = test_mode
 
     def __len__(self) -> int:
         return self.num_samples * self.loop
@@ -55,6 +57,11 @@ class ToyPointDataset(Dataset):
         if self.val:
             sample["inverse"] = torch.from_numpy(self.inverse[i]).long()
             sample["origin_segment"] = sample["segment"][sample["inverse"]]
+        if self.test_mode:  # two overlapping fragments that cover every point
+            halves = [torch.arange(0, n * 3 // 4), torch.arange(n // 4, n)]
+            fragments = [dict(feat=sample["feat"][h], coord=sample["coord"][h], index=h, offset=torch.tensor([len(h)]))
+                         for h in halves]
+            return dict(segment=sample["segment"], name=f"toy_{i}", fragment_list=fragments)
         return sample
 
 
