@@ -79,7 +79,8 @@ def _strict_check(cfg: Config, state: dict[str, torch.Tensor], source: str) -> i
 
 # ------------------------------------------------------------------------------------------- metrics
 def _tidy(summary: dict, source: str, cfg: Config) -> dict:
-    keep = ("mode", "weight", "mIoU", "mAcc", "allAcc", "iou_per_class", "acc_per_class", "num_scans", "seconds_per_scan")
+    keep = ("mode", "weight", "mIoU", "mAcc", "allAcc", "iou_per_class", "acc_per_class", "num_scans",
+            "seconds_per_scan")
     out = {k: summary[k] for k in keep if k in summary}
     out["source"] = source
     if summary.get("mode") == "fragment_voting":
