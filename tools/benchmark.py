@@ -51,7 +51,8 @@ from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
-from pointcept_distill.utils.profiling import annotate, measure, peak_memory_mib, range_times  # noqa: E402
+from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure,  # noqa: E402
+                                              peak_memory_mib, range_times)
 
 DEFAULT_CONFIGS = ["configs/nuscenes/semseg-pt-v3m1-0-base.py", "configs/nuscenes/semseg-pt-v3m1-student.py"]
 DEFAULT_DISTILL = "configs/nuscenes/distill-ptv3.py"
@@ -183,12 +184,16 @@ def _profile(run_model: nn.Module, forward: Callable[[], None], batch: dict, dev
                 forward()
             sync(device)
         times = range_times(prof.events())
+        launches = kernel_launches(prof.events()) / args.profile_runs
+        with count_syncs(ROOT, cuda_debug_mode=device.type == "cuda") as syncs:
+            forward()
     except Exception as exc:
         return {"dtype": dtype_name, "scans": int(batch["offset"].shape[0]), "error": f"{type(exc).__name__}: {exc}"}
     per_run = {name: {"cpu_ms": v["cpu_ms"] / args.profile_runs, "device_ms": v["device_ms"] / args.profile_runs,
                       "calls": v["calls"] // args.profile_runs} for name, v in sorted(times.items())}
     return {"dtype": dtype_name, "scans": int(batch["offset"].shape[0]), "points": int(batch["offset"][-1]),
-            "runs": args.profile_runs, "components": per_run}
+            "runs": args.profile_runs, "components": per_run, "kernel_launches": launches,
+            "host_syncs": {os.path.relpath(k, ROOT) if k != "?" else k: n for k, n in syncs.most_common()}}
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -327,6 +332,10 @@ def breakdown_tables(report: dict[str, Any]) -> list[str]:
                 share = f"{100 * v['device_ms'] / total_dev:.0f}%" if total_dev else "-"
                 lines.append(_row([name, str(v["calls"]), f"{v['cpu_ms']:.2f}", f"{v['device_ms']:.2f}", share]))
             lines.append(_row(["total", "", f"{total_cpu:.2f}", f"{total_dev:.2f}", ""]))
+            if bd["kernel_launches"] or bd["host_syncs"]:
+                syncs = ", ".join(f"{k} x{n}" for k, n in bd["host_syncs"].items()) or "none"
+                lines += ["", f"Kernel launches per forward: {bd['kernel_launches']:.0f}; host syncs in one forward "
+                              f"({sum(bd['host_syncs'].values())}): {syncs}"]
     return lines
 
 

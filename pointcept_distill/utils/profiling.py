@@ -6,11 +6,14 @@ attributes every profiled op's self CPU and self device time to its innermost en
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import inspect
 import statistics
 import time
+import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -18,9 +21,11 @@ import torch
 from torch import nn
 from torch.autograd import DeviceType
 
-__all__ = ["Latency", "RANGE_PREFIX", "annotate", "measure", "peak_memory_mib", "range_times"]
+__all__ = ["KERNEL_LAUNCHES", "Latency", "RANGE_PREFIX", "annotate", "count_syncs", "kernel_launches", "measure",
+           "peak_memory_mib", "range_times"]
 
 RANGE_PREFIX = "bench::"
+KERNEL_LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
 
 
 @dataclass
@@ -168,3 +173,36 @@ def range_times(events: Sequence[Any], other: str = "other") -> dict[str, dict[s
         entry["cpu_ms"] += event.self_cpu_time_total / 1e3
         entry["device_ms"] += _self_device_us(event) / 1e3
     return out
+
+
+def kernel_launches(events: Sequence[Any]) -> int:
+    """Number of CUDA kernel launch calls among profiler ``events``."""
+    return sum(1 for event in events if event.name in KERNEL_LAUNCHES)
+
+
+@contextlib.contextmanager
+def count_syncs(path_filter: str, cuda_debug_mode: bool = True) -> Iterator[collections.Counter]:
+    """Count host-device synchronisations by the code line that caused them, while the context is open.
+
+    Turns on ``torch.cuda.set_sync_debug_mode("warn")`` (unless ``cuda_debug_mode`` is False) and catches its
+    warnings; each is keyed by the innermost stack frame whose file path contains ``path_filter``, as
+    ``"path:line"`` (``"?"`` when no frame matches, e.g. inside autograd's backward).
+    """
+    hits: collections.Counter = collections.Counter()
+
+    def record(message: Any, *args: Any, **kwargs: Any) -> None:
+        if "synchroniz" not in str(message):
+            return
+        frames = [f for f in traceback.extract_stack()[:-1] if path_filter in f.filename]
+        hits[f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        if cuda_debug_mode:
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield hits
+        finally:
+            if cuda_debug_mode:
+                torch.cuda.set_sync_debug_mode("default")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
-from pointcept_distill.utils.profiling import annotate, measure, range_times
+from pointcept_distill.utils.profiling import annotate, count_syncs, measure, range_times
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -150,3 +151,21 @@ def test_train_variants_switch_each_loss_off():
     assert variants["distill - grad_kd"] == {"logit_kd": "L", "grad_kd": None}
     assert set(variants) == {"distill", "distill - logit_kd", "distill - grad_kd", "teacher only"}
     assert all(v is None for v in variants["teacher only"].values())
+
+
+def _syncing_call():
+    warnings.warn("called a synchronizing CUDA operation")
+
+
+def test_count_syncs_keys_by_calling_line():
+    with count_syncs("test_benchmark", cuda_debug_mode=False) as hits:
+        _syncing_call()
+        _syncing_call()
+        warnings.warn("unrelated warning")
+    ((where, n),) = hits.items()
+    assert n == 2 and where.endswith(f"test_benchmark.py:{_syncing_call.__code__.co_firstlineno + 1}")
+
+
+def test_breakdown_reports_launches_and_syncs(report):
+    (bd,) = report["models"][0]["breakdown"]
+    assert bd["kernel_launches"] == 0 and bd["host_syncs"] == {}      # CPU run: no kernels, no CUDA syncs
