@@ -186,20 +186,22 @@ def count_syncs(path_filter: str, cuda_debug_mode: bool = True) -> Iterator[coll
 
     Turns on ``torch.cuda.set_sync_debug_mode("warn")`` (unless ``cuda_debug_mode`` is False) and catches its
     warnings; each is keyed by the innermost stack frame whose file path contains ``path_filter``, as
-    ``"path:line"`` (``"?"`` when no frame matches, e.g. inside autograd's backward).
+    ``"path:line"`` (``"?"`` when no frame matches, e.g. inside autograd's backward; frames of this helper
+    file are skipped).
     """
     hits: collections.Counter = collections.Counter()
 
     def record(message: Any, *args: Any, **kwargs: Any) -> None:
         if "synchroniz" not in str(message):
             return
-        frames = [f for f in traceback.extract_stack()[:-1] if path_filter in f.filename]
+        frames = [f for f in traceback.extract_stack()[:-1] if path_filter in f.filename and f.filename != __file__]
         hits[f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"] += 1
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = record
         if cuda_debug_mode:
+            torch.cuda.synchronize()            # finish earlier work first, so that only the block's syncs count
             torch.cuda.set_sync_debug_mode("warn")
         try:
             yield hits
