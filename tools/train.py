@@ -5,6 +5,8 @@ process, in one process per GPU, or in the processes torchrun started.
 """
 from __future__ import annotations
 
+import os
+
 import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
 import pointcept_distill.distill  # noqa: F401  (registers the distillation trainer, losses and hooks)
 import pointcept_distill.models  # noqa: F401  (registers models and losses)
@@ -20,7 +22,9 @@ def main_worker(cfg) -> None:
 
 def main() -> None:
     args = default_argument_parser().parse_args()
-    cfg = default_config_parser(args.config_file, args.options)
+    # only the first machine's (first torchrun process's) config.py is written: its seed is the one used
+    first = args.machine_rank == 0 and os.environ.get("RANK", "0") == "0"
+    cfg = default_config_parser(args.config_file, args.options, dump=first)
     launch(main_worker, num_gpus_per_machine=args.num_gpus, num_machines=args.num_machines,
            machine_rank=args.machine_rank, dist_url=args.dist_url, cfg=(cfg,))
 

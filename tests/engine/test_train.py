@@ -111,6 +111,7 @@ def test_bf16_resume_accepts_a_pointcept_scaler_state(tmp_path):
         first.train()
     assert torch.load(tmp_path / "model" / "model_last.pth", weights_only=False)["scaler"] is not None
     weight = str(tmp_path / "model" / "model_last.pth")
-    resumed = _trainer(tmp_path, enable_amp=True, amp_dtype="bfloat16", evaluate=False, resume=True, weight=weight, hooks=[dict(type="CheckpointLoader")])
+    resumed = _trainer(tmp_path, enable_amp=True, amp_dtype="bfloat16", evaluate=False, resume=True,
+                       weight=weight, hooks=[dict(type="CheckpointLoader")])
     resumed.train()
     assert resumed.start_epoch == 1 and resumed.scaler is None and resumed.completed
