@@ -153,11 +153,17 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['label']} | {r['params']:,} | {r['mIoU_single']:.4f} | {r['mIoU_tta']:.4f} | "
                      f"{r['step_seconds']:.3f} | {r['step_seconds'] / base:.2f} |")
+    step = {r["label"]: r["step_seconds"] for r in rows}
+    shares = {"topology": 1 - step["+gradient-guided"] / step["all"], "gradient-guided": 1 - step["+topology"] / step["all"],
+              "teacher forward + logit KD": step["+logit KD"] / step["all"] - step["student alone"] / step["all"]}
+    lines += ["", "Share of the full distillation step (from the step times above): " +
+              ", ".join(f"{k} {v:.0%}" for k, v in shares.items())]
     text = "\n".join(lines)
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps(dict(rows=rows, args=vars(args), seconds=time.time() - started),
+    out.with_suffix(".json").write_text(json.dumps(dict(rows=rows, shares=shares, args=vars(args),
+                                                        seconds=time.time() - started),
                                                    indent=2))
     print(text)
 

@@ -4,8 +4,12 @@
 2. trains a small PT-v3m1 teacher (``configs/demo/semseg-pt-v3m1-teacher.py``) -> ``exp/demo/teacher``;
 3. distills it into a narrow student with the paper's losses (``configs/demo/distill-ptv3.py``) -> ``exp/demo/distill``;
 4. trains the same student without distillation (``configs/demo/semseg-pt-v3m1-student.py``) -> ``exp/demo/student``;
-5. tests all three single-pass with ``scripts/test.sh`` and prints a table (parameters, seconds per scan on this
-   machine, mIoU), also written to ``exp/demo/summary.md`` and ``summary.json``.
+5. tests all three with ``scripts/test.sh``, single-pass and with test-time augmentation, and prints a table
+   (parameters, seconds per scan on this machine, mIoU), also written to ``exp/demo/summary.md`` and ``.json``;
+6. releases the teacher and the distilled student (``tools/release.py``: weights, config, metrics, model card,
+   SHA-256) to ``exp/demo/release/`` with their own ``MODEL_ZOO.md``, and draws ``exp/demo/bev.png`` (a scan
+   coloured by ground truth, teacher, student and the student's errors) and ``exp/demo/curves.png`` (training
+   curves of the distillation run).
 
 Every step is the command a user would type (``sh scripts/train.sh -d demo -c <config> -n <name>``), run as a
 subprocess, so the demo exercises exactly the user's path.
@@ -25,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pointcept_distill.data.simulator import generate  # noqa: E402
+from release import make_release  # noqa: E402  (tools/release.py)
+from visualize import render_bev_scan, render_curves  # noqa: E402  (tools/visualize.py)
 
 RUNS = (  # (experiment name, config, label in the table)
     ("teacher", "semseg-pt-v3m1-teacher", "teacher"),
@@ -53,12 +59,24 @@ def parameters(exp_dir: Path) -> int:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | parameters | seconds per scan (this CPU) | mIoU (single pass) | mAcc | allAcc |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | parameters | seconds per scan (this CPU) | mIoU single-pass | mIoU TTA | mAcc | allAcc |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['label']} | {r['params']:,} | {r['seconds_per_scan']:.3f} | {r['mIoU']:.4f} | "
-                     f"{r['mAcc']:.4f} | {r['allAcc']:.4f} |")
+                     f"{r['mIoU_tta']:.4f} | {r['mAcc']:.4f} | {r['allAcc']:.4f} |")
     return "\n".join(lines)
+
+
+def test(name: str, py: list[str], exp_root: Path) -> dict:
+    """Test single-pass then with TTA; the summaries are kept as result/summary_{single,tta}.json."""
+    result = {}
+    for mode, extra in (("single", ["--", "test.single_pass=true"]), ("tta", [])):
+        run(["sh", "scripts/test.sh", *py, "-g", "1", "-d", "demo", "-n", name, "-w", "model_best", *extra],
+            exp_root / f"{name}.test-{mode}.out")
+        summary = exp_root / name / "result" / "summary.json"
+        result[mode] = json.loads(summary.read_text())
+        os.replace(summary, summary.with_name(f"summary_{mode}.json"))
+    return result
 
 
 def main() -> None:
@@ -87,15 +105,21 @@ def main() -> None:
             exp_root / f"{name}.train.out")
     rows = []
     for name, _, label in RUNS:
-        run(["sh", "scripts/test.sh", *py, "-g", "1", "-d", "demo", "-n", name, "-w", "model_best", "--",
-             "test.single_pass=true"], exp_root / f"{name}.test.out")
-        summary = json.loads((exp_root / name / "result" / "summary.json").read_text())
-        rows.append(dict(name=name, label=label, params=parameters(exp_root / name), **{
-            k: summary[k] for k in ("mIoU", "mAcc", "allAcc", "seconds_per_scan")}))
-
+        summary = test(name, py, exp_root)
+        rows.append(dict(name=name, label=label, params=parameters(exp_root / name),
+                         mIoU_tta=summary["tta"]["mIoU"],
+                         **{k: summary["single"][k] for k in ("mIoU", "mAcc", "allAcc", "seconds_per_scan")}))
     text = table(rows)
     (exp_root / "summary.md").write_text(text + "\n")
     (exp_root / "summary.json").write_text(json.dumps(rows, indent=2))
+    releases = exp_root / "release"
+    for name in ("teacher", "distill"):
+        make_release(str(exp_root / name), str(releases / name), latency_runs=3, device="cpu",
+                     name=f"demo-{name}", zoo=str(releases / "MODEL_ZOO.md"))
+    render_bev_scan(str(exp_root / "bev.png"), teacher=str(releases / "teacher"), student=str(releases / "distill"),
+                    index=0, device="cpu")
+    render_curves(str(exp_root / "distill"), str(exp_root / "curves.png"))
+    print(f"releases in {releases.relative_to(ROOT)}, pictures: exp/demo/bev.png, exp/demo/curves.png")
     print(f"\npointcept-distill demo ({time.time() - started:.0f} s, {os.cpu_count()} CPU cores):\n{text}")
 
 

@@ -83,6 +83,45 @@ def save_random_teacher(path: Path) -> None:
     torch.save({"epoch": 0, "state_dict": teacher.state_dict()}, path)
 
 
+def kill_mid_epoch(proc: subprocess.Popen, ckpt: Path) -> dict:
+    """SIGKILL the run's process group once its checkpoint is an iteration checkpoint of the second epoch."""
+    while proc.poll() is None:
+        if ckpt.is_file():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            if state.get("epoch", 0) >= 1 and state.get("iter", 0) > 0:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return {"epoch": state["epoch"], "iter": state["iter"]}
+        time.sleep(0.5)
+    raise RuntimeError(f"the run ended before a mid-epoch checkpoint could be caught in {ckpt}")
+
+
+def scaling(run, per_gpu_batch: int, gpus: list[str], exp: Path) -> list[dict]:
+    """Samples per second and peak memory per GPU of both steps on 1, 2 and N GPUs, per-GPU batch fixed."""
+    rows = []
+    for config, kind in (("distill-ptv3-bench", "distillation"), ("semseg-pt-v3m1-student-bench", "student only")):
+        for n in sorted({1, 2, len(gpus)} & set(range(1, len(gpus) + 1))):
+            name = f"scale-{kind.split()[0]}-g{n}"
+            with MemoryPeak(gpus[:n]) as mem:
+                run(name, config, n, per_gpu_batch * n, 1)
+            seconds = step_seconds(exp / name / "train.log")
+            rows.append({"step": kind, "gpus": n, "step_seconds": seconds,
+                         "samples_per_second": per_gpu_batch * n / seconds,
+                         "peak_memory_mib_per_gpu": max(mem.peak.values()) if mem.peak else None})
+    return rows
+
+
+def scaling_table(rows: list[dict]) -> list[str]:
+    lines = ["| step | GPUs | s / step | samples / s | speed-up | peak memory per GPU (MiB) |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        one = next(r for r in rows if r["step"] == row["step"] and r["gpus"] == 1)
+        lines.append(f"| {row['step']} | {row['gpus']} | {row['step_seconds']:.3f} | "
+                     f"{row['samples_per_second']:.1f} | {row['samples_per_second'] / one['samples_per_second']:.2f} | "
+                     f"{row['peak_memory_mib_per_gpu']} |")
+    return lines + [""]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpus", default="0,1,2,3")
@@ -95,6 +134,8 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--per-gpu-batch", type=int, default=2)
     p.add_argument("--options", nargs="*", default=[], help="extra KEY=VALUE for every run")
+    p.add_argument("--phases", default="equivalence,resume,scaling",
+                   help="any of equivalence, resume, scaling (resume needs equivalence's N-GPU run)")
     p.add_argument("--out", default="exp/multigpu/multi_gpu")
     args = p.parse_args()
 
@@ -129,50 +170,26 @@ def main() -> None:
         return time.time() - began
 
     report: dict = {"gpus": n_max, "per_gpu_batch": args.per_gpu_batch}
+    phases = args.phases.split(",")
     batch = args.per_gpu_batch * n_max
-    # 1. the same global batch on N processes and on one
-    with MemoryPeak(gpus) as mem:
-        report["seconds_n"] = run(f"distill-g{n_max}", "distill-ptv3-bench", n_max, batch, 2)
-    report["memory_mib_n"] = mem.peak
-    report["seconds_1"] = run("distill-g1-same-batch", "distill-ptv3-bench", 1, batch, 2)
     final = lambda name: exp / name / "model" / "model_last.pth"  # noqa: E731
-    report["n_vs_1"] = max_difference(final(f"distill-g{n_max}"), final("distill-g1-same-batch"))
-    # 2. kill mid-epoch, resume, compare with the uninterrupted run
-    name = f"distill-g{n_max}-killed"
-    proc = start(name, "distill-ptv3-bench", n_max, batch, 2)
-    ckpt = final(name)
-    while proc.poll() is None:
-        if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            if state.get("epoch", 0) >= 1 and state.get("iter", 0) > 0:
-                os.killpg(proc.pid, signal.SIGKILL)
-                report["killed_at"] = {"epoch": state["epoch"], "iter": state["iter"]}
-                break
-        time.sleep(0.5)
-    proc.wait()
-    if "killed_at" not in report:
-        raise RuntimeError(f"{name} ended before a mid-epoch checkpoint could be caught; lower save_freq_iter")
-    run(name, "distill-ptv3-bench", n_max, batch, 2, resume=True)
-    report["resumed_vs_uninterrupted"] = max_difference(final(name), final(f"distill-g{n_max}"))
-    # 3. scaling with a fixed per-GPU batch
-    scaling = []
-    for config, kind in (("distill-ptv3-bench", "distillation"), ("semseg-pt-v3m1-student-bench", "student only")):
-        for n in sorted({1, 2, n_max} & set(range(1, n_max + 1))):
-            run_name = f"scale-{kind.split()[0]}-g{n}"
-            with MemoryPeak(gpus[:n]) as mem:
-                run(run_name, config, n, args.per_gpu_batch * n, 1)
-            seconds = step_seconds(exp / run_name / "train.log")
-            scaling.append({"step": kind, "gpus": n, "step_seconds": seconds,
-                            "samples_per_second": args.per_gpu_batch * n / seconds,
-                            "peak_memory_mib_per_gpu": max(mem.peak.values()) if mem.peak else None})
-    report["scaling"] = scaling
-    lines = ["| step | GPUs | s / step | samples / s | speed-up | peak memory per GPU (MiB) |", "|---|---|---|---|---|---|"]
-    for row in scaling:
-        one = next(r for r in scaling if r["step"] == row["step"] and r["gpus"] == 1)
-        lines.append(f"| {row['step']} | {row['gpus']} | {row['step_seconds']:.3f} | {row['samples_per_second']:.1f} | "
-                     f"{row['samples_per_second'] / one['samples_per_second']:.2f} | {row['peak_memory_mib_per_gpu']} |")
-    lines += ["", f"{n_max} GPUs vs 1 GPU, same global batch {batch}, after 2 epochs: {report['n_vs_1']}",
-              f"killed at {report['killed_at']}, resumed vs uninterrupted: {report['resumed_vs_uninterrupted']}"]
+    lines = []
+    if "scaling" in phases:  # first, so that nothing else shares the GPUs while it is timed
+        report["scaling"] = scaling(run, args.per_gpu_batch, gpus, exp)
+        lines += scaling_table(report["scaling"])
+    if "equivalence" in phases:  # the same global batch on N processes and on one
+        report["seconds_n"] = run(f"distill-g{n_max}", "distill-ptv3-bench", n_max, batch, 2)
+        report["seconds_1"] = run("distill-g1-same-batch", "distill-ptv3-bench", 1, batch, 2)
+        report["n_vs_1"] = max_difference(final(f"distill-g{n_max}"), final("distill-g1-same-batch"))
+        lines.append(f"{n_max} GPUs vs 1 GPU, same global batch {batch}, after 2 epochs: {report['n_vs_1']}")
+    if "resume" in phases:  # kill mid-epoch, resume, compare with the uninterrupted run
+        report["killed_at"] = kill_mid_epoch(start(f"distill-g{n_max}-killed", "distill-ptv3-bench", n_max, batch, 2),
+                                             final(f"distill-g{n_max}-killed"))
+        run(f"distill-g{n_max}-killed", "distill-ptv3-bench", n_max, batch, 2, resume=True)
+        report["resumed_vs_uninterrupted"] = max_difference(final(f"distill-g{n_max}-killed"),
+                                                            final(f"distill-g{n_max}"))
+        lines.append(f"killed at {report['killed_at']}, resumed vs uninterrupted: "
+                     f"{report['resumed_vs_uninterrupted']}")
     text = "\n".join(lines)
     Path(args.out).with_suffix(".md").write_text(text + "\n")
     Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))

@@ -42,5 +42,9 @@ data_root = "data/demo/nuscenes"
 data = dict(
     train=dict(data_root=data_root),
     val=dict(data_root=data_root),
-    test=dict(data_root=data_root),
+    # two test-time views (identity and flip) instead of the base config's ten, to keep the CPU demo short
+    test=dict(data_root=data_root, test_cfg=dict(aug_transform=[
+        [dict(type="RandomScale", scale=[1, 1])],
+        [dict(type="RandomScale", scale=[1, 1]), dict(type="RandomFlip", p=1)],
+    ])),
 )
