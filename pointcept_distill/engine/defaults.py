@@ -92,10 +92,6 @@ def default_setup(cfg: Config) -> Config:
     for module in (cfg.get("custom_imports") or {}).get("imports", []):
         importlib.import_module(module)
     world_size = comm.get_world_size()
-    if world_size > 1:
-        # machines (or torchrun processes) that each parsed the config may have drawn different seeds;
-        # the sampler's global order needs one, so every process takes rank 0's
-        cfg.seed = comm.all_gather(cfg.seed)[0]
     cfg.num_worker = cfg.get("num_worker") if cfg.get("num_worker") is not None else mp.cpu_count()
     cfg.num_worker_per_gpu = cfg.num_worker // world_size
     for key in ("batch_size", "batch_size_val", "batch_size_test"):
@@ -106,6 +102,10 @@ def default_setup(cfg: Config) -> Config:
     cfg.batch_size_per_gpu = cfg.batch_size // world_size
     cfg.batch_size_val_per_gpu = cfg.batch_size_val // world_size if cfg.get("batch_size_val") else 1
     cfg.batch_size_test_per_gpu = cfg.batch_size_test // world_size if cfg.get("batch_size_test") else 1
+    if world_size > 1:
+        # machines (or torchrun processes) that each parsed the config may have drawn different seeds;
+        # the sampler's global order needs one, so every process takes rank 0's
+        cfg.seed = comm.all_gather(cfg.seed)[0]
     set_seed(cfg.seed + comm.get_rank() * cfg.num_worker_per_gpu)
     deterministic = cfg.get("deterministic")
     if deterministic is None:
