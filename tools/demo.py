@@ -7,7 +7,7 @@
 5. tests all three with ``scripts/test.sh``, single-pass and with test-time augmentation, and prints a table
    (parameters, seconds per scan on this machine, mIoU), also written to ``exp/demo/summary.md`` and ``.json``;
 6. releases the teacher and the distilled student (``tools/release.py``: weights, config, metrics, model card,
-   SHA-256) to ``exp/demo/release/`` with their own ``MODEL_ZOO.md``, and draws ``exp/demo/bev.png`` (a scan
+   SHA-256) to ``exp/demo/release/``, lists them in ``MODEL_ZOO.md`` and draws ``exp/demo/bev.png`` (a scan
    coloured by ground truth, teacher, student and the student's errors) and ``exp/demo/curves.png`` (training
    curves of the distillation run).
 
@@ -81,9 +81,9 @@ def test(name: str, py: list[str], exp_root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-frames", type=int, default=24)
-    parser.add_argument("--val-frames", type=int, default=6)
-    parser.add_argument("--scale", type=float, default=0.35, help="simulator azimuth resolution factor")
+    parser.add_argument("--train-frames", type=int, default=16)
+    parser.add_argument("--val-frames", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=0.2, help="simulator azimuth resolution factor")
     parser.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     args = parser.parse_args()
 
@@ -115,7 +115,7 @@ def main() -> None:
     releases = exp_root / "release"
     for name in ("teacher", "distill"):
         make_release(str(exp_root / name), str(releases / name), latency_runs=3, device="cpu",
-                     name=f"demo-{name}", zoo=str(releases / "MODEL_ZOO.md"))
+                     name=f"demo-{name}", zoo=str(ROOT / "MODEL_ZOO.md"))
     render_bev_scan(str(exp_root / "bev.png"), teacher=str(releases / "teacher"), student=str(releases / "distill"),
                     index=0, device="cpu")
     render_curves(str(exp_root / "distill"), str(exp_root / "curves.png"))

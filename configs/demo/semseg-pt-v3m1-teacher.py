@@ -1,5 +1,5 @@
 # `make demo`, step 1: a small PT-v3m1 teacher on simulated nuScenes-format scans (data/demo/nuscenes, written by
-# tools/demo.py with the simulator at a third of the azimuth columns, ~10k points a scan), sized for 2 CPU cores.
+# tools/demo.py with the simulator at a fifth of the azimuth columns, ~6k points a scan), sized for 2 CPU cores.
 _base_ = ["../nuscenes/semseg-pt-v3m1-0-base.py"]
 
 seed = 0
@@ -13,15 +13,7 @@ eval_epoch = 8
 optimizer = dict(lr=0.004)
 scheduler = dict(max_lr=[0.004, 0.004], pct_start=0.1)
 param_dicts = [dict(keyword="block", lr=0.004)]
-# the default hooks without PreciseEvaluator: the demo tests each model single-pass itself
-hooks = [
-    dict(type="CheckpointLoader"),
-    dict(type="ModelHook"),
-    dict(type="IterationTimer", warmup_iter=2),
-    dict(type="InformationWriter"),
-    dict(type="SemSegEvaluator"),
-    dict(type="CheckpointSaver", save_freq=None),
-]
+hooks = {{ _base_.hooks }}[:-1]  # without PreciseEvaluator: the demo tests each model itself
 
 model = dict(
     backbone_out_channels=32,

@@ -2,18 +2,10 @@
 # semseg-pt-v3m1-sim-tiny (train it first) distilled into a narrower tiny student.
 #   sh scripts/train.sh -g 1 -d semantic_kitti -c semseg-pt-v3m1-sim-tiny -n sim-tiny
 #   sh scripts/train.sh -g 1 -d semantic_kitti -c distill-ptv3-sim-tiny -n distill-sim-tiny
-_base_ = ["./semseg-pt-v3m1-sim-tiny.py", "../_base_/distill.py"]
+_base_ = ["./semseg-pt-v3m1-sim-tiny.py", "../_base_/distill.py", "../_base_/models/sim-tiny-student.py"]
 
 train = dict(type="DistillTrainer")
 teacher = {{ _base_.model }}
 teacher_weight = "exp/semantic_kitti/sim-tiny/model/model_best.pth"
-model = dict(
-    backbone_out_channels=8,
-    backbone=dict(
-        enc_channels=(8, 8, 8, 16, 16),
-        enc_num_head=(1, 1, 1, 2, 2),
-        dec_channels=(8, 8, 8, 16),
-        dec_num_head=(1, 1, 1, 2),
-    ),
-)
+model = dict(backbone_out_channels=8, backbone={{ _base_.student_backbone }})
 distill = dict(topo_kd=dict(num_points=32, workers=0))

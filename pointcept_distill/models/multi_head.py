@@ -13,9 +13,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .builder import MODELS, build_model
-from .losses import build_criteria
+from .builder import MODELS
 from .point import Point
+from .segmentor import DefaultSegmentorV2
 
 __all__ = ["MultiHeadSegmentor", "DatasetHeads", "MASK_LOGIT"]
 
@@ -51,7 +51,7 @@ class DatasetHeads(nn.Module):
 
 
 @MODELS.register_module("MultiHeadSegmentor")
-class MultiHeadSegmentor(nn.Module):
+class MultiHeadSegmentor(DefaultSegmentorV2):
     """Shared backbone, one head per dataset, chosen per point by ``input_dict["dataset_index"]``.
 
     Outputs as ``DefaultSegmentorV2``: training ``{"loss"}``; evaluation with ``segment``
@@ -70,16 +70,12 @@ class MultiHeadSegmentor(nn.Module):
     def __init__(self, num_classes: Sequence[int], head_names: Sequence[str], backbone_out_channels: int,
                  backbone: dict | None = None, criteria: list[dict] | None = None,
                  freeze_backbone: bool = False) -> None:
-        super().__init__()
-        if backbone is None:
-            raise ValueError("MultiHeadSegmentor: a backbone config is required")
-        self.head_names = list(head_names)
+        self.head_names = list(head_names)  # read by build_head, inside the parent's constructor
         self.num_classes = [int(k) for k in num_classes]
-        self.seg_head = DatasetHeads(backbone_out_channels, self.num_classes, self.head_names)
-        self.backbone = build_model(backbone)
-        self.criteria = build_criteria(criteria)
-        if freeze_backbone:
-            self.backbone.requires_grad_(False)
+        super().__init__(self.num_classes, backbone_out_channels, backbone, criteria, freeze_backbone)
+
+    def build_head(self, in_channels: int, num_classes: Sequence[int]) -> nn.Module:
+        return DatasetHeads(in_channels, num_classes, self.head_names)
 
     def head_slice(self, name: str) -> slice:
         """The union ids of head ``name``."""
@@ -95,21 +91,3 @@ class MultiHeadSegmentor(nn.Module):
             raise KeyError("MultiHeadSegmentor: the input has no 'dataset_index' (add TagDataset to the "
                            "pipeline and 'dataset_index' to Collect's keys)")
         return self.seg_head.mask(self.seg_head(point.feat), point["dataset_index"])
-
-    def forward(self, input_dict: dict, return_point: bool = False) -> dict[str, Tensor | Point]:
-        point = self.backbone(Point(input_dict))
-        while "pooling_parent" in point:  # encoder-only backbone: concatenate features back up
-            parent = point.pop("pooling_parent")
-            inverse = point.pop("pooling_inverse")
-            parent.feat = torch.cat([parent.feat, point.feat[inverse]], dim=-1)
-            point = parent
-        seg_logits = self.head_logits(point)
-        if self.training:
-            out: dict[str, Tensor | Point] = {"loss": self.criteria(seg_logits, input_dict["segment"])}
-        elif "segment" in input_dict:
-            out = {"loss": self.criteria(seg_logits, input_dict["segment"]), "seg_logits": seg_logits}
-        else:
-            out = {"seg_logits": seg_logits}
-        if return_point:
-            out["point"] = point
-        return out

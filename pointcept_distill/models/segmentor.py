@@ -31,14 +31,18 @@ class DefaultSegmentorV2(nn.Module):
                  criteria: list[dict] | None = None, freeze_backbone: bool = False) -> None:
         super().__init__()
         if backbone is None:
-            raise ValueError("DefaultSegmentorV2: a backbone config is required")
-        self.seg_head = nn.Linear(backbone_out_channels, num_classes) if num_classes > 0 else nn.Identity()
+            raise ValueError(f"{type(self).__name__}: a backbone config is required")
+        self.seg_head = self.build_head(backbone_out_channels, num_classes)
         self.backbone = build_model(backbone)
         self.criteria = build_criteria(criteria)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad = False
+
+    def build_head(self, in_channels: int, num_classes: int) -> nn.Module:
+        """The segmentation head (subclasses with other heads override this and ``head_logits``)."""
+        return nn.Linear(in_channels, num_classes) if num_classes > 0 else nn.Identity()
 
     def head_logits(self, point: Point) -> Tensor:
         """(N, num_classes) logits of a backbone output Point (distillation reuses the segmentor's head)."""
