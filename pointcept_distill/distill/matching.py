@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["voxel_keys", "match_by_voxel", "offset_from_sorted_batch"]
+__all__ = ["voxel_keys", "match_by_voxel"]
 
 _AXIS_BITS = 16  # PTv3 serialisation depth is at most 16 bits per axis
 
@@ -37,9 +37,3 @@ def match_by_voxel(key_student: Tensor, key_teacher: Tensor, check: bool = True)
         raise ValueError("match_by_voxel: teacher and student voxel sets differ at this stage "
                          "(do both models use the same stride and input grid?)")
     return idx_s, idx_t
-
-
-def offset_from_sorted_batch(batch_sorted: Tensor, batch_size: int) -> Tensor:
-    """Cumulative point counts (B,) of a batch index vector sorted ascending."""
-    counts = torch.bincount(batch_sorted, minlength=batch_size)
-    return torch.cumsum(counts, dim=0)

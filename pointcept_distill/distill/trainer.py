@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from ..engine.train import AMP_DTYPES, TRAINERS, Trainer
 from ..models import LOSSES
-from ..models.point import Point
+from ..models.point import Point, batch_to_offset
 from .capture import CapturedFeature, FeatureCapture
-from .matching import match_by_voxel, offset_from_sorted_batch, voxel_keys
+from .matching import match_by_voxel, voxel_keys
 from .teacher import load_teacher
 
 __all__ = ["DistillTrainer"]
@@ -120,7 +120,7 @@ class DistillTrainer(Trainer):
         """Gradient-guided and topology losses of one stage, on voxel-matched points."""
         idx_s, idx_t = match_by_voxel(voxel_keys(student.grid_coord, student.batch),
                                       voxel_keys(teacher.grid_coord, teacher.batch))
-        offset = offset_from_sorted_batch(student.batch[idx_s], batch_size)
+        offset = batch_to_offset(student.batch[idx_s], batch_size)
         feat_s, feat_t = student.feat[idx_s], teacher.feat[idx_t]
         terms: dict[str, Tensor] = {}
         if self.losses["grad_kd"] is not None:

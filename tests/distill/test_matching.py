@@ -1,6 +1,6 @@
 import torch
 
-from pointcept_distill.distill.matching import match_by_voxel, offset_from_sorted_batch, voxel_keys
+from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
 
 import pytest
 
@@ -40,8 +40,3 @@ def test_mismatched_sets_raise():
         match_by_voxel(key, other)
     with pytest.raises(ValueError, match="points"):
         match_by_voxel(key, key[:-1])
-
-
-def test_offset_from_sorted_batch():
-    batch = torch.tensor([0, 0, 2, 2, 2])
-    assert offset_from_sorted_batch(batch, 4).tolist() == [2, 2, 5, 5]

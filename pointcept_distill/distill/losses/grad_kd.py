@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...models.builder import LOSSES
-from .segments import offset_to_batch, segment_max, segment_mean, segment_min
+from ...models.point import offset_to_batch
+from .segments import segment_max, segment_mean, segment_min
 
 __all__ = ["task_gradient", "importance_map", "GradGuidedKD"]
 
@@ -52,9 +53,9 @@ def importance_map(feat: Tensor, grad: Tensor, offset: Tensor, norm: str = "minm
                          "must both be (N, C)")
     if norm not in NORMS:
         raise ValueError(f"importance_map: norm={norm!r} not in {NORMS}")
-    batch = offset_to_batch(offset)
-    if len(batch) != len(feat):
-        raise ValueError(f"importance_map: offset[-1]={len(batch)} != number of points {len(feat)}")
+    if int(offset[-1]) != len(feat):
+        raise ValueError(f"importance_map: offset[-1]={int(offset[-1])} != number of points {len(feat)}")
+    batch = offset_to_batch(offset, len(feat))
     num = len(offset)
     weight = segment_mean(grad.detach().abs().to(feat.dtype), batch, num)   # (B, C)
     imp = (feat * weight[batch]).sum(1)                                     # (N,)

@@ -4,15 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["offset_to_batch", "segment_mean", "segment_min", "segment_max"]
-
-
-def offset_to_batch(offset: Tensor) -> Tensor:
-    """(N,) sample index of each point, from the cumulative ``offset`` (B,) (Pointcept's convention)."""
-    counts = torch.diff(offset, prepend=offset.new_zeros(1))
-    if (counts < 0).any():
-        raise ValueError(f"offset_to_batch: offset must be non-decreasing, got {offset.tolist()}")
-    return torch.repeat_interleave(torch.arange(len(offset), device=offset.device), counts)
+__all__ = ["segment_mean", "segment_min", "segment_max"]
 
 
 def segment_mean(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pointcept_distill.distill.losses.segments import offset_to_batch, segment_max, segment_mean, segment_min
+from pointcept_distill.distill.losses.segments import segment_max, segment_mean, segment_min
+from pointcept_distill.models.point import offset_to_batch
 
 
 def test_segment_reductions_match_per_sample_loops():
@@ -13,8 +14,3 @@ def test_segment_reductions_match_per_sample_loops():
     assert segment_min(x, batch, 3)[[0, 2]].tolist() == [-2.0, 0.5]
     assert segment_max(x, batch, 3)[[0, 2]].tolist() == [4.0, 5.0]
     assert segment_mean(torch.stack([x, 2 * x], 1), batch, 3)[2].tolist() == pytest.approx([8.5 / 3, 17 / 3])
-
-
-def test_offset_must_be_non_decreasing():
-    with pytest.raises(ValueError, match="offset_to_batch"):
-        offset_to_batch(torch.tensor([4, 2]))
