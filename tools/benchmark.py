@@ -34,6 +34,7 @@ import platform
 import shlex
 import sys
 import tempfile
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import torch
@@ -44,6 +45,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from pointcept_distill.data import build_dataset, point_collate_fn  # noqa: E402
+from pointcept_distill.engine.train import sum_losses  # noqa: E402
 from pointcept_distill.data.pipelines import data_config  # noqa: E402
 from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
@@ -199,22 +201,14 @@ def _profile(run_model: nn.Module, forward: Callable[[], None], batch: dict, dev
 
 
 # ---------------------------------------------------------------------------------------------- training
-def distill_runner(cfg: Config, device: torch.device) -> Any:
-    """A ``DistillTrainer`` with only what ``compute_loss`` reads: model, teacher, losses, stages, AMP dtype."""
+def build_distiller(cfg: Config, device: torch.device) -> tuple[nn.Module, Any]:
+    """The student and the ``Distiller`` that ``DistillTrainer`` steps with (random frozen teacher)."""
+    from pointcept_distill.distill.distiller import Distiller
     from pointcept_distill.distill.teacher import FrozenTeacher
-    from pointcept_distill.distill.trainer import LOSS_KEYS, DistillTrainer, _build_loss
-    from pointcept_distill.engine.train import AMP_DTYPES
 
-    runner = DistillTrainer.__new__(DistillTrainer)
-    distill = cfg.get("distill", {})
-    runner.device = device
-    runner.model = build_model(cfg.model).to(device)
-    runner.teacher = FrozenTeacher(build_model(cfg.teacher)).to(device)
-    runner.stages = list(distill.get("stages", ["bottleneck"]))
-    runner.losses = {key: _build_loss(distill.get(key)) for key in LOSS_KEYS}
-    amp = distill.get("teacher_amp_dtype", "bfloat16")
-    runner.teacher_amp_dtype = AMP_DTYPES[amp] if amp is not None and device.type == "cuda" else None
-    return runner
+    student = build_model(cfg.model).to(device)
+    teacher = FrozenTeacher(build_model(cfg.teacher)).to(device)
+    return student, Distiller(teacher, cfg.get("distill", {}), device)
 
 
 def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_loss: Callable[[dict], torch.Tensor],
@@ -251,9 +245,9 @@ def train_variants(losses: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.device, args: argparse.Namespace
                 ) -> list[dict]:
     dtype = DTYPES[args.train_dtype][0]
-    runner = distill_runner(distill_cfg, device)
-    student = runner.model.train()
-    all_losses = dict(runner.losses)
+    student, distiller = build_distiller(distill_cfg, device)
+    student.train()
+    all_losses = dict(distiller.losses)
     rows = []
     for b, batch in batches.items():
         inputs = to_device(batch, TRAIN_KEYS, device)
@@ -263,18 +257,18 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
             if losses is None:
                 compute = student
             else:
-                runner.losses = {k: losses.get(k) for k in all_losses}
-                compute = runner.compute_loss
+                distiller.losses = {k: losses.get(k) for k in all_losses}
+                compute = partial(distiller.compute_loss, student)
             row = dict(base, step=name)
             try:
-                step = train_step(student, compute, runner.total_loss, inputs, device, dtype)
+                step = train_step(student, compute, sum_losses, inputs, device, dtype)
                 latency = measure(step, device, args.train_warmup, args.train_repeats)
                 row.update(latency.as_dict(), peak_mib=peak_memory_mib(step, device))
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
             print(f"  train {name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
-    runner.losses = all_losses
+    distiller.losses = all_losses
     return rows
 
 

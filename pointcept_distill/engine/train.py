@@ -31,10 +31,18 @@ from .dataloader import EpochSampler, SeededCollate, SeededSamples, worker_init_
 from .defaults import create_ddp_model, default_device
 from .hooks.base import HookBase, build_hooks
 
-__all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES"]
+__all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES", "sum_losses"]
 
 TRAINERS = Registry("trainers")
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def sum_losses(output: dict[str, torch.Tensor], source: str = "the model") -> torch.Tensor:
+    """Sum of the ``loss`` and ``loss_*`` entries of a loss dict (other entries are only logged)."""
+    terms = [v for k, v in output.items() if k == "loss" or k.startswith("loss_")]
+    if not terms:
+        raise KeyError(f"{source} returned no 'loss' or 'loss_*' entry (keys: {sorted(output)})")
+    return torch.stack([t.float().reshape(()) for t in terms]).sum()
 
 
 class TrainerBase:
@@ -296,12 +304,7 @@ class Trainer(TrainerBase):
         return self.model(input_dict)
 
     def total_loss(self, output: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sum of the ``loss`` and ``loss_*`` entries (other entries are only logged)."""
-        terms = [v for k, v in output.items() if k == "loss" or k.startswith("loss_")]
-        if not terms:
-            raise KeyError(f"{type(self).__name__}.compute_loss returned no 'loss' or 'loss_*' entry "
-                           f"(keys: {sorted(output)})")
-        return torch.stack([t.float().reshape(()) for t in terms]).sum()
+        return sum_losses(output, f"{type(self).__name__}.compute_loss")
 
     def loss_is_finite(self, loss: torch.Tensor) -> bool:
         """True if the loss is finite on every process (so that all of them skip a bad step together)."""

@@ -9,13 +9,19 @@ from torch import Tensor
 from .serialization import encode_orders
 from .sparse import SparseConvTensor
 
-__all__ = ["Point", "batch_to_offset", "offset_to_batch"]
+__all__ = ["Point", "batch_to_offset", "offset_to_batch", "shuffle_rows"]
 
 
 def offset_to_batch(offset: Tensor, num_points: int | None = None) -> Tensor:
     """(N,) sample index of each point from cumulative ``offset`` (B,); pass ``num_points`` to avoid a host sync."""
     n = int(offset[-1]) if num_points is None else num_points
     return torch.searchsorted(offset, torch.arange(n, device=offset.device), right=True)
+
+
+def shuffle_rows(code: Tensor) -> Tensor:
+    """``code`` (k, N) with its rows permuted by ``torch.randperm`` (CPU generator, as upstream); the rows are
+    picked by Python index, so a CUDA ``code`` needs no host-to-device copy of the permutation (a sync)."""
+    return torch.stack([code[i] for i in torch.randperm(code.shape[0]).tolist()])
 
 
 def batch_to_offset(batch: Tensor, batch_size: int) -> Tensor:
@@ -99,7 +105,7 @@ class Point(dict):
             raise ValueError(f"Point.serialization: {self.batch_size} samples at depth {depth} overflow int64 codes")
         code = encode_orders(self["grid_coord"], self["batch"], depth, orders)                        # (k, N)
         if shuffle_orders:
-            code = code[torch.randperm(code.shape[0])]
+            code = shuffle_rows(code)
         self["order"] = orders
         self["serialized_depth"] = depth
         self.set_serialized_code(code)

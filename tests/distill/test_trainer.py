@@ -87,7 +87,7 @@ def test_losses_switch_off_from_options(tmp_path, sim_root):
 def test_teacher_gradient_map_matches_full_autograd(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root)
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    _, feats, grads = trainer.teacher_forward(batch)
+    _, feats, grads = trainer.distiller.teacher_forward(batch)
     # by hand: the whole teacher under autograd, its bottleneck feature kept as a graph node
     teacher = trainer.teacher.model
     with FeatureCapture(teacher.backbone, ["bottleneck"]) as cap, torch.enable_grad():

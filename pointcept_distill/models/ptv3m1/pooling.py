@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..modules import PointModule, PointSequential
-from ..point import Point, batch_to_offset
+from ..point import Point, batch_to_offset, shuffle_rows
 
 __all__ = ["SerializedPooling", "SerializedUnpooling"]
 
@@ -66,7 +66,7 @@ class SerializedPooling(PointModule):
             serialized_depth=point.serialized_depth - pd)
         code = code[:, head]
         if self.shuffle_orders and self.training:
-            code = code[torch.randperm(code.shape[0])]
+            code = shuffle_rows(code)
         pooled_point.set_serialized_code(code)
         if self.traceable:
             pooled_point.pooling_inverse = cluster
