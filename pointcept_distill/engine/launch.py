@@ -62,7 +62,8 @@ def launch(main_func: Callable[..., Any], num_gpus_per_machine: int, num_machine
 
 
 def _share_cpu_threads(local_size: int) -> None:
-    # CPU processes of one machine would each start one thread per core; split the cores instead
+    # processes of one machine would each start one thread per core (GPU runs do host work too: the
+    # persistence pairs, data glue); split the cores instead
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
 
@@ -83,8 +84,7 @@ def _distributed_worker(local_rank: int, main_func: Callable[..., Any], world_si
             raise RuntimeError(f"launch: --num-gpus {num_gpus_per_machine} but only "
                                f"{torch.cuda.device_count()} CUDA devices are visible")
         torch.cuda.set_device(local_rank)
-    else:
-        _share_cpu_threads(num_gpus_per_machine)
+    _share_cpu_threads(num_gpus_per_machine)
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     dist.init_process_group(backend=backend, init_method=dist_url, world_size=world_size, rank=global_rank,
                             timeout=timeout)
@@ -92,6 +92,8 @@ def _distributed_worker(local_rank: int, main_func: Callable[..., Any], world_si
         _make_local_groups(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
         main_func(*cfg)
+        # every rank is done before any tears its connections down (gloo aborts a peer still using them)
+        comm.synchronize()
     finally:
         dist.destroy_process_group()
 
@@ -102,13 +104,14 @@ def _torchrun_worker(main_func: Callable[..., Any], cfg: tuple, timeout: datetim
     backend = _backend()
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    else:
-        _share_cpu_threads(local_size)
+    _share_cpu_threads(local_size)
     dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
     try:
         rank = dist.get_rank()
         _make_local_groups(world_size // local_size, local_size, rank // local_size)
         comm.synchronize()
         main_func(*cfg)
+        # every rank is done before any tears its connections down (gloo aborts a peer still using them)
+        comm.synchronize()
     finally:
         dist.destroy_process_group()
