@@ -32,16 +32,9 @@ done
 shift $((OPTIND - 1))
 [ "${1:-}" = "--" ] && shift
 
-if [ -z "$PYTHON_BIN" ]; then
-  if [ -n "${PYTHON:-}" ]; then PYTHON_BIN=$PYTHON
-  elif [ -x "$ROOT_DIR/.venv/bin/python" ]; then PYTHON_BIN="$ROOT_DIR/.venv/bin/python"
-  else PYTHON_BIN=python
-  fi
-fi
-if [ "$NUM_GPU" = "None" ]; then
-  NUM_GPU=$("$PYTHON_BIN" -c 'import torch; print(torch.cuda.device_count())')
-  [ "$NUM_GPU" -gt 0 ] || NUM_GPU=1
-fi
+. "$ROOT_DIR/scripts/common.sh"
+pick_python
+default_num_gpu
 
 EXP_DIR=${EXP_ROOT:-exp}/${DATASET}/${EXP_NAME}
 MODEL_DIR=${EXP_DIR}/model
