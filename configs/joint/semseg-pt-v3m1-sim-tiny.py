@@ -6,7 +6,7 @@
 # label_space: "heads" (one head per dataset) or "common" (14 common classes), as in semseg-pt-v3m1-0-base.py.
 from pointcept_distill.data.label_space import joint_data_config
 
-_base_ = ["./semseg-pt-v3m1-0-base.py"]
+_base_ = ["./semseg-pt-v3m1-0-base.py", "../_base_/models/sim-tiny.py"]
 
 seed = 0
 num_worker = 0
@@ -23,21 +23,10 @@ names = data["names"]
 data["test"]["test_cfg"]["aug_transform"] = [[dict(type="RandomScale", scale=[1, 1])],
                                              [dict(type="RandomScale", scale=[1, 1]), dict(type="RandomFlip", p=1)]]
 
-tiny_backbone = dict(
-    enc_depths=(1, 1, 1, 1, 1),
-    enc_channels=(8, 8, 16, 16, 32),
-    enc_num_head=(1, 1, 2, 2, 4),
-    enc_patch_size=(64, 64, 64, 64, 64),
-    dec_depths=(1, 1, 1, 1),
-    dec_channels=(16, 8, 16, 16),
-    dec_num_head=(2, 1, 2, 2),
-    dec_patch_size=(64, 64, 64, 64),
-    drop_path=0.1,
-)
 if label_space == "heads":
     model = dict(_delete_=True, type="MultiHeadSegmentor", num_classes=data["dataset_num_classes"],
                  head_names=data["datasets"])
 else:
     model = dict(_delete_=True, type="DefaultSegmentorV2", num_classes=data["num_classes"])
-model.update(backbone_out_channels=16, backbone=dict({{ _base_.model.backbone }}, **tiny_backbone),
+model.update(backbone_out_channels=16, backbone=dict({{ _base_.model.backbone }}, **{{ _base_.tiny_backbone }}),
              criteria={{ _base_.model.criteria }})

@@ -2,7 +2,7 @@
 #   python tools/make_synthetic.py --profile waymo --out data/sim/waymo --train 4 --val 2 --scale 0.15
 #   sh scripts/train.sh -g 1 -d waymo -c semseg-pt-v3m1-sim-tiny -n sim-tiny
 # Same pipeline as the base config; 2 test-time views instead of the base config's list.
-_base_ = ["./semseg-pt-v3m1-0-base.py"]
+_base_ = ["./semseg-pt-v3m1-0-base.py", "../_base_/models/sim-tiny.py"]
 
 seed = 0
 num_worker = 0
@@ -12,20 +12,7 @@ enable_amp = False
 epoch = 2
 eval_epoch = 2
 
-model = dict(
-    backbone_out_channels=16,
-    backbone=dict(
-        enc_depths=(1, 1, 1, 1, 1),
-        enc_channels=(8, 8, 16, 16, 32),
-        enc_num_head=(1, 1, 2, 2, 4),
-        enc_patch_size=(64, 64, 64, 64, 64),
-        dec_depths=(1, 1, 1, 1),
-        dec_channels=(16, 8, 16, 16),
-        dec_num_head=(2, 1, 2, 2),
-        dec_patch_size=(64, 64, 64, 64),
-        drop_path=0.1,
-    ),
-)
+model = dict(backbone_out_channels=16, backbone={{ _base_.tiny_backbone }})
 
 data_root = "data/sim/waymo"
 data = dict(

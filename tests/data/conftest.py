@@ -30,5 +30,5 @@ def sim_root(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def real_root() -> Path:
     if not REAL_ROOT.is_dir():
-        pytest.skip(f"real LiDAR fixtures not found at {REAL_ROOT.resolve()} (../shared/data/real)")
+        pytest.fail(f"real LiDAR fixtures not found at {REAL_ROOT.resolve()}: clone beside ../shared (CI has it)")
     return REAL_ROOT

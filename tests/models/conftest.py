@@ -12,7 +12,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.skip(f"reference fixtures not found at {FIXTURES}")
+        pytest.fail(f"reference fixtures not found at {FIXTURES}: clone beside ../shared (CI has it)")
     return FIXTURES
 
 
