@@ -172,7 +172,10 @@ def main() -> None:
     report: dict = {"gpus": n_max, "per_gpu_batch": args.per_gpu_batch}
     phases = args.phases.split(",")
     batch = args.per_gpu_batch * n_max
-    final = lambda name: exp / name / "model" / "model_last.pth"  # noqa: E731
+
+    def final(name: str) -> Path:
+        return exp / name / "model" / "model_last.pth"
+
     lines = []
     if "scaling" in phases:  # first, so that nothing else shares the GPUs while it is timed
         report["scaling"] = scaling(run, args.per_gpu_batch, gpus, exp)

@@ -65,9 +65,10 @@ class Distiller:
         losses = {"loss_seg": seg_loss}
         if self.losses["logit_kd"] is not None:
             losses.update(self.losses["logit_kd"](logits_s, logits_t, input_dict["segment"]))
+        grads_s = self.task_gradients(seg_loss, capture_s.features, stages)
         for stage in stages:
-            terms = self.feature_losses(capture_s.features[stage], feats_t[stage], grads_t.get(stage),
-                                        seg_loss, len(input_dict["offset"]))
+            terms = self.feature_losses(capture_s.features[stage], grads_s.get(stage), feats_t[stage],
+                                        grads_t.get(stage), len(input_dict["offset"]))
             suffix = f"_{stage}" if len(stages) > 1 else ""
             losses.update({f"{k}{suffix}": v for k, v in terms.items()})
         return losses
@@ -90,16 +91,21 @@ class Distiller:
         with grad_mode, self.teacher_autocast(), FeatureCapture(teacher.backbone, stages, as_leaf=True) as cap:
             point = teacher.backbone(Point(input_dict))
             logits = teacher.head_logits(point)
-            grads: dict[str, Tensor] = {}
-            if need_grad:
-                task_loss = teacher.criteria(logits, input_dict["segment"])
-                leaves = [cap.features[s].feat for s in stages]
-                grads = dict(zip(stages, torch.autograd.grad(task_loss, leaves)))
+            grads = self.task_gradients(teacher.criteria(logits, input_dict["segment"]), cap.features, stages,
+                                        retain_graph=False) if need_grad else {}
         features = {s: CapturedFeature(f.feat.detach(), f.grid_coord, f.batch) for s, f in cap.features.items()}
         return logits.detach(), features, grads
 
-    def feature_losses(self, student: CapturedFeature, teacher: CapturedFeature, teacher_grad: Tensor | None,
-                       seg_loss: Tensor, batch_size: int) -> dict[str, Tensor]:
+    def task_gradients(self, task_loss: Tensor, features: dict[str, CapturedFeature], stages: list[str],
+                       retain_graph: bool = True) -> dict[str, Tensor]:
+        """dL_task/dF of every captured stage in one backward pass (constants: no graph); {} without grad_kd."""
+        if self.losses["grad_kd"] is None or not stages:
+            return {}
+        grads = torch.autograd.grad(task_loss, [features[s].feat for s in stages], retain_graph=retain_graph)
+        return dict(zip(stages, grads))
+
+    def feature_losses(self, student: CapturedFeature, student_grad: Tensor | None, teacher: CapturedFeature,
+                       teacher_grad: Tensor | None, batch_size: int) -> dict[str, Tensor]:
         """Gradient-guided and topology losses of one stage, on voxel-matched points."""
         # the voxel sets depend only on the models' strides and the input grid: verified on the first step only,
         # since the check costs a host sync
@@ -110,8 +116,7 @@ class Distiller:
         feat_s, feat_t = student.feat[idx_s], teacher.feat[idx_t]
         terms: dict[str, Tensor] = {}
         if self.losses["grad_kd"] is not None:
-            (grad_s,) = torch.autograd.grad(seg_loss, student.feat, retain_graph=True)
-            terms.update(self.losses["grad_kd"](feat_s, grad_s[idx_s], feat_t, teacher_grad[idx_t], offset))
+            terms.update(self.losses["grad_kd"](feat_s, student_grad[idx_s], feat_t, teacher_grad[idx_t], offset))
         if self.losses["topo_kd"] is not None:
             terms.update(self.losses["topo_kd"](feat_s, feat_t, offset))
         return terms

@@ -114,3 +114,13 @@ def test_mismatched_teacher_checkpoint_lists_keys(tmp_path, sim_root):
     with pytest.raises(CheckpointError, match="missing") as err:
         _trainer(tmp_path, sim_root)
     assert "teacher_weight" in str(err.value) and "backbone." in str(err.value)
+
+
+def test_several_stages_each_get_their_terms(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, "distill.stages=[bottleneck,enc2]")
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    losses = trainer.compute_loss(batch)
+    for stage in ("bottleneck", "enc2"):
+        for loss in ("loss_kd_grad", "loss_kd_topo"):
+            assert torch.isfinite(losses[f"{loss}_{stage}"]), (loss, stage)
+    assert losses["loss_kd_grad_bottleneck"] != losses["loss_kd_grad_enc2"]
