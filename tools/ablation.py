@@ -1,11 +1,13 @@
 """The paper's ablation on simulator data, one command: teacher, student alone, +logit KD, +gradient-guided,
-+topology, all; mIoU single-pass and with Pointcept's test-time augmentation; step cost from the train logs.
++topology, all; mIoU single-pass and with Pointcept's test-time augmentation; then the cost of a distillation step
+against a student-only step and each loss's share, measured by ``tools/benchmark.py`` on an otherwise idle GPU.
 
     python tools/ablation.py --gpus 0,1,2,3 --out exp/ablation/ablation.md
 
 Every run is the user's command (``scripts/train.sh`` / ``scripts/test.sh`` with ``EXP_ROOT``), so the table
 measures exactly what users run. The teacher trains first (DDP over all ``--gpus``), then the five students run
-in parallel, one GPU each. Runs whose checkpoint exists are not retrained with ``--resume`` (so a table can be
+in parallel, ``--jobs-per-gpu`` on each GPU (one scan's step is host-bound, so two runs share a GPU well; their
+step times are therefore not used for the cost, which is measured last, alone). Runs whose checkpoint exists are not retrained with ``--resume`` (so a table can be
 finished across several calls). The TTA numbers come from each run's PreciseEvaluator (the configs' tester),
 the single-pass ones from ``scripts/test.sh -- test.single_pass=true``. The ``-d nuscenes`` configs are used with the data
 root pointed at the simulated scans.
@@ -15,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import statistics
 import subprocess
 import sys
 import time
@@ -48,10 +48,11 @@ def sh(cmd: list[str], log: Path, gpus: str, env_extra: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
 
 
-def run_on_gpus(jobs: list, gpus: list[str]) -> list:
-    """Run ``job(device)`` for every job, at most one job per GPU at a time; results in job order."""
+def run_on_gpus(jobs: list, gpus: list[str], per_gpu: int = 1) -> list:
+    """Run ``job(device)`` for every job, at most ``per_gpu`` jobs per GPU at a time; results in job order."""
     free: Queue = Queue()
-    for g in gpus or [""]:
+    slots = [g for _ in range(per_gpu) for g in gpus or [""]]
+    for g in slots:
         free.put(g)
 
     def call(job):
@@ -61,7 +62,7 @@ def run_on_gpus(jobs: list, gpus: list[str]) -> list:
         finally:
             free.put(g)
 
-    with ThreadPoolExecutor(max(len(gpus), 1)) as pool:
+    with ThreadPoolExecutor(len(slots)) as pool:
         return list(pool.map(call, jobs))
 
 
@@ -73,10 +74,27 @@ def count_parameters(checkpoint: Path) -> int:
                if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
 
 
-def batch_seconds(train_log: Path) -> float:
-    """Median per-iteration time of the run (IterationTimer's 'Batch' field, warm-up iterations excluded)."""
-    times = [float(m) for m in re.findall(r"Batch (\d+\.\d+) \(", train_log.read_text())]
-    return statistics.median(times[len(times) // 5:]) if times else float("nan")
+def step_cost(args: argparse.Namespace, device: str, out: Path, env: dict[str, str]) -> list[str]:
+    """Student-only vs distillation step and each loss's share, from ``tools/benchmark.py`` (markdown lines)."""
+    json_path = out.with_name(out.stem + "-step-cost.json")
+    sh([sys.executable, "tools/benchmark.py", "--no-inference", "--distill-config", "configs/nuscenes/distill-ptv3.py",
+        "--train-batches", str(args.step_cost_batch), "--scale", str(args.step_cost_scale),
+        "--train-repeats", "10", "--train-warmup", "3", "--json", str(json_path),
+        *(["--device", "cpu", "--train-dtype", "fp32"] if device == "" else ["--train-dtype", "bf16"])],
+       out.with_name(out.stem + "-step-cost.out"), device, env)
+    report = json.loads(json_path.read_text())
+    ms = {r["step"]: r["median_ms"] for r in report["train"]}
+    r0 = report["train"][0]
+    lines = [f"Step cost ({report['environment']['device']}, {r0['dtype']}, {r0['scans']} scans = "
+             f"{r0['points']:,} points, median of 10 steps, random weights, no other run on the device):", "",
+             "| step | ms | vs student-only step | share of the distillation step |", "|---|---|---|---|"]
+    for name in ms:
+        share = ((ms["distill"] - ms[name]) / ms["distill"] if name.startswith("distill - ") else
+                 (ms[name] - ms["student"]) / ms["distill"] if name == "teacher only" else None)
+        label = {"teacher only": "student step + teacher forward (share: the teacher forward)"}.get(name, name)
+        lines.append(f"| {label} | {ms[name]:.1f} | {ms[name] / ms['student']:.2f} | "
+                     f"{'' if share is None else f'{share:.0%}'} |")
+    return lines
 
 
 def main() -> None:
@@ -92,6 +110,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8, help="global batch of every run")
     p.add_argument("--options", nargs="*", default=[], help="extra KEY=VALUE for every run (e.g. tiny models)")
     p.add_argument("--student-options", nargs="*", default=[], help="extra KEY=VALUE for the student runs")
+    p.add_argument("--eval-rounds", type=int, default=5, help="validations per run (model_best is chosen by them)")
+    p.add_argument("--jobs-per-gpu", type=int, default=2, help="student runs sharing one GPU")
+    p.add_argument("--step-cost-batch", type=int, default=8, help="scans per step of the cost measurement")
+    p.add_argument("--step-cost-scale", type=float, default=1.0, help="simulator scale of the cost measurement")
+    p.add_argument("--no-step-cost", action="store_true", help="skip the step-cost measurement")
     p.add_argument("--resume", action="store_true", help="reuse runs whose model_best.pth exists")
     p.add_argument("--out", default="exp/ablation/ablation.md")
     args = p.parse_args()
@@ -115,7 +138,7 @@ def main() -> None:
             return
         n = str(max(len(devices), 1))
         sh(["sh", "scripts/train.sh", *py, "-g", n, "-d", "nuscenes", "-c", config, "-n", name, "--", *common,
-            f"epoch={epochs}", f"eval_epoch={epochs}", *extra], exp / f"{name}.train.out", ",".join(devices), env)
+            f"epoch={epochs}", f"eval_epoch={min(epochs, args.eval_rounds)}", *extra], exp / f"{name}.train.out", ",".join(devices), env)
         # the configs' PreciseEvaluator has just tested model_best with test-time augmentation
         result = exp / name / "result"
         os.replace(result / "summary.json", result / "summary_tta.json")
@@ -138,32 +161,23 @@ def main() -> None:
     runs += [(f"kd-{i}", "distill-ptv3", row, [teacher_weight, *off, *args.student_options])
              for i, (row, off) in enumerate(DISTILL_OFF.items())]
     run_on_gpus([partial(train, name, config, args.student_epochs, extra=extra) for name, config, _, extra in runs],
-                gpus)
+                gpus, args.jobs_per_gpu)
     names = [("teacher", "teacher (PT-v3m1 base)")] + [(name, row) for name, _, row, _ in runs]
-    results = dict(zip([n for n, _ in names], run_on_gpus([partial(test, n) for n, _ in names], gpus)))
+    results = dict(zip([n for n, _ in names], run_on_gpus([partial(test, n) for n, _ in names], gpus,
+                                                           args.jobs_per_gpu)))
 
-    rows = []
-    for name, label in names:
-        rows.append(dict(name=name, label=label, params=count_parameters(exp / name / "model" / "model_best.pth"),
-                         mIoU_single=results[name]["single"]["mIoU"], mIoU_tta=results[name]["tta"]["mIoU"],
-                         step_seconds=batch_seconds(exp / name / "train.log")))
-    base = next(r["step_seconds"] for r in rows if r["name"] == "student")
-    lines = ["| model | parameters | mIoU single-pass | mIoU TTA | step (s) | step / student-alone step |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['label']} | {r['params']:,} | {r['mIoU_single']:.4f} | {r['mIoU_tta']:.4f} | "
-                     f"{r['step_seconds']:.3f} | {r['step_seconds'] / base:.2f} |")
-    step = {r["label"]: r["step_seconds"] for r in rows}
-    shares = {"topology": 1 - step["+gradient-guided"] / step["all"], "gradient-guided": 1 - step["+topology"] / step["all"],
-              "teacher forward + logit KD": step["+logit KD"] / step["all"] - step["student alone"] / step["all"]}
-    lines += ["", "Share of the full distillation step (from the step times above): " +
-              ", ".join(f"{k} {v:.0%}" for k, v in shares.items())]
-    text = "\n".join(lines)
+    rows = [dict(name=name, label=label, params=count_parameters(exp / name / "model" / "model_best.pth"),
+                 mIoU_single=results[name]["single"]["mIoU"], mIoU_tta=results[name]["tta"]["mIoU"])
+            for name, label in names]
+    lines = ["| model | parameters | mIoU single-pass | mIoU TTA |", "|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['params']:,} | {r['mIoU_single']:.4f} | {r['mIoU_tta']:.4f} |" for r in rows]
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.no_step_cost:  # last, alone on the first GPU, so that no other run shares it while it is timed
+        lines += ["", *step_cost(args, gpus[0] if gpus else "", out, env)]
+    text = "\n".join(lines)
     out.write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps(dict(rows=rows, shares=shares, args=vars(args),
-                                                        seconds=time.time() - started),
+    out.with_suffix(".json").write_text(json.dumps(dict(rows=rows, args=vars(args), seconds=time.time() - started),
                                                    indent=2))
     print(text)
 

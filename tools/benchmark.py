@@ -351,7 +351,8 @@ def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     lines = [f"Device: {env['device']} ({env['device_type']}, {env['cpu_threads']} torch threads); "
              f"torch {env['torch']}; spconv {env['spconv']}; {env['date']}", f"Command: `{env['command']}`", ""]
-    lines += inference_table(report) + breakdown_tables(report)
+    if report["models"]:
+        lines += inference_table(report) + breakdown_tables(report)
     if report.get("train"):
         lines += train_table(report)
     return "\n".join(lines) + "\n"
@@ -371,6 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated, of {', '.join(DTYPES)} (default fp32,bf16,fp16)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-inference", action="store_true", help="training steps only (no --config forwards)")
     parser.add_argument("--no-breakdown", action="store_true")
     parser.add_argument("--breakdown-batch", type=int, default=1, help="scans of the profiled batch")
     parser.add_argument("--profile-runs", type=int, default=3)
@@ -444,6 +446,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.no_inference:
+        args.config, args.batch_list = [], []
     needed = sorted(set(args.batch_list) | (set() if args.no_train else set(args.train_batch_list)))
     all_batches = simulated_batches(needed, args.profile, args.seed, args.scale)
     batches = {b: all_batches[b] for b in args.batch_list}
