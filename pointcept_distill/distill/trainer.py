@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..engine.train import TRAINERS, Trainer
 from .distiller import Distiller
+from .losses.topo_kd import shutdown_pools
 from .teacher import FrozenTeacher, load_teacher
 
 __all__ = ["DistillTrainer"]
@@ -51,3 +52,9 @@ class DistillTrainer(Trainer):
 
     def compute_loss(self, input_dict: dict) -> dict[str, Tensor]:
         return self.distiller.compute_loss(self.model, input_dict)
+
+    def after_train(self) -> None:
+        try:
+            super().after_train()
+        finally:
+            shutdown_pools()  # the topology loss's worker processes

@@ -124,3 +124,21 @@ def test_several_stages_each_get_their_terms(tmp_path, sim_root):
         for loss in ("loss_kd_grad", "loss_kd_topo"):
             assert torch.isfinite(losses[f"{loss}_{stage}"]), (loss, stage)
     assert losses["loss_kd_grad_bottleneck"] != losses["loss_kd_grad_enc2"]
+
+
+def test_every_loss_vanishes_when_the_teacher_is_the_student(tmp_path, sim_root):
+    # teacher and student outputs are compared point by point (logits) and voxel by voxel (features): a student
+    # identical to the teacher (both in eval mode, so with the same BN statistics and no drop path) must give
+    # zero distillation losses, whatever order either model visited the points in
+    import copy
+
+    from pointcept_distill.distill.distiller import Distiller
+    from pointcept_distill.distill.teacher import FrozenTeacher
+    trainer, _ = _trainer(tmp_path, sim_root)
+    student = trainer.model.eval()
+    distiller = Distiller(FrozenTeacher(copy.deepcopy(student)), trainer.cfg.distill, trainer.device)
+    batch = next(iter(trainer.train_loader))
+    losses = distiller.compute_loss(student, batch)
+    assert losses["loss_seg"] > 0
+    for key in ("loss_kd_logit", "loss_kd_grad", "loss_kd_topo"):
+        assert abs(float(losses[key])) < 1e-5, (key, float(losses[key]))

@@ -8,6 +8,7 @@ edges in torch. The official code instead runs a heuristic "H1" without gradient
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
@@ -20,7 +21,7 @@ from .diagram_distance import chamfer_diagram_distance, sliced_wasserstein_diagr
 from .persistence import PersistencePairs, rips_pairs_from_distances
 from .subsample import SAMPLERS
 
-__all__ = ["TopologyKD", "persistence_diagrams"]
+__all__ = ["TopologyKD", "persistence_diagrams", "shutdown_pools"]
 
 _EPS = 1e-12
 
@@ -68,7 +69,18 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     """A persistent process pool (spawned, so safe beside CUDA) for the CPU persistence computations."""
     if workers not in _POOLS:
         _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        # A process that is itself a multiprocessing child (one rank of a spawned DDP job) joins its children
+        # at exit before threading's atexit hooks shut executors down: the workers would wait for work forever
+        # and the rank would never exit. A finalizer runs before that join; its priority (above the 10 of the
+        # pool's own queues, whose feeder threads must still run) makes it the first.
+        multiprocessing.util.Finalize(None, shutdown_pools, exitpriority=100)
     return _POOLS[workers]
+
+
+def shutdown_pools() -> None:
+    """Stop the persistence worker processes (they are started again on the next use)."""
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
 
 
 def rips_pairs_batch(clouds: list[tuple[Tensor, Tensor]], workers: int = 0) -> list[list[PersistencePairs]]:

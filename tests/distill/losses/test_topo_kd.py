@@ -128,3 +128,31 @@ def test_worker_processes_give_the_same_loss_and_gradient():
     pooled = TopologyKD(num_points=24, workers=2)(s, t, offset)["loss_kd_topo"]
     (g_pooled,) = torch.autograd.grad(pooled, s)
     assert torch.equal(local, pooled) and torch.equal(g_local, g_pooled)
+
+
+_RANKS_USING_WORKERS = """
+import torch
+from pointcept_distill.engine.launch import launch
+from pointcept_distill.distill.losses.topo_kd import rips_pairs_batch
+
+def main():
+    x = torch.randn(2, 12, 4)
+    rips_pairs_batch([(x, torch.ones(2, 12, dtype=torch.bool))], workers=2)
+
+if __name__ == "__main__":
+    launch(main, num_gpus_per_machine=2)  # two spawned gloo ranks, each with its own worker pool
+    print("all ranks exited")
+"""
+
+
+def test_spawned_ranks_with_worker_pools_exit(tmp_path):
+    # a rank is a multiprocessing child: it joins its children before threading's atexit hooks run, so a pool
+    # left open would keep it (and the job) waiting forever; the pools must be shut down by then
+    import subprocess
+    import sys
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANKS_USING_WORKERS)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+                          env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "all ranks exited" in done.stdout
