@@ -79,14 +79,15 @@ def step_cost(args: argparse.Namespace, device: str, out: Path, env: dict[str, s
     json_path = out.with_name(out.stem + "-step-cost.json")
     sh([sys.executable, "tools/benchmark.py", "--no-inference", "--distill-config", "configs/nuscenes/distill-ptv3.py",
         "--train-batches", str(args.step_cost_batch), "--scale", str(args.step_cost_scale),
-        "--train-repeats", "10", "--train-warmup", "3", "--json", str(json_path),
+        "--train-repeats", "10", "--train-warmup", "3", "--train-inputs", "4", "--json", str(json_path),
         *(["--device", "cpu", "--train-dtype", "fp32"] if device == "" else ["--train-dtype", "bf16"])],
        out.with_name(out.stem + "-step-cost.out"), device, env)
     report = json.loads(json_path.read_text())
     ms = {r["step"]: r["median_ms"] for r in report["train"]}
     r0 = report["train"][0]
     lines = [f"Step cost ({report['environment']['device']}, {r0['dtype']}, {r0['scans']} scans = "
-             f"{r0['points']:,} points, median of 10 steps, random weights, no other run on the device):", "",
+             f"{r0['points']:,} points in the first of the 4 batches the steps cycle through, median of 10 steps, random "
+             f"weights, no other run on the device):", "",
              "| step | ms | vs student-only step | share of the distillation step |", "|---|---|---|---|"]
     for name in ms:
         share = ((ms["distill"] - ms[name]) / ms["distill"] if name.startswith("distill - ") else

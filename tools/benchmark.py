@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -67,13 +68,16 @@ TRAIN_KEYS = INFER_KEYS + ("segment",)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def simulated_batches(batches: list[int], profile: str, seed: int, scale: float) -> dict[int, dict]:
-    """Collated val-pipeline batches of the first b simulated sweeps, for each b in ``batches``."""
+def simulated_batches(batches: list[int], profile: str, seed: int, scale: float, copies: int = 1
+                      ) -> dict[int, list[dict]]:
+    """For each b in ``batches``, ``copies`` collated val-pipeline batches of b simulated sweeps each (copy i
+    holds sweeps i*b .. i*b+b-1, so copies differ in their points and sizes)."""
+    n = max(batches) * copies
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as root:
-        generate(profile, root, train=0, val=max(batches), seed=seed, scale=scale)
+        generate(profile, root, train=0, val=n, seed=seed, scale=scale)
         dataset = build_dataset(data_config(profile, root)["val"])
-        samples = [dataset[i] for i in range(max(batches))]
-    return {b: point_collate_fn(samples[:b]) for b in batches}
+        samples = [dataset[i] for i in range(n)]
+    return {b: [point_collate_fn(samples[i * b:i * b + b]) for i in range(copies)] for b in batches}
 
 
 def to_device(batch: dict, keys: tuple[str, ...], device: torch.device, feat_dtype: torch.dtype | None = None
@@ -212,8 +216,10 @@ def build_distiller(cfg: Config, device: torch.device) -> tuple[nn.Module, Any]:
 
 
 def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_loss: Callable[[dict], torch.Tensor],
-               inputs: dict, device: torch.device, dtype: torch.dtype | None) -> Callable[[], None]:
-    """One optimizer step as ``Trainer.run_step`` makes it (no accumulation, no clipping, no finite check)."""
+               inputs: list[dict], device: torch.device, dtype: torch.dtype | None) -> Callable[[], None]:
+    """One optimizer step as ``Trainer.run_step`` makes it (no accumulation, no clipping, no finite check), on
+    the next of ``inputs`` each call (as in training, where every step brings new point counts)."""
+    batches = itertools.cycle(inputs)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
@@ -221,7 +227,7 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, dtype):
-            output = compute_loss(inputs)
+            output = compute_loss(next(batches))
         loss = total_loss(output)
         if scaler is None:
             loss.backward()
@@ -250,8 +256,9 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
     all_losses = dict(distiller.losses)
     rows = []
     for b, batch in batches.items():
-        inputs = to_device(batch, TRAIN_KEYS, device)
-        base = {"dtype": args.train_dtype, "scans": b, "points": int(batch["offset"][-1])}
+        inputs = [to_device(one, TRAIN_KEYS, device) for one in batch]
+        base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
+                "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(all_losses)
         for name, losses in cases:
             if losses is None:
@@ -382,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="autocast of the training step (default: bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--train-repeats", type=int, default=10)
     parser.add_argument("--train-warmup", type=int, default=3)
+    parser.add_argument("--train-inputs", type=int, default=1,
+                        help="distinct batches the training steps cycle through (>1: new point counts every step, "
+                             "as in training; 1: the same batch every step)")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")
     parser.add_argument("--scale", type=float, default=1.0, help="simulator azimuth scale (1 = the real sensor)")
     parser.add_argument("--seed", type=int, default=0)
@@ -449,8 +459,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.no_inference:
         args.config, args.batch_list = [], []
     needed = sorted(set(args.batch_list) | (set() if args.no_train else set(args.train_batch_list)))
-    all_batches = simulated_batches(needed, args.profile, args.seed, args.scale)
-    batches = {b: all_batches[b] for b in args.batch_list}
+    all_batches = simulated_batches(needed, args.profile, args.seed, args.scale, args.train_inputs)
+    batches = {b: all_batches[b][0] for b in args.batch_list}
     report: dict[str, Any] = {"environment": environment(args, device), "models": [], "train": []}
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
     for config in args.config:

@@ -54,8 +54,8 @@ def load_config(source: str, kind: str, save_path: str, args: argparse.Namespace
                 teacher_weight: str | None = None):
     """The ``kind`` ("semseg-pt-v3m1" or "distill-ptv3") sim-tiny config of ``source`` with the run's settings."""
     path = os.path.join(REPO, "configs", source, f"{kind}-sim-tiny.py")
-    options = dict(save_path=save_path, epoch=args.epochs, eval_epoch=args.epochs, evaluate=False, num_worker=0,
-                   seed=args.seed, enable_amp=args.amp)
+    options = dict(save_path=save_path, epoch=args.epochs, eval_epoch=args.epochs, evaluate=False,
+                   num_worker=args.workers, seed=args.seed, enable_amp=args.amp)
     if args.batch_size:
         options["batch_size"] = args.batch_size
     cfg = default_config_parser(path, options, dump=False)
@@ -112,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="override the configs' batch size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="data-loading processes (0: in the main process; on a GPU machine 4-8 keep the tiny "
+                             "models from waiting for their augmentations)")
     parser.add_argument("--tta", action="store_true", help="also evaluate with test-time augmentation")
     parser.add_argument("--no-distill", action="store_true", help="teachers only")
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)

@@ -96,18 +96,19 @@ def kill_mid_epoch(proc: subprocess.Popen, ckpt: Path) -> dict:
     raise RuntimeError(f"the run ended before a mid-epoch checkpoint could be caught in {ckpt}")
 
 
-def scaling(run, per_gpu_batch: int, gpus: list[str], exp: Path) -> list[dict]:
-    """Samples per second and peak memory per GPU of both steps on 1, 2 and N GPUs, per-GPU batch fixed."""
-    rows = []
+def scaling(run, per_gpu_batch: int, gpus: list[str], exp: Path, rows: list[dict], save) -> list[dict]:
+    """Samples per second and peak memory per GPU of both steps on 1, 2 and N GPUs, per-GPU batch fixed; each
+    row is appended to ``rows`` and ``save()``d as soon as it is measured (a run cut short keeps its rows)."""
     for config, kind in (("distill-ptv3-bench", "distillation"), ("semseg-pt-v3m1-student-bench", "student only")):
         for n in sorted({1, 2, len(gpus)} & set(range(1, len(gpus) + 1))):
             name = f"scale-{kind.split()[0]}-g{n}"
             with MemoryPeak(gpus[:n]) as mem:
-                run(name, config, n, per_gpu_batch * n, 1)
+                run(name, config, n, per_gpu_batch * n, 1, extra=("sync_bn=false",))  # the users' settings
             seconds = step_seconds(exp / name / "train.log")
             rows.append({"step": kind, "gpus": n, "step_seconds": seconds,
                          "samples_per_second": per_gpu_batch * n / seconds,
-                         "peak_memory_mib_per_gpu": max(mem.peak.values()) if mem.peak else None})
+                         "peak_memory_mib_per_gpu": max(mem.peak.values()) if torch.cuda.is_available() else None})
+            save()
     return rows
 
 
@@ -154,17 +155,23 @@ def main() -> None:
               *args.options]
     env = {**os.environ, "EXP_ROOT": str(Path(args.exp_root).resolve()), "PYTHONUNBUFFERED": "1"}
 
-    def start(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False) -> subprocess.Popen:
+    # runs compared weight by weight use torch's deterministic kernels where they exist (off by default on
+    # CUDA, and slower); spconv has none of its own, so its sums may still differ in their last bits
+    exact = ("deterministic=true",)
+
+    def start(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False,
+              extra: tuple[str, ...] = exact) -> subprocess.Popen:
         cmd = ["sh", "scripts/train.sh", "-p", sys.executable, "-g", str(n), "-d", "nuscenes", "-c", config,
                "-n", name, *(["-r", "true"] if resume else []), "--", *common, f"batch_size={batch}",
-               f"epoch={epochs}", f"eval_epoch={epochs}"]
+               f"epoch={epochs}", f"eval_epoch={epochs}", *extra]
         log = open(exp.parent / f"{name}{'.resume' if resume else ''}.out", "w")
         return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**env, "CUDA_VISIBLE_DEVICES": ",".join(gpus[:n])})
 
-    def run(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False) -> float:
+    def run(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False,
+            extra: tuple[str, ...] = exact) -> float:
         began = time.time()
-        code = start(name, config, n, batch, epochs, resume).wait()
+        code = start(name, config, n, batch, epochs, resume, extra).wait()
         if code != 0:
             raise RuntimeError(f"run {name} failed (exit {code}); see {exp.parent / name}.out")
         return time.time() - began
@@ -176,15 +183,25 @@ def main() -> None:
     def final(name: str) -> Path:
         return exp / name / "model" / "model_last.pth"
 
-    lines = []
+    lines: list[str] = []
+
+    def save() -> None:
+        rows = scaling_table(report["scaling"]) if report.get("scaling") else []
+        Path(args.out).with_suffix(".md").write_text("\n".join(rows + lines) + "\n")
+        Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))
+
     if "scaling" in phases:  # first, so that nothing else shares the GPUs while it is timed
-        report["scaling"] = scaling(run, args.per_gpu_batch, gpus, exp)
-        lines += scaling_table(report["scaling"])
-    if "equivalence" in phases:  # the same global batch on N processes and on one
+        scaling(run, args.per_gpu_batch, gpus, exp, report.setdefault("scaling", []), save)
+    if "equivalence" in phases:  # the same global batch on N processes and on one (twice: the noise floor)
         report["seconds_n"] = run(f"distill-g{n_max}", "distill-ptv3-bench", n_max, batch, 2)
         report["seconds_1"] = run("distill-g1-same-batch", "distill-ptv3-bench", 1, batch, 2)
         report["n_vs_1"] = max_difference(final(f"distill-g{n_max}"), final("distill-g1-same-batch"))
         lines.append(f"{n_max} GPUs vs 1 GPU, same global batch {batch}, after 2 epochs: {report['n_vs_1']}")
+        save()
+        run("distill-g1-repeat", "distill-ptv3-bench", 1, batch, 2)
+        report["1_vs_1"] = max_difference(final("distill-g1-repeat"), final("distill-g1-same-batch"))
+        lines.append(f"1 GPU vs the same 1-GPU run repeated (run-to-run noise): {report['1_vs_1']}")
+        save()
     if "resume" in phases:  # kill mid-epoch, resume, compare with the uninterrupted run
         report["killed_at"] = kill_mid_epoch(start(f"distill-g{n_max}-killed", "distill-ptv3-bench", n_max, batch, 2),
                                              final(f"distill-g{n_max}-killed"))
@@ -193,10 +210,8 @@ def main() -> None:
                                                             final(f"distill-g{n_max}"))
         lines.append(f"killed at {report['killed_at']}, resumed vs uninterrupted: "
                      f"{report['resumed_vs_uninterrupted']}")
-    text = "\n".join(lines)
-    Path(args.out).with_suffix(".md").write_text(text + "\n")
-    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))
-    print(text)
+    save()
+    print(Path(args.out).with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def report(configs, tmp_path_factory) -> dict:
     md = out.with_suffix(".md")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
                     "--threads", "1", "--config", configs[0], "--distill-config", configs[1],
-                    "--json", str(out), "--markdown", str(md)],
+                    "--train-inputs", "2", "--json", str(out), "--markdown", str(md)],
                    check=True, capture_output=True, cwd=ROOT, timeout=300)
     data = json.loads(out.read_text())
     data["_markdown"] = md.read_text()
@@ -169,3 +169,18 @@ def test_count_syncs_keys_by_calling_line():
 def test_breakdown_reports_launches_and_syncs(report):
     (bd,) = report["models"][0]["breakdown"]
     assert bd["kernel_launches"] == 0 and bd["host_syncs"] == {}      # CPU run: no kernels, no CUDA syncs
+
+
+def test_training_steps_cycle_through_distinct_inputs(report):
+    rows = report["train"]
+    assert rows and all(r["distinct_inputs"] == 2 for r in rows)
+
+
+def test_training_steps_only(configs, tmp_path):
+    out = tmp_path / "train.json"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                    "--threads", "1", "--no-inference", "--distill-config", configs[1], "--json", str(out)],
+                   check=True, capture_output=True, cwd=ROOT, timeout=300)
+    data = json.loads(out.read_text())
+    assert data["models"] == []
+    assert {r["step"] for r in data["train"]} >= {"student", "distill", "teacher only"}
