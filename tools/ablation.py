@@ -7,10 +7,10 @@ against a student-only step and each loss's share, measured by ``tools/benchmark
 Every run is the user's command (``scripts/train.sh`` / ``scripts/test.sh`` with ``EXP_ROOT``), so the table
 measures exactly what users run. The teacher trains first (DDP over all ``--gpus``), then the five students run
 in parallel, ``--jobs-per-gpu`` on each GPU (one scan's step is host-bound, so two runs share a GPU well; their
-step times are therefore not used for the cost, which is measured last, alone). Runs whose checkpoint exists are not retrained with ``--resume`` (so a table can be
-finished across several calls). The TTA numbers come from each run's PreciseEvaluator (the configs' tester),
-the single-pass ones from ``scripts/test.sh -- test.single_pass=true``. The ``-d nuscenes`` configs are used with the data
-root pointed at the simulated scans.
+step times are therefore not used for the cost, which is measured last, alone). Runs whose checkpoint exists are
+not retrained with ``--resume`` (so a table can be finished across several calls). The TTA numbers come from
+each run's PreciseEvaluator (the configs' tester), the single-pass ones from ``scripts/test.sh --
+test.single_pass=true``. The ``-d nuscenes`` configs are used with the data root pointed at the simulated scans.
 """
 from __future__ import annotations
 
@@ -74,20 +74,24 @@ def count_parameters(checkpoint: Path) -> int:
                if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
 
 
+STEP_COST_INPUTS, STEP_COST_REPEATS = 4, 10  # distinct batches the timed steps cycle through; timed steps
+
+
 def step_cost(args: argparse.Namespace, device: str, out: Path, env: dict[str, str]) -> list[str]:
     """Student-only vs distillation step and each loss's share, from ``tools/benchmark.py`` (markdown lines)."""
     json_path = out.with_name(out.stem + "-step-cost.json")
     sh([sys.executable, "tools/benchmark.py", "--no-inference", "--distill-config", "configs/nuscenes/distill-ptv3.py",
         "--train-batches", str(args.step_cost_batch), "--scale", str(args.step_cost_scale),
-        "--train-repeats", "10", "--train-warmup", "3", "--train-inputs", "4", "--json", str(json_path),
+        "--train-repeats", str(STEP_COST_REPEATS), "--train-warmup", "3", "--train-inputs", str(STEP_COST_INPUTS),
+        "--json", str(json_path),
         *(["--device", "cpu", "--train-dtype", "fp32"] if device == "" else ["--train-dtype", "bf16"])],
        out.with_name(out.stem + "-step-cost.out"), device, env)
     report = json.loads(json_path.read_text())
     ms = {r["step"]: r["median_ms"] for r in report["train"]}
     r0 = report["train"][0]
-    lines = [f"Step cost ({report['environment']['device']}, {r0['dtype']}, {r0['scans']} scans = "
-             f"{r0['points']:,} points in the first of the 4 batches the steps cycle through, median of 10 steps, random "
-             f"weights, no other run on the device):", "",
+    lines = [f"Step cost ({report['environment']['device']}, {r0['dtype']}, {r0['scans']} scans = {r0['points']:,} "
+             f"points in the first of the {STEP_COST_INPUTS} batches the steps cycle through, median of "
+             f"{STEP_COST_REPEATS} steps, random weights, no other run on the device):", "",
              "| step | ms | vs student-only step | share of the distillation step |", "|---|---|---|---|"]
     for name in ms:
         share = ((ms["distill"] - ms[name]) / ms["distill"] if name.startswith("distill - ") else
@@ -139,7 +143,8 @@ def main() -> None:
             return
         n = str(max(len(devices), 1))
         sh(["sh", "scripts/train.sh", *py, "-g", n, "-d", "nuscenes", "-c", config, "-n", name, "--", *common,
-            f"epoch={epochs}", f"eval_epoch={min(epochs, args.eval_rounds)}", *extra], exp / f"{name}.train.out", ",".join(devices), env)
+            f"epoch={epochs}", f"eval_epoch={min(epochs, args.eval_rounds)}", *extra],
+           exp / f"{name}.train.out", ",".join(devices), env)
         # the configs' PreciseEvaluator has just tested model_best with test-time augmentation
         result = exp / name / "result"
         os.replace(result / "summary.json", result / "summary_tta.json")
