@@ -1,4 +1,5 @@
-"""CUDA checks of the model layer (skipped without a GPU): spconv path, autocast, host syncs."""
+"""CUDA checks of the model layer (skipped without a GPU): spconv path, autocast, host syncs. Their CPU twins:
+test_models_cpu_twins.py and sparse/test_subm_conv.py::test_matches_upstream_fixture."""
 import warnings
 
 import pytest
