@@ -1,4 +1,5 @@
-# Sourced by train.sh and test.sh (from the repository root): the Python to run and the default -g.
+# Sourced by train.sh and test.sh (from the repository root): the Python to run, the default -g and the
+# machine rank and rendezvous of multi-machine runs.
 
 # PYTHON_BIN: -p, else $PYTHON, else the repository's .venv/bin/python if present, else `python`.
 pick_python() {
@@ -15,5 +16,18 @@ default_num_gpu() {
   if [ "$NUM_GPU" = "None" ]; then
     NUM_GPU=$("$PYTHON_BIN" -c 'import torch; print(torch.cuda.device_count())')
     [ "$NUM_GPU" -gt 0 ] || NUM_GPU=1
+  fi
+}
+
+# MACHINE_RANK and DIST_URL: from SLURM when run under it (rank $SLURM_NODEID, rendezvous on the first host of
+# $SLURM_NODELIST, a port derived from the experiment), else $MACHINE_RANK (0) and $DIST_URL ("auto").
+resolve_rendezvous() {
+  MACHINE_RANK=${SLURM_NODEID:-${MACHINE_RANK:-0}}
+  DIST_URL=${DIST_URL:-auto}
+  if [ -n "${SLURM_NODELIST:-}" ]; then
+    MASTER_HOST=$(scontrol show hostnames "$SLURM_NODELIST" | head -n 1)
+    MASTER_ADDR=$(getent hosts "$MASTER_HOST" | awk '{print $1; exit}')
+    HASH_PORT=$(printf '%s' "${DATASET}/${EXP_NAME}" | md5sum | cut -c1-4)
+    DIST_URL=tcp://${MASTER_ADDR}:$((10000 + 0x${HASH_PORT} % 20000))
   fi
 }

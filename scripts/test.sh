@@ -3,7 +3,7 @@
 #   sh scripts/test.sh [-p PYTHON] -d DATASET -n NAME [-c CONFIG] [-w model_best] [-g GPUS] [-m MACHINES] \
 #       [-- KEY=VALUE ...]
 # Uses exp/<DATASET>/<NAME>/config.py (or configs/<DATASET>/<CONFIG>.py with -c) and the checkpoint
-# exp/<DATASET>/<NAME>/model/<WEIGHT>.pth; writes result/ and test.log there. Python and -g as train.sh.
+# exp/<DATASET>/<NAME>/model/<WEIGHT>.pth; writes result/ and test.log there. Python, -g and -m as train.sh.
 # Arguments after -- are config overrides, e.g. -- test.single_pass=true
 set -e
 cd "$(dirname "$0")/.." || exit 1
@@ -45,8 +45,7 @@ else
 fi
 [ -f "$CONFIG_DIR" ] || { echo "Config $CONFIG_DIR does not exist" >&2; exit 1; }
 [ -f "$MODEL_DIR/${WEIGHT}.pth" ] || { echo "Checkpoint $MODEL_DIR/${WEIGHT}.pth does not exist" >&2; exit 1; }
-MACHINE_RANK=${SLURM_NODEID:-${MACHINE_RANK:-0}}
-DIST_URL=${DIST_URL:-auto}
+resolve_rendezvous
 
 echo "Experiment dir: $ROOT_DIR/$EXP_DIR"
 export PYTHONPATH="./${PYTHONPATH:+:$PYTHONPATH}"

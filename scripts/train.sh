@@ -46,14 +46,7 @@ EXP_DIR=${EXP_ROOT:-exp}/${DATASET}/${EXP_NAME}
 MODEL_DIR=${EXP_DIR}/model
 CODE_DIR=${EXP_DIR}/code
 CONFIG_DIR=configs/${DATASET}/${CONFIG}.py
-MACHINE_RANK=${SLURM_NODEID:-${MACHINE_RANK:-0}}
-DIST_URL=${DIST_URL:-auto}
-if [ -n "${SLURM_NODELIST:-}" ]; then
-  MASTER_HOST=$(scontrol show hostnames "$SLURM_NODELIST" | head -n 1)
-  MASTER_ADDR=$(getent hosts "$MASTER_HOST" | awk '{print $1; exit}')
-  HASH_PORT=$(printf '%s' "${DATASET}/${EXP_NAME}" | md5sum | cut -c1-4)
-  DIST_URL=tcp://${MASTER_ADDR}:$((10000 + 0x${HASH_PORT} % 20000))
-fi
+resolve_rendezvous
 
 echo "Experiment dir: $ROOT_DIR/$EXP_DIR"
 echo "Python: $PYTHON_BIN, processes per machine: $NUM_GPU, machines: $NUM_MACHINE, rank: $MACHINE_RANK"

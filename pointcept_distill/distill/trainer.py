@@ -26,7 +26,6 @@ from torch import Tensor
 
 from ..engine.train import TRAINERS, Trainer
 from .distiller import Distiller
-from .losses.topo_kd import shutdown_pools
 from .teacher import FrozenTeacher, load_teacher
 
 __all__ = ["DistillTrainer"]
@@ -52,9 +51,3 @@ class DistillTrainer(Trainer):
 
     def compute_loss(self, input_dict: dict) -> dict[str, Tensor]:
         return self.distiller.compute_loss(self.model, input_dict)
-
-    def after_train(self) -> None:
-        try:
-            super().after_train()
-        finally:
-            shutdown_pools()  # the topology loss's worker processes
