@@ -18,23 +18,9 @@ from pointcept_distill.engine.checkpoint import CheckpointError
 from pointcept_distill.inference import sha256_file
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
+from tiny_configs import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-TINY = {"seed": 0, "enable_amp": False, "model.backbone_out_channels": 16,
-        "model.backbone.enc_depths": (1, 1, 1, 1, 1), "model.backbone.enc_channels": (8, 8, 16, 16, 32),
-        "model.backbone.enc_num_head": (1, 1, 2, 2, 4), "model.backbone.enc_patch_size": (64,) * 5,
-        "model.backbone.dec_depths": (1, 1, 1, 1), "model.backbone.dec_channels": (16, 8, 16, 16),
-        "model.backbone.dec_num_head": (2, 1, 2, 2), "model.backbone.dec_patch_size": (64,) * 4}
-
-
-def tiny_config(dataset: str, data_root: str) -> Config:
-    """The dataset's base config with a tiny PT-v3m1, its data at ``data_root`` and 2 test-time views."""
-    cfg = Config.fromfile(os.path.join(ROOT, "configs", dataset, "semseg-pt-v3m1-0-base.py"))
-    cfg.merge_from_dict({**TINY, **{f"data.{s}.data_root": data_root for s in ("train", "val", "test")}})
-    cfg.data.test.test_cfg.aug_transform = cfg.data.test.test_cfg.aug_transform[:2]
-    return cfg
 
 
 def load_tool(name: str):
