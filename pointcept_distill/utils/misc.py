@@ -1,4 +1,4 @@
-"""Seeding, RNG-state capture, segmentation counts and atomic file writes."""
+"""Seeding, RNG-state capture, segmentation counts, atomic file writes and sync-free tensor checks."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["set_seed", "derive_seed", "get_rng_state", "set_rng_state", "fork_rng_seeded",
+__all__ = ["check_tensor", "set_seed", "derive_seed", "get_rng_state", "set_rng_state", "fork_rng_seeded",
            "intersection_and_union", "intersection_and_union_torch", "semseg_metrics", "atomic_write"]
 
 
@@ -124,3 +124,14 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def check_tensor(condition: torch.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless the boolean tensor ``condition`` is true, without a host sync on
+    accelerators: there the check is queued on the device (``torch._assert_async``) and fails the next
+    synchronising call; on the CPU it is evaluated at once."""
+    if condition.device.type == "cpu":
+        if not bool(condition):
+            raise ValueError(message)
+    else:
+        torch._assert_async(condition, message)

@@ -142,3 +142,18 @@ def test_every_loss_vanishes_when_the_teacher_is_the_student(tmp_path, sim_root)
     assert losses["loss_seg"] > 0
     for key in ("loss_kd_logit", "loss_kd_grad", "loss_kd_topo"):
         assert abs(float(losses[key])) < 1e-5, (key, float(losses[key]))
+
+
+def test_distillation_step_reads_the_host_only_for_the_persistence_pairs(tmp_path, sim_root):
+    # beyond the two models' own forwards (serialization depth, one torch.unique per pooling, and the CPU order
+    # shuffle of training), the only host reads of a step are the distances the persistence pairs are computed
+    # from: on CUDA each read is a synchronisation in the middle of the step
+    from host_reads import HostReads
+    trainer, _ = _trainer(tmp_path, sim_root)
+    batch = next(iter(trainer.train_loader))
+    trainer.model.train()
+    trainer.distiller.compute_loss(trainer.model, batch)  # first step: also checks the voxel sets once
+    with HostReads() as reads:
+        trainer.distiller.compute_loss(trainer.model, batch)
+    outside_models = {key: n for key, n in reads.hits.items() if not key[1].startswith("models/")}
+    assert outside_models and all(caller == "rips_pairs_batch" for _, _, caller in outside_models), outside_models

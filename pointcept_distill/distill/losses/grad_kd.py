@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ...models.builder import LOSSES
 from ...models.point import offset_to_batch
+from ...utils.misc import check_tensor
 from .segments import segment_max, segment_mean, segment_min
 
 __all__ = ["task_gradient", "importance_map", "GradGuidedKD"]
@@ -53,8 +54,7 @@ def importance_map(feat: Tensor, grad: Tensor, offset: Tensor, norm: str = "minm
                          "must both be (N, C)")
     if norm not in NORMS:
         raise ValueError(f"importance_map: norm={norm!r} not in {NORMS}")
-    if int(offset[-1]) != len(feat):
-        raise ValueError(f"importance_map: offset[-1]={int(offset[-1])} != number of points {len(feat)}")
+    check_tensor(offset[-1] == len(feat), f"importance_map: offset[-1] must be the number of points {len(feat)}")
     batch = offset_to_batch(offset, len(feat))
     num = len(offset)
     weight = segment_mean(grad.detach().abs().to(feat.dtype), batch, num)   # (B, C)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...utils.misc import check_tensor
+
 __all__ = ["farthest_point_sample", "stride_sample", "SAMPLERS"]
 
 
@@ -13,8 +15,7 @@ def _layout(offset: Tensor, num: int) -> tuple[Tensor, Tensor, Tensor]:
         raise ValueError(f"subsample: num must be > 0, got {num}")
     start = torch.cat([offset.new_zeros(1), offset[:-1]])
     count = offset - start
-    if (count <= 0).any():
-        raise ValueError(f"subsample: every sample needs points, got counts {count.tolist()}")
+    check_tensor((count > 0).all(), "subsample: every sample needs points (offset has an empty sample)")
     return start, count, count.clamp(max=num)
 
 

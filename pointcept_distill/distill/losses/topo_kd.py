@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ...models.builder import LOSSES
+from ...utils.misc import check_tensor
 from .diagram_distance import chamfer_diagram_distance, sliced_wasserstein_diagram_distance
 from .persistence import PersistencePairs, rips_pairs_from_distances
 from .subsample import SAMPLERS
@@ -170,9 +171,11 @@ class TopologyKD(nn.Module):
         self.workers = workers
 
     def forward(self, student_feat: Tensor, teacher_feat: Tensor, offset: Tensor) -> dict[str, Tensor]:
-        if len(student_feat) != len(teacher_feat) or int(offset[-1]) != len(student_feat):
-            raise ValueError(f"TopologyKD: {len(student_feat)} student points, {len(teacher_feat)} teacher "
-                             f"points and offset[-1]={int(offset[-1])} must agree; match the points first")
+        if len(student_feat) != len(teacher_feat):
+            raise ValueError(f"TopologyKD: {len(student_feat)} student points and {len(teacher_feat)} teacher "
+                             "points; match the points first")
+        check_tensor(offset[-1] == len(student_feat), f"TopologyKD: offset[-1] must be the number of points "
+                                                      f"{len(student_feat)}")
         # Gram-matrix distances lose all precision in half precision, so autocast is off here
         with torch.autocast(device_type=student_feat.device.type, enabled=False):
             teacher = teacher_feat.detach().float()

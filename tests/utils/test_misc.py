@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+from pointcept_distill.utils.misc import check_tensor
+
+
+def test_check_tensor_passes_true_and_names_the_failure():
+    check_tensor(torch.tensor(True), "never raised")
+    check_tensor((torch.arange(3) >= 0).all(), "never raised")
+    with pytest.raises(ValueError, match="offset\\[-1\\] must be 7"):
+        check_tensor(torch.tensor([3, 5])[-1] == 7, "offset[-1] must be 7")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_check_tensor_on_cuda_queues_without_a_sync():
+    # CPU twin: the test above (same checks, evaluated at once)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        check_tensor(torch.ones(4, device="cuda").sum() == 4, "never raised")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
