@@ -10,6 +10,9 @@ comparing it with the diagonal is joint against single-dataset training. One pro
         --scale 0.25 --epochs 6 --width 2 --out exp/matrix [--tta]
     python tools/cross_dataset_matrix.py --root nuscenes=DIR --root semantic_kitti=DIR --root waymo=DIR ...
 
+``--gpus 0,1,2,3`` trains the sources in parallel, one process per source on one of those GPUs (round robin),
+and merges their results (each process writes ``<out>/<source>/matrix.json``).
+
 Prints markdown matrices and writes ``<out>/matrix.json`` and ``<out>/matrix.md``.
 """
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
@@ -99,6 +104,57 @@ def markdown(results: dict, targets: list[str], modes: list[str]) -> str:
     return "\n\n".join(blocks)
 
 
+def run_sources(args: argparse.Namespace, roots: dict[str, str], modes: list[str],
+                start: float) -> tuple[dict, dict]:
+    """Train and evaluate every model of ``args.sources`` here, one after another."""
+    results: dict[str, dict] = {"teacher": {}} if args.no_distill else {"teacher": {}, "student": {}}
+    stages: dict[str, float] = {}
+    for source in args.sources:
+        folder = os.path.join(args.out, source)
+        kinds = [("teacher", "semseg-pt-v3m1")] + ([] if args.no_distill else [("student", "distill-ptv3")])
+        teacher = None
+        for kind, config in kinds:
+            tick = time.perf_counter()
+            cfg = load_config(source, config, os.path.join(folder, kind), args, roots, teacher)
+            weight = train(cfg)
+            results[kind][source] = evaluate(cfg, weight, roots, args.targets, modes)
+            teacher = weight
+            stages[f"{source}/{kind}"] = time.perf_counter() - tick
+            print(f"[cross_dataset_matrix] {source} {kind}: trained and evaluated in {stages[f'{source}/{kind}']:.1f} s "
+                  f"({time.perf_counter() - start:.1f} s so far)", flush=True)
+    return results, stages
+
+
+def run_on_gpus(args: argparse.Namespace, roots: dict[str, str]) -> tuple[dict, dict]:
+    """One process per source (``--sources S --out <out>/S``), each on one GPU of ``--gpus``; results merged."""
+    gpus = args.gpus.split(",")
+    settings = [f"--epochs={args.epochs}", f"--width={args.width}", f"--seed={args.seed}", f"--workers={args.workers}",
+                *(f"--root={name}={root}" for name, root in roots.items()), "--targets", *args.targets,
+                *([f"--batch-size={args.batch_size}"] if args.batch_size else []),
+                *(flag for flag, on in (("--amp", args.amp), ("--tta", args.tta), ("--no-distill", args.no_distill))
+                  if on)]
+    procs = {}
+    for i, source in enumerate(args.sources):
+        folder = os.path.join(args.out, source)
+        os.makedirs(folder, exist_ok=True)
+        log = open(os.path.join(folder, "matrix.log"), "w", encoding="utf-8")
+        procs[source] = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *settings, "--sources", source, "--out", folder],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]})
+    failed = [s for s, p in procs.items() if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"cross_dataset_matrix: the runs of {failed} failed; see {args.out}/<source>/matrix.log")
+    results: dict[str, dict] = {}
+    stages: dict[str, float] = {}
+    for source in args.sources:
+        with open(os.path.join(args.out, source, "matrix.json"), encoding="utf-8") as f:
+            part = json.load(f)
+        for kind, rows in part["results"].items():
+            results.setdefault(kind, {}).update(rows)
+        stages.update(part["seconds_per_stage"])
+    return results, stages
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_mutually_exclusive_group(required=True)
@@ -117,6 +173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "models from waiting for their augmentations)")
     parser.add_argument("--tta", action="store_true", help="also evaluate with test-time augmentation")
     parser.add_argument("--no-distill", action="store_true", help="teachers only")
+    parser.add_argument("--gpus", default=None,
+                        help="comma-separated GPU ids: train the sources in parallel, one process each (round robin)")
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     parser.add_argument("--targets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--out", default="exp/matrix", help="experiment folder")
@@ -137,21 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
     if missing:
         raise SystemExit(f"cross_dataset_matrix: no --root for {missing}")
     modes = ["single_pass"] + (["tta"] if args.tta else [])
-    results: dict[str, dict] = {"teacher": {}} if args.no_distill else {"teacher": {}, "student": {}}
-    stages: dict[str, float] = {}
-    for source in args.sources:
-        folder = os.path.join(args.out, source)
-        kinds = [("teacher", "semseg-pt-v3m1")] + ([] if args.no_distill else [("student", "distill-ptv3")])
-        teacher = None
-        for kind, config in kinds:
-            tick = time.perf_counter()
-            cfg = load_config(source, config, os.path.join(folder, kind), args, roots, teacher)
-            weight = train(cfg)
-            results[kind][source] = evaluate(cfg, weight, roots, args.targets, modes)
-            teacher = weight
-            stages[f"{source}/{kind}"] = time.perf_counter() - tick
-            print(f"[cross_dataset_matrix] {source} {kind}: trained and evaluated in {stages[f'{source}/{kind}']:.1f} s "
-                  f"({time.perf_counter() - start:.1f} s so far)", flush=True)
+    if args.gpus:
+        results, stages = run_on_gpus(args, roots)
+    else:
+        results, stages = run_sources(args, roots, modes, start)
     table = markdown(results, args.targets, modes)
     print(table)
     os.makedirs(args.out, exist_ok=True)

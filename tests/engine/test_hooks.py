@@ -43,3 +43,18 @@ def test_clip_grad_bounds_the_gradient_norm(tmp_path):
     # 4 plain SGD steps at lr 1 with the total gradient norm clipped to 1e-3 move the weights at most 4e-3
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
     assert 0 < moved.norm() <= 4e-3 + 1e-6
+
+
+def test_torch_profiler_writes_a_trace_and_table_of_its_iterations(tmp_path):
+    hooks = [dict(type="TorchProfiler", start_iter=3, num_iters=2, row_limit=5)]
+    Trainer(default_setup(toy_cfg(tmp_path, hooks=hooks, evaluate=False))).train()
+    table = (tmp_path / "profiler" / "rank0.txt").read_text()
+    assert table.startswith("iterations 3..4, rank 0 of 1") and "aten::" in table
+    trace = (tmp_path / "profiler" / "rank0.json").read_text()
+    assert '"traceEvents"' in trace and "ProfilerStep" not in trace and "aten::" in trace
+
+
+def test_torch_profiler_rejects_an_empty_window():
+    from pointcept_distill.engine.hooks import HOOKS
+    with pytest.raises(ValueError, match="start_iter .* must be >= 1"):
+        HOOKS.build(dict(type="TorchProfiler", start_iter=0))

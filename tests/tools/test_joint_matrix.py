@@ -38,3 +38,17 @@ def test_matrix_trains_distils_and_evaluates(tmp_path):
         assert json.load(f)["results"] == json.loads(json.dumps(results))
     table = (out / "matrix.md").read_text()
     assert "| joint |" in table and "**student**, single_pass" in table
+
+
+@pytest.mark.slow
+def test_sources_run_in_parallel_processes_give_the_same_matrix(tmp_path):
+    tool = _load_tool()
+    common = ["--train-frames", "1", "--val-frames", "1", "--scale", "0.02", "--epochs", "1", "--no-distill",
+              "--sources", "waymo", "nuscenes", "--targets", "waymo", "nuscenes"]
+    serial = tool.main(["--generate", str(tmp_path / "data"), *common, "--out", str(tmp_path / "serial")])
+    parallel = tool.main(["--generate", str(tmp_path / "data"), *common, "--gpus", "0,0",
+                          "--out", str(tmp_path / "parallel")])
+    assert parallel["results"] == json.loads(json.dumps(serial["results"]))
+    assert list(parallel["results"]["teacher"]) == ["waymo", "nuscenes"]
+    for source in ("waymo", "nuscenes"):  # each source ran in its own process, with its own log
+        assert "trained and evaluated" in (tmp_path / "parallel" / source / "matrix.log").read_text()

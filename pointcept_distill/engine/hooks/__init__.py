@@ -8,6 +8,8 @@ from .model_hook import ModelHook
 from .multi_dataset_evaluator import MultiDatasetEvaluator
 from .precise_evaluator import PreciseEvaluator
 from .semseg_evaluator import SemSegEvaluator
+from .torch_profiler import TorchProfiler
 
 __all__ = ["HOOKS", "HookBase", "build_hooks", "CheckpointLoader", "CheckpointSaver", "InformationWriter",
-           "IterationTimer", "ModelHook", "MultiDatasetEvaluator", "PreciseEvaluator", "SemSegEvaluator"]
+           "IterationTimer", "ModelHook", "MultiDatasetEvaluator", "PreciseEvaluator", "SemSegEvaluator",
+           "TorchProfiler"]
