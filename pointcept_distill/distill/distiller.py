@@ -1,10 +1,13 @@
 """``Distiller``: one distillation step's losses for a student against a frozen teacher (no trainer state).
 
 Used by ``DistillTrainer`` and by ``tools/benchmark.py``, so that both time and train the same computation.
+The topology losses are started right after the teacher forward and collected last, so that their host work (the
+persistence pairs) overlaps with the logit and gradient-guided losses and the student's task gradients.
 """
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +16,7 @@ from ..engine.train import AMP_DTYPES
 from ..models import LOSSES
 from ..models.point import Point, batch_to_offset
 from .capture import CapturedFeature, FeatureCapture
+from .losses.topo_kd import PendingTopology
 from .matching import match_by_voxel, voxel_keys
 from .teacher import FrozenTeacher
 
@@ -26,6 +30,16 @@ def build_distill_loss(cfg: dict | str | None) -> nn.Module | None:
     if cfg is None or cfg == "None" or float(cfg.get("loss_weight", 1.0)) == 0.0:
         return None
     return LOSSES.build(cfg)
+
+
+class MatchedFeatures(NamedTuple):
+    """One stage's features of both models on the voxels they share, in the same order."""
+
+    index_s: Tensor         # (M,) rows of the student's captured features
+    index_t: Tensor         # (M,) rows of the teacher's
+    feat_s: Tensor          # (M, C_s)
+    feat_t: Tensor          # (M, C_t)
+    offset: Tensor          # (B,) cumulative counts of the matched points
 
 
 class Distiller:
@@ -62,13 +76,16 @@ class Distiller:
         seg_loss = out["loss"]
         logits_s = student.head_logits(out["point"])                         # (N, K)
         logits_t, feats_t, grads_t = self.teacher_forward(input_dict)
+        matched = {s: self.match_voxels(capture_s.features[s], feats_t[s], len(input_dict["offset"]))
+                   for s in stages}
+        topology = self.start_topology(matched)
         losses = {"loss_seg": seg_loss}
         if self.losses["logit_kd"] is not None:
             losses.update(self.losses["logit_kd"](logits_s, logits_t, input_dict["segment"]))
         grads_s = self.task_gradients(seg_loss, capture_s.features, stages)
+        gradient_guided = {s: self.gradient_guided(matched[s], grads_s.get(s), grads_t.get(s)) for s in stages}
         for stage in stages:
-            terms = self.feature_losses(capture_s.features[stage], grads_s.get(stage), feats_t[stage],
-                                        grads_t.get(stage), len(input_dict["offset"]))
+            terms = {**gradient_guided[stage], **(topology[stage].result() if topology else {})}
             suffix = f"_{stage}" if len(stages) > 1 else ""
             losses.update({f"{k}{suffix}": v for k, v in terms.items()})
         return losses
@@ -104,19 +121,26 @@ class Distiller:
         grads = torch.autograd.grad(task_loss, [features[s].feat for s in stages], retain_graph=retain_graph)
         return dict(zip(stages, grads))
 
-    def feature_losses(self, student: CapturedFeature, student_grad: Tensor | None, teacher: CapturedFeature,
-                       teacher_grad: Tensor | None, batch_size: int) -> dict[str, Tensor]:
-        """Gradient-guided and topology losses of one stage, on voxel-matched points."""
+    def match_voxels(self, student: CapturedFeature, teacher: CapturedFeature, batch_size: int) -> MatchedFeatures:
+        """A stage's student and teacher features on the voxels both have."""
         # the voxel sets depend only on the models' strides and the input grid: verified on the first step only,
         # since the check costs a host sync
         idx_s, idx_t = match_by_voxel(voxel_keys(student.grid_coord, student.batch),
                                       voxel_keys(teacher.grid_coord, teacher.batch), check=not self.voxels_checked)
         self.voxels_checked = True
         offset = batch_to_offset(student.batch[idx_s], batch_size)
-        feat_s, feat_t = student.feat[idx_s], teacher.feat[idx_t]
-        terms: dict[str, Tensor] = {}
-        if self.losses["grad_kd"] is not None:
-            terms.update(self.losses["grad_kd"](feat_s, student_grad[idx_s], feat_t, teacher_grad[idx_t], offset))
-        if self.losses["topo_kd"] is not None:
-            terms.update(self.losses["topo_kd"](feat_s, feat_t, offset))
-        return terms
+        return MatchedFeatures(idx_s, idx_t, student.feat[idx_s], teacher.feat[idx_t], offset)
+
+    def start_topology(self, matched: dict[str, MatchedFeatures]) -> dict[str, PendingTopology]:
+        """The topology loss of each stage, started (its persistence pairs computed on the host meanwhile)."""
+        if self.losses["topo_kd"] is None:
+            return {}
+        return {s: self.losses["topo_kd"].start(m.feat_s, m.feat_t, m.offset) for s, m in matched.items()}
+
+    def gradient_guided(self, matched: MatchedFeatures, student_grad: Tensor | None,
+                        teacher_grad: Tensor | None) -> dict[str, Tensor]:
+        """The gradient-guided loss of one stage ({} without grad_kd)."""
+        if self.losses["grad_kd"] is None:
+            return {}
+        return self.losses["grad_kd"](matched.feat_s, student_grad[matched.index_s], matched.feat_t,
+                                      teacher_grad[matched.index_t], matched.offset)

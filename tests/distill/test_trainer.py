@@ -126,6 +126,41 @@ def test_several_stages_each_get_their_terms(tmp_path, sim_root):
     assert losses["loss_kd_grad_bottleneck"] != losses["loss_kd_grad_enc2"]
 
 
+def _sequential_losses(distiller, student, batch) -> dict:
+    """The step's losses computed one after another, each stage's topology loss in place (the reference order)."""
+    from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
+    from pointcept_distill.models.point import batch_to_offset
+    stages = distiller.stages
+    with FeatureCapture(student.backbone, stages) as capture:
+        out = student(batch, return_point=True)
+    logits_t, feats_t, grads_t = distiller.teacher_forward(batch)
+    losses = {"loss_seg": out["loss"],
+              **distiller.losses["logit_kd"](student.head_logits(out["point"]), logits_t, batch["segment"])}
+    grads_s = distiller.task_gradients(out["loss"], capture.features, stages)
+    for stage in stages:
+        s, t = capture.features[stage], feats_t[stage]
+        idx_s, idx_t = match_by_voxel(voxel_keys(s.grid_coord, s.batch), voxel_keys(t.grid_coord, t.batch))
+        offset = batch_to_offset(s.batch[idx_s], len(batch["offset"]))
+        terms = {**distiller.losses["grad_kd"](s.feat[idx_s], grads_s[stage][idx_s], t.feat[idx_t],
+                                               grads_t[stage][idx_t], offset),
+                 **distiller.losses["topo_kd"](s.feat[idx_s], t.feat[idx_t], offset)}
+        losses.update({f"{k}_{stage}": v for k, v in terms.items()})
+    return losses
+
+
+def test_overlapped_topology_losses_equal_the_sequential_ones(tmp_path, sim_root):
+    # the topology losses start right after the teacher forward and are collected last: same values, same keys
+    # in the same order (the total loss sums them in that order)
+    trainer, _ = _trainer(tmp_path, sim_root, "distill.stages=[bottleneck,enc2]")
+    student = trainer.model.eval()  # deterministic forward: no order shuffle, no drop path
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    got = trainer.distiller.compute_loss(student, batch)
+    want = _sequential_losses(trainer.distiller, student, batch)
+    assert list(got) == list(want) and "loss_kd_topo_enc2" in got
+    for key in want:
+        assert torch.equal(got[key], want[key]), (key, float(got[key]), float(want[key]))
+
+
 def test_every_loss_vanishes_when_the_teacher_is_the_student(tmp_path, sim_root):
     # teacher and student outputs are compared point by point (logits) and voxel by voxel (features): a student
     # identical to the teacher (both in eval mode, so with the same BN statistics and no drop path) must give
@@ -144,16 +179,28 @@ def test_every_loss_vanishes_when_the_teacher_is_the_student(tmp_path, sim_root)
         assert abs(float(losses[key])) < 1e-5, (key, float(losses[key]))
 
 
-def test_distillation_step_reads_the_host_only_for_the_persistence_pairs(tmp_path, sim_root):
+def test_distillation_step_reads_the_host_only_for_the_persistence_pairs(tmp_path, sim_root, monkeypatch):
     # beyond the two models' own forwards (serialization depth, one torch.unique per pooling, and the CPU order
     # shuffle of training), the only host reads of a step are the distances the persistence pairs are computed
-    # from: on CUDA each read is a synchronisation in the middle of the step
+    # from, and those are made in the topology loss's background job: on CUDA a read on the main thread is a
+    # synchronisation in the middle of the step
     from host_reads import HostReads
+
+    from pointcept_distill.distill.losses import topo_kd
+    job_reads, pairs_job = HostReads(), topo_kd._pairs_job
+
+    def counted_pairs_job(*args):
+        with job_reads:  # the modes are per thread: the main thread's does not see the job's reads
+            return pairs_job(*args)
+
+    monkeypatch.setattr(topo_kd, "_pairs_job", counted_pairs_job)
     trainer, _ = _trainer(tmp_path, sim_root)
     batch = next(iter(trainer.train_loader))
     trainer.model.train()
     trainer.distiller.compute_loss(trainer.model, batch)  # first step: also checks the voxel sets once
+    job_reads.hits.clear()
     with HostReads() as reads:
         trainer.distiller.compute_loss(trainer.model, batch)
     outside_models = {key: n for key, n in reads.hits.items() if not key[1].startswith("models/")}
-    assert outside_models and all(caller == "rips_pairs_batch" for _, _, caller in outside_models), outside_models
+    assert reads.hits and not outside_models, outside_models
+    assert job_reads.hits and {where for _, where, _ in job_reads.hits} == {"distill/losses/topo_kd.py"}, job_reads.hits

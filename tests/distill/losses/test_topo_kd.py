@@ -130,6 +130,35 @@ def test_worker_processes_give_the_same_loss_and_gradient():
     assert torch.equal(local, pooled) and torch.equal(g_local, g_pooled)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_started_loss_equals_forward(workers):
+    student, teacher, offset = _feats(seed=7)
+    kd = TopologyKD(num_points=24, workers=workers)
+    want = kd(student, teacher, offset)["loss_kd_topo"]
+    (g_want,) = torch.autograd.grad(want, student)
+    pending = kd.start(student, teacher, offset)
+    torch.randn(64, 64) @ torch.randn(64, 64)  # other work while the pairs are computed
+    got = pending.result()
+    (g_got,) = torch.autograd.grad(got["loss_kd_topo"], student)
+    assert list(got) == ["loss_kd_topo"] and torch.equal(got["loss_kd_topo"], want) and torch.equal(g_got, g_want)
+
+
+def test_error_in_the_persistence_job_is_raised_by_result(monkeypatch):
+    from pointcept_distill.distill.losses import topo_kd
+
+    def broken(dist):
+        raise RuntimeError("persistence failed")
+
+    student, teacher, offset = _feats()
+    kd = TopologyKD(num_points=16)
+    with monkeypatch.context() as patch:
+        patch.setattr(topo_kd, "rips_pairs_from_distances", broken)
+        pending = kd.start(student, teacher, offset)
+        with pytest.raises(RuntimeError, match="persistence failed"):
+            pending.result()
+    assert torch.isfinite(kd(student, teacher, offset)["loss_kd_topo"])  # the thread still serves
+
+
 _RANKS_USING_WORKERS = """
 import torch
 from pointcept_distill.engine.launch import launch
