@@ -29,19 +29,21 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int | None = Non
     n, c = probs.shape
     labels = labels.long()
     keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
-    fg = (labels.unsqueeze(1) == torch.arange(c, device=labels.device)) & keep.unsqueeze(1)   # (N, C)
+    # class-major (C, N): the sorts and scans run along the last, contiguous dim (a scan along dim 0 of (N, C)
+    # takes milliseconds on a GPU)
+    fg = (torch.arange(c, device=labels.device).unsqueeze(1) == labels) & keep                # (C, N)
     fg = fg.to(probs.dtype)
-    errors = torch.where(keep.unsqueeze(1), (fg - probs).abs(), probs.new_full((), -1.0))
-    errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
-    fg_sorted = fg.gather(0, perm)
-    gts = fg_sorted.sum(0, keepdim=True)
-    intersection = gts - fg_sorted.cumsum(0)
-    union = gts + (1.0 - fg_sorted).cumsum(0)
+    errors = torch.where(keep, (fg - probs.t()).abs(), probs.new_full((), -1.0))             # (C, N)
+    errors_sorted, perm = torch.sort(errors, dim=1, descending=True)
+    fg_sorted = fg.gather(1, perm)
+    gts = fg_sorted.sum(1, keepdim=True)
+    intersection = gts - fg_sorted.cumsum(1)
+    union = gts + (1.0 - fg_sorted).cumsum(1)
     jaccard = 1.0 - intersection / union
-    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]], dim=0)
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
     kept_sorted = errors_sorted >= 0
-    per_class = (errors_sorted * grad * kept_sorted).sum(0)                   # (C,)
-    present = fg.sum(0) > 0
+    per_class = (errors_sorted * grad * kept_sorted).sum(1)                   # (C,)
+    present = fg.sum(1) > 0
     if class_seen is not None:
         seen = torch.zeros(c, dtype=torch.bool, device=probs.device)
         seen[torch.as_tensor(list(class_seen), device=probs.device, dtype=torch.long)] = True

@@ -4,12 +4,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..modules import PointModule
 from ..point import Point
 from .windows import WindowPartition, build_windows
 
-__all__ = ["SerializedAttention"]
+__all__ = ["SerializedAttention", "SDPA_BACKENDS"]
+
+# cuDNN's attention is left out: it builds (and caches) one execution graph per input shape, and the number of
+# windows changes with every scan. Measured on 2 x H200 (student training step, tools/multi_gpu.py): new window
+# counts cost up to hundreds of milliseconds each and 70 % of the step's host time went to cuDNN attention.
+SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class SerializedAttention(PointModule):
@@ -18,7 +24,8 @@ class SerializedAttention(PointModule):
     Windows as upstream's flash path (``enable_flash=True``, see ``windows.build_windows``). With
     ``enable_flash=False`` the window length is upstream's non-flash one, ``min(smallest sample, patch_size)``,
     so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
-    No relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream's
+    No relative position encoding. Attention runs on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``:
+not cuDNN's, which rebuilds a graph for every new window count), in the dtype of ``qkv`` (float32 outside autocast; upstream's
     flash path always casts to bfloat16, which is less precise). The window partition is built at the first
     block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the encoder's, so
     ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
@@ -70,8 +77,9 @@ class SerializedAttention(PointModule):
         """(M*P, 3C) window-major rows, P = ``window`` -> (M*P, C) attention output."""
         h, d = self.num_heads, self.channels // self.num_heads
         q, k, v = qkv.reshape(-1, window, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)   # each (M, H, P, d)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
+        with sdpa_kernel(SDPA_BACKENDS):
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
         return out.transpose(1, 2).reshape(-1, self.channels)                          # (M*P, C)
 
     def forward(self, point: Point) -> Point:

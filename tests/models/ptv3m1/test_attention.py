@@ -58,3 +58,26 @@ def test_reference_padding_reproduces_the_documented_example():
                             13, 14, 15, 16, 17, 18, 19, 20, 21, 18, 19, 20]
     assert unpad.tolist() == [0, 1, 2, *range(3, 13), *range(15, 24)]
     assert cu == [0, 3, 7, 11, 15, 19, 23, 27]
+
+
+def test_attention_runs_without_cudnn_sdpa(monkeypatch):
+    """cuDNN's SDPA builds a graph per input shape (new window counts every scan): the blocks must not use it."""
+    from pointcept_distill.models.ptv3m1 import attention as module
+    seen = []
+    sdpa = module.F.scaled_dot_product_attention
+
+    def recording_sdpa(*args, **kwargs):
+        seen.append((torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+                     torch.backends.cuda.mem_efficient_sdp_enabled()))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(module.F, "scaled_dot_product_attention", recording_sdpa)
+    counts = (9, 20)
+    grid = torch.cat([torch.randperm(512)[:c] for c in counts])
+    point = Point(grid_coord=torch.stack([grid // 64, (grid // 8) % 8, grid % 8], 1), feat=torch.randn(29, 8),
+                  offset=torch.tensor(counts).cumsum(0))
+    point.serialization(order=["z"])
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    SerializedAttention(8, 2, 8)(point)
+    assert seen and all(s == (False, True, True) for s in seen)
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before           # the global setting is restored
