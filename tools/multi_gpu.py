@@ -96,11 +96,12 @@ def kill_mid_epoch(proc: subprocess.Popen, ckpt: Path) -> dict:
     raise RuntimeError(f"the run ended before a mid-epoch checkpoint could be caught in {ckpt}")
 
 
-def scaling(run, per_gpu_batch: int, gpus: list[str], exp: Path, rows: list[dict], save) -> list[dict]:
-    """Samples per second and peak memory per GPU of both steps on 1, 2 and N GPUs, per-GPU batch fixed; each
-    row is appended to ``rows`` and ``save()``d as soon as it is measured (a run cut short keeps its rows)."""
+def scaling(run, per_gpu_batch: int, gpus: list[str], counts: list[int], exp: Path, rows: list[dict],
+            save) -> list[dict]:
+    """Samples per second and peak memory per GPU of both steps on each of ``counts`` GPUs, per-GPU batch fixed;
+    each row is appended to ``rows`` and ``save()``d as soon as it is measured (a run cut short keeps its rows)."""
     for config, kind in (("distill-ptv3-bench", "distillation"), ("semseg-pt-v3m1-student-bench", "student only")):
-        for n in sorted({1, 2, len(gpus)} & set(range(1, len(gpus) + 1))):
+        for n in counts:
             name = f"scale-{kind.split()[0]}-g{n}"
             with MemoryPeak(gpus[:n]) as mem:
                 run(name, config, n, per_gpu_batch * n, 1, extra=("sync_bn=false",))  # the users' settings
@@ -116,9 +117,10 @@ def scaling_table(rows: list[dict]) -> list[str]:
     lines = ["| step | GPUs | s / step | samples / s | speed-up | peak memory per GPU (MiB) |",
              "|---|---|---|---|---|---|"]
     for row in rows:
-        one = next(r for r in rows if r["step"] == row["step"] and r["gpus"] == 1)
+        one = next((r for r in rows if r["step"] == row["step"] and r["gpus"] == 1), None)
+        speed_up = f"{row['samples_per_second'] / one['samples_per_second']:.2f}" if one else "-"
         lines.append(f"| {row['step']} | {row['gpus']} | {row['step_seconds']:.3f} | "
-                     f"{row['samples_per_second']:.1f} | {row['samples_per_second'] / one['samples_per_second']:.2f} | "
+                     f"{row['samples_per_second']:.1f} | {speed_up} | "
                      f"{row['peak_memory_mib_per_gpu']} |")
     return lines + [""]
 
@@ -135,6 +137,8 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--per-gpu-batch", type=int, default=2)
     p.add_argument("--options", nargs="*", default=[], help="extra KEY=VALUE for every run")
+    p.add_argument("--counts", default=None,
+                   help="GPU counts of the scaling phase, comma-separated (default: 1, 2 and all of --gpus)")
     p.add_argument("--phases", default="equivalence,resume,scaling",
                    help="any of equivalence, resume, scaling (resume needs equivalence's N-GPU run)")
     p.add_argument("--out", default="exp/multigpu/multi_gpu")
@@ -142,6 +146,9 @@ def main() -> None:
 
     gpus = args.gpus.split(",")
     n_max = len(gpus)
+    counts = sorted({int(c) for c in args.counts.split(",")} if args.counts else {1, min(2, n_max), n_max})
+    if counts[0] < 1 or counts[-1] > n_max:
+        raise SystemExit(f"multi_gpu: --counts {args.counts} must lie between 1 and the {n_max} GPUs of --gpus")
     data_root = str(Path(args.data_root).resolve())
     if not (Path(data_root) / "info").is_dir():
         generate("nuscenes", data_root, train=args.train_frames, val=2, seed=0, scale=args.scale)
@@ -191,7 +198,7 @@ def main() -> None:
         Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))
 
     if "scaling" in phases:  # first, so that nothing else shares the GPUs while it is timed
-        scaling(run, args.per_gpu_batch, gpus, exp, report.setdefault("scaling", []), save)
+        scaling(run, args.per_gpu_batch, gpus, counts, exp, report.setdefault("scaling", []), save)
     if "equivalence" in phases:  # the same global batch on N processes and on one (twice: the noise floor)
         report["seconds_n"] = run(f"distill-g{n_max}", "distill-ptv3-bench", n_max, batch, 2)
         report["seconds_1"] = run("distill-g1-same-batch", "distill-ptv3-bench", 1, batch, 2)
