@@ -62,78 +62,14 @@ scheduler = dict(
 )
 param_dicts = [dict(keyword="block", lr=0.0002)]
 
-dataset_type = "NuScenesDataset"
-data_root = "data/nuscenes"
-ignore_index = -1
-names = [
-    "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian", "traffic_cone",
-    "trailer", "truck", "driveable_surface", "other_flat", "sidewalk", "terrain", "manmade", "vegetation",
-]
+# Pointcept's nuScenes data section, built by pointcept_distill/data/pipelines.py (one definition for the three
+# datasets and the joint configs; exp/<dataset>/<name>/config.py shows it spelled out):
+#   train: RandomRotate(z, +-pi, p 0.5), RandomScale(0.9-1.1), RandomFlip, RandomJitter(0.005, 0.02),
+#          GridSample(0.05, train), ToTensor, Collect(coord, grid_coord, segment; feat coord + strength)
+#   val:   Copy(segment -> origin_segment), GridSample(0.05, inverse), ToTensor, Collect(... origin_segment, inverse)
+#   test:  Copy, GridSample(0.025, inverse); voxelize GridSample(0.05, test); TTA: 5 scales x flip (10 views)
+# Edit any part as in Pointcept, e.g. data["train"]["transform"].insert(1, dict(type="PointClip", ...)).
+from pointcept_distill.data.pipelines import data_config
 
-data = dict(
-    num_classes=16,
-    ignore_index=ignore_index,
-    names=names,
-    train=dict(
-        type=dataset_type,
-        split="train",
-        data_root=data_root,
-        transform=[
-            dict(type="RandomRotate", angle=[-1, 1], axis="z", center=[0, 0, 0], p=0.5),
-            dict(type="RandomScale", scale=[0.9, 1.1]),
-            dict(type="RandomFlip", p=0.5),
-            dict(type="RandomJitter", sigma=0.005, clip=0.02),
-            dict(type="GridSample", grid_size=0.05, hash_type="fnv", mode="train", return_grid_coord=True),
-            dict(type="ToTensor"),
-            dict(type="Collect", keys=("coord", "grid_coord", "segment"), feat_keys=("coord", "strength")),
-        ],
-        test_mode=False,
-        ignore_index=ignore_index,
-    ),
-    val=dict(
-        type=dataset_type,
-        split="val",
-        data_root=data_root,
-        transform=[
-            dict(type="Copy", keys_dict={"segment": "origin_segment"}),
-            dict(type="GridSample", grid_size=0.05, hash_type="fnv", mode="train", return_grid_coord=True,
-                 return_inverse=True),
-            dict(type="ToTensor"),
-            dict(type="Collect", keys=("coord", "grid_coord", "segment", "origin_segment", "inverse"),
-                 feat_keys=("coord", "strength")),
-        ],
-        test_mode=False,
-        ignore_index=ignore_index,
-    ),
-    test=dict(
-        type=dataset_type,
-        split="val",
-        data_root=data_root,
-        transform=[
-            dict(type="Copy", keys_dict={"segment": "origin_segment"}),
-            dict(type="GridSample", grid_size=0.025, hash_type="fnv", mode="train", return_inverse=True),
-        ],
-        test_mode=True,
-        test_cfg=dict(
-            voxelize=dict(type="GridSample", grid_size=0.05, hash_type="fnv", mode="test", return_grid_coord=True),
-            crop=None,
-            post_transform=[
-                dict(type="ToTensor"),
-                dict(type="Collect", keys=("coord", "grid_coord", "index"), feat_keys=("coord", "strength")),
-            ],
-            aug_transform=[
-                [dict(type="RandomScale", scale=[0.9, 0.9])],
-                [dict(type="RandomScale", scale=[0.95, 0.95])],
-                [dict(type="RandomScale", scale=[1, 1])],
-                [dict(type="RandomScale", scale=[1.05, 1.05])],
-                [dict(type="RandomScale", scale=[1.1, 1.1])],
-                [dict(type="RandomScale", scale=[0.9, 0.9]), dict(type="RandomFlip", p=1)],
-                [dict(type="RandomScale", scale=[0.95, 0.95]), dict(type="RandomFlip", p=1)],
-                [dict(type="RandomScale", scale=[1, 1]), dict(type="RandomFlip", p=1)],
-                [dict(type="RandomScale", scale=[1.05, 1.05]), dict(type="RandomFlip", p=1)],
-                [dict(type="RandomScale", scale=[1.1, 1.1]), dict(type="RandomFlip", p=1)],
-            ],
-        ),
-        ignore_index=ignore_index,
-    ),
-)
+data_root = "data/nuscenes"
+data = data_config("nuscenes", data_root)

@@ -52,9 +52,9 @@ def train_transform(dataset: str, grid_size: float = 0.05) -> list[dict]:
 
 
 def val_transform(dataset: str, grid_size: float = 0.05) -> list[dict]:
-    """(clip), keep ``origin_segment``, grid-sample with ``inverse``, to tensor, collect."""
-    return [*point_clip(dataset),
-            dict(type="Copy", keys_dict={"segment": "origin_segment"}),
+    """Keep ``origin_segment``, (clip), grid-sample with ``inverse``, to tensor, collect."""
+    return [dict(type="Copy", keys_dict={"segment": "origin_segment"}),
+            *point_clip(dataset),
             dict(type="GridSample", grid_size=grid_size, hash_type="fnv", mode="train",
                  return_grid_coord=True, return_inverse=True),
             dict(type="ToTensor"),
