@@ -1,5 +1,33 @@
-# Sourced by train.sh and test.sh (from the repository root): the Python to run, the default -g and the
-# machine rank and rendezvous of multi-machine runs.
+# Sourced by train.sh and test.sh (from the repository root): their flags, the Python to run, the default -g
+# and the machine rank and rendezvous of multi-machine runs.
+
+# Pointcept's flags into PYTHON_BIN (-p), DATASET (-d), CONFIG (-c), EXP_NAME (-n), WEIGHT (-w), RESUME (-r),
+# NUM_GPU (-g) and NUM_MACHINE (-m); $1 is the getopts spec of the flags the script takes, the rest its
+# arguments. The caller sets WEIGHT's default first and then drops the parsed flags: shift $((OPTIND - 1)).
+parse_flags() {
+  spec=$1
+  shift
+  PYTHON_BIN=""
+  DATASET=scannet
+  CONFIG="None"
+  EXP_NAME=debug
+  RESUME=false
+  NUM_GPU=None
+  NUM_MACHINE=1
+  while getopts "$spec" opt; do
+    case $opt in
+      p) PYTHON_BIN=$OPTARG ;;
+      d) DATASET=$OPTARG ;;
+      c) CONFIG=$OPTARG ;;
+      n) EXP_NAME=$OPTARG ;;
+      w) WEIGHT=$OPTARG ;;
+      r) RESUME=$OPTARG ;;
+      g) NUM_GPU=$OPTARG ;;
+      m) NUM_MACHINE=$OPTARG ;;
+      \?) echo "Invalid option: -$OPTARG" >&2; exit 2 ;;
+    esac
+  done
+}
 
 # PYTHON_BIN: -p, else $PYTHON, else the repository's .venv/bin/python if present, else `python`.
 pick_python() {

@@ -13,32 +13,11 @@ set -e
 cd "$(dirname "$0")/.." || exit 1
 ROOT_DIR=$(pwd)
 
-PYTHON_BIN=""
-DATASET=scannet
-CONFIG="None"
-EXP_NAME=debug
+. "$ROOT_DIR/scripts/common.sh"
 WEIGHT="None"
-RESUME=false
-NUM_GPU=None
-NUM_MACHINE=1
-
-while getopts "p:d:c:n:w:g:m:r:" opt; do
-  case $opt in
-    p) PYTHON_BIN=$OPTARG ;;
-    d) DATASET=$OPTARG ;;
-    c) CONFIG=$OPTARG ;;
-    n) EXP_NAME=$OPTARG ;;
-    w) WEIGHT=$OPTARG ;;
-    r) RESUME=$OPTARG ;;
-    g) NUM_GPU=$OPTARG ;;
-    m) NUM_MACHINE=$OPTARG ;;
-    \?) echo "Invalid option: -$OPTARG" >&2; exit 2 ;;
-  esac
-done
+parse_flags "p:d:c:n:w:g:m:r:" "$@"
 shift $((OPTIND - 1))
 [ "${1:-}" = "--" ] && shift
-
-. "$ROOT_DIR/scripts/common.sh"
 pick_python
 default_num_gpu
 
