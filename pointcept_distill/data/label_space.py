@@ -61,7 +61,7 @@ TO_COMMON: dict[str, dict[str, str | None]] = {
         "Sidewalk": "sidewalk"},
 }
 
-# what the mapping cannot express (documented in docs/joint.md)
+# what the mapping cannot express (documented in README.md, "Joint training and cross-dataset evaluation")
 MERGES: dict[str, str] = {
     "nuscenes": "poles, signs, traffic lights, fences and walls are inside 'manmade', so nuScenes has no "
                 "'pole_sign'; riders are labelled with their bicycle/motorcycle",
