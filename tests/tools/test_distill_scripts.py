@@ -84,3 +84,25 @@ def test_joint_distillation_then_cross_dataset_test(tmp_path):
     assert len(results) == 1
     summary = json.loads(results[0].read_text())
     assert 0.0 <= summary["mIoU"] <= 1.0 and "car" in summary["iou_per_class"]
+
+
+def test_joint_distill_ptv3_config_trains_through_train_sh(tmp_path):
+    """``sh scripts/train.sh -d joint -c distill-ptv3`` (46M joint teacher, one head per dataset) on mixed batches."""
+    roots = {p: tmp_path / "data" / p for p in ("nuscenes", "semantic_kitti", "waymo")}
+    for profile, root in roots.items():
+        generate(profile, str(root), train=1, val=1, seed=4, scale=0.03)
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", "joint", "distill-ptv3.py"))
+    torch.manual_seed(0)
+    teacher_weight = tmp_path / "teacher.pth"
+    torch.save({"state_dict": build_model(cfg.teacher).state_dict()}, teacher_weight)
+    options = [*(f"data.{split}.datasets.{i}.data_root={r}" for split in ("train", "val")
+                 for i, r in enumerate(roots.values())), f"data.test.data_root={roots['nuscenes']}",
+               f"teacher_weight={teacher_weight}", *SMALL[:2], "batch_size=3", "batch_size_val=3",
+               *SMALL[4:]]
+    _sh("train.sh", tmp_path / "exp", "-d", "joint", "-c", "distill-ptv3", "-n", "distill", options=options)
+    log = (tmp_path / "exp" / "joint" / "distill" / "train.log").read_text()
+    assert re.search(r"loss_kd_logit: \d", log) and re.search(r"loss_kd_topo: \d", log)
+    assert all(f"Val {name}: mIoU/mAcc/allAcc" in log for name in roots)
+    state = torch.load(tmp_path / "exp" / "joint" / "distill" / "model" / "model_last.pth", map_location="cpu",
+                       weights_only=False)["state_dict"]
+    build_model(cfg.model).load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
