@@ -149,7 +149,7 @@ def rips_persistence_pairs(points: np.ndarray) -> PersistencePairs:
 
 
 def rips_pairs_from_distances(dist: np.ndarray) -> PersistencePairs:
-    """As ``rips_persistence_pairs``, from a symmetric (n, n) distance matrix (any metric)."""
+    """As ``rips_persistence_pairs``, from an (n, n) distance matrix (any metric); only its upper triangle is read."""
     dist = np.asarray(dist)
     n = dist.shape[0]
     if dist.ndim != 2 or dist.shape[1] != n:
@@ -157,6 +157,11 @@ def rips_pairs_from_distances(dist: np.ndarray) -> PersistencePairs:
     empty = np.zeros((0, 2), dtype=np.int64)
     if n < 2:
         return PersistencePairs(empty, empty, empty)
+    # the edges' lengths are read from the upper triangle: mirror it, so that the enclosing radius below is taken
+    # over those same lengths (a Gram-matrix distance computation is not exactly symmetric; a row maximum read
+    # from the lower triangle can cut an edge of the cone off, and a loop then never dies)
+    upper = np.triu(dist, 1)
+    dist = upper + upper.T
     edges, lengths, rank = _edge_ranks(dist)
     tree = _mst_ranks(rank)
     h0 = tree[lengths[tree] > 0]

@@ -141,3 +141,19 @@ def test_degenerate_inputs():
     assert len(dup.h0_death) == 1  # the zero-length merge is on the diagonal
     with pytest.raises(ValueError, match="rips_persistence_pairs"):
         rips_persistence_pairs(np.zeros(5))
+
+
+def test_slightly_asymmetric_distances_give_the_pairs_of_their_upper_triangle():
+    """Distances from a Gram-matrix computation are not exactly symmetric. Seed 90 is a case where the enclosing
+    radius read from the rows, if the shrunk lower-triangle entry counted, cuts the cone's farthest edge off."""
+    from pointcept_distill.distill.losses.persistence import pairwise_distances, rips_pairs_from_distances
+    for seed in (90, *range(10)):
+        x = np.random.default_rng(seed).normal(size=(24, 8))
+        exact = pairwise_distances(x)
+        apex = int(exact.max(1).argmin())
+        far = int(exact[apex].argmax())
+        skewed = exact.copy()
+        skewed[max(apex, far), min(apex, far)] -= 1e-9                     # the lower-triangle entry only
+        got, want = rips_pairs_from_distances(skewed), rips_pairs_from_distances(exact)
+        for name in ("h0_death", "h1_birth", "h1_death"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), (seed, name)
