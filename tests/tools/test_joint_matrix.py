@@ -52,3 +52,23 @@ def test_sources_run_in_parallel_processes_give_the_same_matrix(tmp_path):
     assert list(parallel["results"]["teacher"]) == ["waymo", "nuscenes"]
     for source in ("waymo", "nuscenes"):  # each source ran in its own process, with its own log
         assert "trained and evaluated" in (tmp_path / "parallel" / source / "matrix.log").read_text()
+
+
+@pytest.mark.slow
+def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "sim_loss_ablation", os.path.join(os.path.dirname(TOOL), "sim_loss_ablation.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "exp"
+    results = tool.main(["--generate", str(tmp_path / "data"), "--train-frames", "1", "--val-frames", "1",
+                         "--scale", "0.02", "--epochs", "1", "--grad-weights", "10,1", "--out", str(out)])
+    assert list(results) == ["teacher", "student alone", "+logit KD", "+gradient-guided (λ 10)",
+                             "+gradient-guided (λ 1)", "+topology", "all three"]
+    assert all(0.0 <= r[m] <= 1.0 for r in results.values() for m in ("single_pass", "tta"))
+    logs = {p.parent.name: p.read_text() for p in out.glob("*/train.log")}
+    assert "loss_kd" not in logs["student_alone"]
+    assert "loss_kd_logit" in logs["logit_KD"] and "loss_kd_grad" not in logs["logit_KD"]
+    assert "loss_kd_grad" in logs["gradient-guided_w_1"] and "loss_kd_topo" not in logs["gradient-guided_w_1"]
+    assert all(f"loss_{k}" in logs["all_three"] for k in ("kd_logit", "kd_grad", "kd_topo"))
+    assert "| +topology |" in (out / "ablation.md").read_text()
