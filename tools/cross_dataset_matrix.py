@@ -137,10 +137,11 @@ def run_on_gpus(args: argparse.Namespace, roots: dict[str, str]) -> tuple[dict, 
     for i, source in enumerate(args.sources):
         folder = os.path.join(args.out, source)
         os.makedirs(folder, exist_ok=True)
-        log = open(os.path.join(folder, "matrix.log"), "w", encoding="utf-8")
-        procs[source] = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), *settings, "--sources", source, "--out", folder],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]})
+        with open(os.path.join(folder, "matrix.log"), "w", encoding="utf-8") as log:  # the child keeps its copy
+            procs[source] = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), *settings, "--sources", source, "--out", folder],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]})
     failed = [s for s, p in procs.items() if p.wait() != 0]
     if failed:
         raise SystemExit(f"cross_dataset_matrix: the runs of {failed} failed; see {args.out}/<source>/matrix.log")

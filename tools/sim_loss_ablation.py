@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     modes = ["single_pass", "tta"]
 
     def run(name: str, kind: str, teacher: str | None = None, overrides: dict | None = None) -> tuple[str, dict]:
-        folder = name.replace(" ", "_").replace("+", "").replace("(", "").replace(")", "").replace("λ", "w")
+        folder = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")          # "+logit KD" -> "logit_KD"
         cfg = matrix.load_config(args.source, kind, os.path.join(settings.out, folder), settings, roots, teacher)
         if overrides is not None:
             apply(cfg.distill, overrides)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[sim_loss_ablation] {name}: " + ", ".join(f"{m} {scores[m]['mIoU']:.4f}" for m in modes), flush=True)
         return weight, {m: scores[m]["mIoU"] for m in modes}
 
-    teacher, results = None, {}
+    results: dict[str, dict] = {}
     teacher, results["teacher"] = run("teacher", "semseg-pt-v3m1")
     for name, overrides in variants([float(w) for w in args.grad_weights.split(",")]).items():
         _, results[name] = run(name, "distill-ptv3", teacher, overrides)

@@ -69,6 +69,6 @@ def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
     logs = {p.parent.name: p.read_text() for p in out.glob("*/train.log")}
     assert "loss_kd" not in logs["student_alone"]
     assert "loss_kd_logit" in logs["logit_KD"] and "loss_kd_grad" not in logs["logit_KD"]
-    assert "loss_kd_grad" in logs["gradient-guided_w_1"] and "loss_kd_topo" not in logs["gradient-guided_w_1"]
+    assert "loss_kd_grad" in logs["gradient-guided_1"] and "loss_kd_topo" not in logs["gradient-guided_1"]
     assert all(f"loss_{k}" in logs["all_three"] for k in ("kd_logit", "kd_grad", "kd_topo"))
     assert "| +topology |" in (out / "ablation.md").read_text()

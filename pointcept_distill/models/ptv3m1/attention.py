@@ -24,9 +24,9 @@ class SerializedAttention(PointModule):
     Windows as upstream's flash path (``enable_flash=True``, see ``windows.build_windows``). With
     ``enable_flash=False`` the window length is upstream's non-flash one, ``min(smallest sample, patch_size)``,
     so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
-    No relative position encoding. Attention runs on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``:
-not cuDNN's, which rebuilds a graph for every new window count), in the dtype of ``qkv`` (float32 outside autocast; upstream's
-    flash path always casts to bfloat16, which is less precise). The window partition is built at the first
+    No relative position encoding. Attention runs on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``;
+    not cuDNN's, which rebuilds a graph for every new window count), in the dtype of ``qkv`` (float32 outside
+    autocast; upstream's flash path always casts to bfloat16, which is less precise). The window partition is built at the first
     block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the encoder's, so
     ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
 
@@ -77,9 +77,8 @@ not cuDNN's, which rebuilds a graph for every new window count), in the dtype of
         """(M*P, 3C) window-major rows, P = ``window`` -> (M*P, C) attention output."""
         h, d = self.num_heads, self.channels // self.num_heads
         q, k, v = qkv.reshape(-1, window, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)   # each (M, H, P, d)
-        with sdpa_kernel(SDPA_BACKENDS):
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
         return out.transpose(1, 2).reshape(-1, self.channels)                          # (M*P, C)
 
     def forward(self, point: Point) -> Point:
@@ -87,8 +86,9 @@ not cuDNN's, which rebuilds a graph for every new window count), in the dtype of
         full, short, slot = win.gather_indices(self.order_index, point.serialized_order[self.order_index],
                                                point.serialized_inverse[self.order_index])
         qkv = self.qkv(point.feat)                                                # (N, 3C)
-        out_full = self._attend(qkv[full], win.patch_size, None)
-        out_short = self._attend(qkv[short], win.patch_size, win.short_mask[:, None, None, :])  # mask (B,1,1,P)
+        with sdpa_kernel(SDPA_BACKENDS):
+            out_full = self._attend(qkv[full], win.patch_size, None)
+            out_short = self._attend(qkv[short], win.patch_size, win.short_mask[:, None, None, :])  # mask (B,1,1,P)
         feat = torch.cat([out_full, out_short], 0)[slot]                          # (N, C)
         point.feat = self.proj_drop(self.proj(feat))
         return point
