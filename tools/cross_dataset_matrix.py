@@ -119,8 +119,8 @@ def run_sources(args: argparse.Namespace, roots: dict[str, str], modes: list[str
             weight = train(cfg)
             results[kind][source] = evaluate(cfg, weight, roots, args.targets, modes)
             teacher = weight
-            stages[f"{source}/{kind}"] = time.perf_counter() - tick
-            print(f"[cross_dataset_matrix] {source} {kind}: trained and evaluated in {stages[f'{source}/{kind}']:.1f} s "
+            seconds = stages[f"{source}/{kind}"] = time.perf_counter() - tick
+            print(f"[cross_dataset_matrix] {source} {kind}: trained and evaluated in {seconds:.1f} s "
                   f"({time.perf_counter() - start:.1f} s so far)", flush=True)
     return results, stages
 

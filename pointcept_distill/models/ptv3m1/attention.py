@@ -26,9 +26,9 @@ class SerializedAttention(PointModule):
     so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
     No relative position encoding. Attention runs on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``;
     not cuDNN's, which rebuilds a graph for every new window count), in the dtype of ``qkv`` (float32 outside
-    autocast; upstream's flash path always casts to bfloat16, which is less precise). The window partition is built at the first
-    block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the encoder's, so
-    ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
+    autocast; upstream's flash path always casts to bfloat16, which is less precise). The window partition is
+    built at the first block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the
+    encoder's, so ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
 
     Args:
         channels: feature width C (divisible by ``num_heads``).
