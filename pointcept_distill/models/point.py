@@ -101,7 +101,7 @@ class Point(dict):
             depth = int(self["grid_coord"].max() + 1).bit_length()
         if depth > 16:
             raise ValueError(f"Point.serialization: depth {depth} > 16; grid_coord must be below 65536")
-        if 3 * depth + max(self.batch_size - 1, 1).bit_length() > 63:
+        if max(self.batch_size - 1, 1) >= 2 ** (63 - 3 * depth):      # batch bits above 3 * depth must fit
             raise ValueError(f"Point.serialization: {self.batch_size} samples at depth {depth} overflow int64 codes")
         code = encode_orders(self["grid_coord"], self["batch"], depth, orders)                        # (k, N)
         if shuffle_orders:
@@ -127,6 +127,6 @@ class Point(dict):
         """
         self._ensure_grid_coord()
         indices = torch.cat([self["batch"].unsqueeze(-1).int(), self["grid_coord"].int()], dim=1)
-        shape = [(1 << self["serialized_depth"]) + pad] * 3 if "serialized_depth" in self else None
+        shape = [2 ** self["serialized_depth"] + pad] * 3 if "serialized_depth" in self else None
         self["sparse_conv_feat"] = SparseConvTensor(self["feat"], indices, self.batch_size, shape_pad=pad,
                                                     spatial_shape=shape)

@@ -26,5 +26,5 @@ def spread_bits(v: Tensor) -> Tensor:
 
 def z_order_encode(grid_coord: Tensor, depth: int) -> Tensor:
     """Z-order code (without batch bits) of (N, 3) non-negative integer coordinates kept to ``depth`` bits."""
-    g = grid_coord.long() & ((1 << depth) - 1)
+    g = grid_coord.long() & (2 ** depth - 1)        # 2 ** (not 1 <<): torch.compile may trace depth symbolically
     return (spread_bits(g[:, 0]) << 2) | (spread_bits(g[:, 1]) << 1) | spread_bits(g[:, 2])

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from . import kernel_map
 from .tensor import SparseConvTensor
 
-__all__ = ["SubMConv3d", "spconv_available"]
+__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "spconv_available", "uses_spconv"]
 
 _SPCONV: Any = None
 
@@ -32,6 +32,18 @@ def spconv_available() -> bool:
     return bool(_import_spconv())
 
 
+# Inference on at most this many voxels takes the gather path even where spconv runs: a scan or two is
+# host-bound, and spconv's per-call Python bookkeeping costs more than the gather's few kernels (BENCHMARKS.md).
+GATHER_MAX_ROWS = 65_536
+
+
+def uses_spconv(features: Tensor, use_spconv: bool | None = None) -> bool:
+    """Whether a convolution of ``features`` (N, C) runs on spconv (see ``SubMConv3d``'s ``use_spconv``)."""
+    if not features.is_cuda or use_spconv is False or not _import_spconv():
+        return False
+    return bool(use_spconv) or torch.is_grad_enabled() or features.shape[0] > GATHER_MAX_ROWS
+
+
 class SubMConv3d(nn.Module):
     """Submanifold convolution: ``out[p] = bias + sum_o W[:, o] @ x[p + offset_o]`` over existing neighbours.
 
@@ -39,9 +51,10 @@ class SubMConv3d(nn.Module):
     between this module and ``spconv.SubMConv3d``. Offsets are centred (``a - k//2``); ``padding`` is accepted
     for signature compatibility and, as for any submanifold convolution, has no effect.
 
-    Two paths, same numbers:
-    - CUDA tensors with spconv installed: spconv's kernels. Input and weight are cast to one dtype first
-      (spconv fails on mixed dtypes under autocast and has no bfloat16 kernels, so bf16 runs in float16).
+    Two paths, same numbers (to float rounding):
+    - CUDA tensors with spconv installed, when training (grad enabled) or on more than ``GATHER_MAX_ROWS``
+      voxels: spconv's kernels. Input and weight are cast to one dtype first (spconv fails on mixed dtypes
+      under autocast and has no bfloat16 kernels, so bf16 runs in float16).
     - Everything else: a gather-GEMM over the kernel map from ``kernel_map.build_kernel_map``, differentiable
       through plain torch ops. spconv's CPU build is never used (it gives wrong answers and has no backward).
     Either way the kernel map is cached in the input tensor's ``indice_dict`` under ``indice_key``.
@@ -53,7 +66,8 @@ class SubMConv3d(nn.Module):
         padding: ignored (submanifold).
         bias: whether to learn a bias.
         indice_key: cache key for the kernel map, shared by convolutions on the same voxels.
-        use_spconv: None picks spconv for CUDA inputs when it imports; False forces the gather path.
+        use_spconv: None picks as above; True forces spconv on CUDA inputs (when it imports); False forces
+            the gather path.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 0,
@@ -85,7 +99,7 @@ class SubMConv3d(nn.Module):
         if x.features.shape[-1] != self.in_channels:
             raise ValueError(f"SubMConv3d({self.indice_key}): expected {self.in_channels} input channels, "
                              f"got {x.features.shape[-1]}")
-        if x.features.is_cuda and self.use_spconv is not False and _import_spconv():
+        if uses_spconv(x.features, self.use_spconv):
             return x.replace_feature(self._spconv_forward(x))
         return x.replace_feature(self._gather_forward(x))
 
@@ -103,18 +117,21 @@ class SubMConv3d(nn.Module):
         return entry[2]
 
     def _gather_forward(self, x: SparseConvTensor) -> Tensor:
-        table = self._cached(x, "gather", lambda: kernel_map.build_kernel_map(x.indices, self.kernel_size))
+        table = self._cached(x, "gather",                                     # (N, K), built once per key
+                             lambda: kernel_map.build_kernel_map(x.indices, self.kernel_size).t().contiguous())
         feat = x.features
         weight = self.weight
-        if feat.dtype != weight.dtype and not torch.is_autocast_enabled(feat.device.type):
-            feat = feat.to(weight.dtype)
+        device = feat.device.type
+        # cast before gathering: the same values as autocast's cast inside the matmul, on K times fewer rows
+        feat = feat.to(torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype)
         n, c_in = feat.shape
         padded = torch.cat([feat, feat.new_zeros(1, c_in)], dim=0)          # (N+1, Cin), row N is zero
-        gathered = padded[table.t()].reshape(n, -1)                         # (N, K*Cin)
+        gathered = padded[table].reshape(n, -1)                             # (N, K*Cin)
         w = weight.permute(1, 2, 3, 4, 0).reshape(-1, self.out_channels)    # (K*Cin, Cout)
         out = gathered @ w
         return out + self.bias if self.bias is not None else out
 
+    @torch.compiler.disable      # spconv's C++ bookkeeping is opaque to torch.compile: one clean graph break
     def _spconv_forward(self, x: SparseConvTensor) -> Tensor:
         spconv = _import_spconv()
         layer = self.__dict__.get("_spconv_layer")

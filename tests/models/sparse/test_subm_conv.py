@@ -77,3 +77,22 @@ def test_kernel_map_cached_by_indice_key(monkeypatch):
     a, b = SubMConv3d(4, 4, indice_key="s"), SubMConv3d(4, 4, indice_key="s")
     b(a(x).replace_feature(torch.randn(2, 4)))
     assert len(calls) == 1
+
+
+def test_spconv_only_for_cuda_training_or_large_inference(monkeypatch):
+    from types import SimpleNamespace
+
+    import pointcept_distill.models.sparse.conv as conv_module
+    small = SimpleNamespace(is_cuda=True, shape=(conv_module.GATHER_MAX_ROWS, 8))
+    large = SimpleNamespace(is_cuda=True, shape=(conv_module.GATHER_MAX_ROWS + 1, 8))
+    monkeypatch.setattr(conv_module, "_import_spconv", lambda: object())
+    with torch.enable_grad():
+        assert conv_module.uses_spconv(small) and conv_module.uses_spconv(large)
+        assert not conv_module.uses_spconv(large, use_spconv=False)
+    with torch.no_grad():
+        assert not conv_module.uses_spconv(small) and conv_module.uses_spconv(large)
+        assert conv_module.uses_spconv(small, use_spconv=True)
+    assert not conv_module.uses_spconv(torch.zeros(3, 8), use_spconv=True)          # CPU: always gather
+    monkeypatch.setattr(conv_module, "_import_spconv", lambda: False)
+    with torch.enable_grad():
+        assert not conv_module.uses_spconv(large, use_spconv=True)                   # not installed
