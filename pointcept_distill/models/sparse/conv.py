@@ -34,7 +34,7 @@ def spconv_available() -> bool:
 
 # Inference on at most this many voxels takes the gather path even where spconv runs: a scan or two is
 # host-bound, and spconv's per-call Python bookkeeping costs more than the gather's few kernels (BENCHMARKS.md).
-GATHER_MAX_ROWS = 65_536
+GATHER_MAX_ROWS = 32_768
 
 
 def uses_spconv(features: Tensor, use_spconv: bool | None = None) -> bool:
