@@ -35,6 +35,7 @@ import platform
 import shlex
 import sys
 import tempfile
+import time
 from functools import partial
 from typing import Any, Callable, Iterator
 
@@ -116,22 +117,37 @@ def inference_model(model: nn.Module, dtype_name: str) -> Iterator[tuple[nn.Modu
         model.to(device)
 
 
-def bench_inference(model: nn.Module, batches: dict[int, dict], device: torch.device, dtype_name: str,
+def compiled(model: nn.Module, args: argparse.Namespace) -> nn.Module:
+    """``model`` under ``torch.compile`` for ``--compile`` (a fresh compilation cache per model), else itself."""
+    if not args.compile:
+        return model
+    torch._dynamo.reset()
+    return torch.compile(model, mode=None if args.compile == "default" else args.compile,
+                         backend=args.compile_backend)
+
+
+def bench_inference(model: nn.Module, batches: dict[int, list[dict]], device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> list[dict]:
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
-        return [_inference_row(run_model, amp, feat_dtype, b, batch, device, dtype_name, args)
-                for b, batch in batches.items()]
+        run_model = compiled(run_model, args)
+        return [_inference_row(run_model, amp, feat_dtype, b, inputs, device, dtype_name, args)
+                for b, inputs in batches.items()]
 
 
-def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batch: dict, device: torch.device,
-                   dtype_name: str, args: argparse.Namespace) -> dict[str, Any]:
-    row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batch["offset"][-1])}
-    inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batches: list[dict],
+                   device: torch.device, dtype_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One row: forwards cycling through ``batches`` (``--inputs`` distinct batches of b scans)."""
+    row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batches[0]["offset"][-1]),
+                           "inputs": len(batches), "compile": args.compile}
+    inputs = itertools.cycle([to_device(batch, INFER_KEYS, device, feat_dtype) for batch in batches])
 
     def forward() -> None:
         with torch.inference_mode(), autocast(device, amp):
-            run_model(inputs)
+            run_model(next(inputs))
     try:
+        t0 = time.perf_counter()
+        forward()                               # the first call compiles under --compile
+        row["first_call_s"] = time.perf_counter() - t0
         latency = measure(forward, device, args.warmup, args.repeats)
         row.update(latency.as_dict(), ms_per_scan=latency.median_ms / b, peak_mib=peak_memory_mib(forward, device))
     except Exception as exc:  # a dtype the kernels do not support: record it, go on
@@ -307,7 +323,10 @@ def _row(cells: list[Any]) -> str:
 
 
 def inference_table(report: dict[str, Any]) -> list[str]:
-    lines = ["| model | params | dtype | scans | points | median ms | min ms | ms/scan | peak MiB |",
+    settings = report.get("settings", {})
+    lines = [f"Inference: {settings.get('inputs', 1)} distinct batch(es) per row, torch.compile: "
+             f"{settings.get('compile') or 'off'}", "",
+             "| model | params | dtype | scans | points | median ms | min ms | ms/scan | peak MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:
         for r in m["inference"]:
@@ -392,6 +411,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-inputs", type=int, default=1,
                         help="distinct batches the training steps cycle through (>1: new point counts every step, "
                              "as in training; 1: the same batch every step)")
+    parser.add_argument("--inputs", type=int, default=1,
+                        help="distinct batches each inference row cycles through (>1: a new scan every forward, "
+                             "as in deployment; 1: the same batch every time)")
+    parser.add_argument("--compile", default=None, choices=("default", "reduce-overhead", "max-autotune"),
+                        help="run the inference rows under torch.compile with this mode (dynamic shapes "
+                             "automatic; reduce-overhead = CUDA graphs, which pay off only on repeated shapes)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (tests: aot_eager)")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")
     parser.add_argument("--scale", type=float, default=1.0, help="simulator azimuth scale (1 = the real sensor)")
     parser.add_argument("--seed", type=int, default=0)
@@ -434,7 +460,7 @@ def bench_model(config: str, batches: dict[int, dict], device: torch.device, arg
     for dtype_name in args.dtype_list:
         result["inference"] += bench_inference(model, batches, device, dtype_name, args)
     if not args.no_breakdown:
-        batch = batches.get(args.breakdown_batch) or batches[min(batches)]
+        batch = (batches.get(args.breakdown_batch) or batches[min(batches)])[0]
         result["breakdown"] = [bench_breakdown(model, batch, device, d, args) for d in args.dtype_list]
     return result
 
@@ -459,8 +485,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.no_inference:
         args.config, args.batch_list = [], []
     needed = sorted(set(args.batch_list) | (set() if args.no_train else set(args.train_batch_list)))
-    all_batches = simulated_batches(needed, args.profile, args.seed, args.scale, args.train_inputs)
-    batches = {b: all_batches[b][0] for b in args.batch_list}
+    all_batches = simulated_batches(needed, args.profile, args.seed, args.scale, max(args.train_inputs, args.inputs))
+    batches = {b: all_batches[b][:args.inputs] for b in args.batch_list}
     report: dict[str, Any] = {"environment": environment(args, device), "models": [], "train": []}
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
     for config in args.config:
@@ -470,7 +496,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["train_config"] = args.distill_config
         cfg = Config.fromfile(os.path.join(ROOT, args.distill_config))
         torch.manual_seed(args.seed)
-        report["train"] = bench_train(cfg, {b: all_batches[b] for b in args.train_batch_list}, device, args)
+        report["train"] = bench_train(cfg, {b: all_batches[b][:args.train_inputs] for b in args.train_batch_list},
+                                      device, args)
     print(save(report, args))
     return report
 

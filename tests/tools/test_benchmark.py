@@ -50,7 +50,7 @@ def report(configs, tmp_path_factory) -> dict:
     md = out.with_suffix(".md")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
                     "--threads", "1", "--config", configs[0], "--distill-config", configs[1],
-                    "--train-inputs", "2", "--json", str(out), "--markdown", str(md)],
+                    "--train-inputs", "2", "--inputs", "3", "--json", str(out), "--markdown", str(md)],
                    check=True, capture_output=True, cwd=ROOT, timeout=300)
     data = json.loads(out.read_text())
     data["_markdown"] = md.read_text()
@@ -72,6 +72,7 @@ def test_inference_rows(report, configs):
     (row,) = model["inference"]
     assert "error" not in row, row
     assert row["dtype"] == "fp32" and row["scans"] == 1 and row["points"] > 1000
+    assert row["inputs"] == 3 and row["compile"] is None and row["first_call_s"] > 0
     assert row["runs"] == 2 and 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
     assert row["peak_mib"] is None          # no peak statistics on the CPU
     assert "| tiny | " in report["_markdown"]
@@ -130,6 +131,18 @@ def _load_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_compile_option_wraps_the_model_and_keeps_its_outputs():
+    import argparse
+    bench = _load_benchmark()
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+    assert bench.compiled(model, argparse.Namespace(compile=None)) is model
+    run = bench.compiled(model, argparse.Namespace(compile="default", compile_backend="eager"))
+    assert run is not model and isinstance(run, torch._dynamo.eval_frame.OptimizedModule)
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(run(x), model(x))
+    torch._dynamo.reset()
 
 
 def test_cast_dtype_runs_a_copy_and_restores_the_model():
