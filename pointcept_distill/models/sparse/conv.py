@@ -34,8 +34,8 @@ def spconv_available() -> bool:
 
 # Inference on at most this many voxels takes the gather path even where spconv runs: a scan or two is
 # host-bound, and spconv's per-call Python bookkeeping costs more than the gather's few kernels. Training keeps
-# spconv: the gather's backward (a scatter-add into the feature rows) made an H100 student step 17x slower.
-# Both measured in BENCHMARKS.md (H100 section).
+# spconv: with autograd's scatter-add backward the gather made an H100 student step 17x slower (not re-measured
+# since ``_GatherGEMM`` got its gathering backward). Both measured in BENCHMARKS.md (H100 section).
 GATHER_MAX_ROWS = 32_768
 
 
