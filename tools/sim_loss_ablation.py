@@ -31,7 +31,8 @@ def variants(grad_weights: list[float]) -> dict[str, dict]:
         rows[f"+gradient-guided (λ {weight:g})"] = {"logit_kd": None, "topo_kd": None,
                                                      "grad_kd": {"loss_weight": weight}}
     rows["+topology"] = {"logit_kd": None, "grad_kd": None}
-    rows["all three"] = {}
+    for weight in grad_weights:
+        rows[f"all three (λ {weight:g})"] = {"grad_kd": {"loss_weight": weight}}
     return rows
 
 
