@@ -447,7 +447,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def bench_model(config: str, batches: dict[int, dict], device: torch.device, args: argparse.Namespace
+def bench_model(config: str, batches: dict[int, list[dict]], device: torch.device, args: argparse.Namespace
                 ) -> dict[str, Any]:
     cfg = Config.fromfile(os.path.join(ROOT, config) if not os.path.isabs(config) else config)
     torch.manual_seed(args.seed)
