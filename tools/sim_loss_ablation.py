@@ -36,6 +36,17 @@ def variants(grad_weights: list[float]) -> dict[str, dict]:
     return rows
 
 
+def select(rows: dict[str, dict], names: str | None) -> dict[str, dict]:
+    """The rows named in ``names`` (comma-separated, e.g. "student alone,all three (λ 1)"), or all of them."""
+    if not names:
+        return rows
+    wanted = [n.strip() for n in names.split(",")]
+    unknown = [n for n in wanted if n not in rows]
+    if unknown:
+        raise SystemExit(f"sim_loss_ablation: --rows {unknown} unknown; rows are {list(rows)}")
+    return {n: rows[n] for n in wanted}
+
+
 def apply(distill, overrides: dict) -> None:
     for key, value in overrides.items():
         if value is None:
@@ -48,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default="nuscenes", choices=matrix.DATASETS)
     p.add_argument("--grad-weights", default="10", help="gradient-guided loss weights to try, comma-separated")
+    p.add_argument("--rows", default=None, help="train only these students (comma-separated row names)")
     args, rest = p.parse_known_args(argv)
     settings = matrix.parse_args([*rest, "--sources", args.source, "--targets", args.source, "--tta"])
     if settings.generate:
@@ -71,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: dict[str, dict] = {}
     teacher, results["teacher"] = run("teacher", "semseg-pt-v3m1")
-    for name, overrides in variants([float(w) for w in args.grad_weights.split(",")]).items():
+    rows = select(variants([float(w) for w in args.grad_weights.split(",")]), args.rows)
+    for name, overrides in rows.items():
         _, results[name] = run(name, "distill-ptv3", teacher, overrides)
     lines = [f"| model (mIoU %, {args.source} val) | single-pass | TTA |", "|---|---|---|"]
     lines += [f"| {name} | {100 * r['single_pass']:.1f} | {100 * r['tta']:.1f} |" for name, r in results.items()]

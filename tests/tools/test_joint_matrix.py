@@ -54,12 +54,17 @@ def test_sources_run_in_parallel_processes_give_the_same_matrix(tmp_path):
         assert "trained and evaluated" in (tmp_path / "parallel" / source / "matrix.log").read_text()
 
 
-@pytest.mark.slow
-def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
+def _ablation_tool():
     spec = importlib.util.spec_from_file_location(
         "sim_loss_ablation", os.path.join(os.path.dirname(TOOL), "sim_loss_ablation.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.slow
+def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
+    tool = _ablation_tool()
     out = tmp_path / "exp"
     results = tool.main(["--generate", str(tmp_path / "data"), "--train-frames", "1", "--val-frames", "1",
                          "--scale", "0.02", "--epochs", "1", "--grad-weights", "10,1", "--out", str(out)])
@@ -74,3 +79,14 @@ def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
     configs = {p.parent.name: p.read_text() for p in out.glob("*/config.py")}
     assert "'loss_weight': 1.0" in configs["all_three_1"] and "'loss_weight': 10.0" in configs["all_three_10"]
     assert "| +topology |" in (out / "ablation.md").read_text()
+
+
+def test_sim_loss_ablation_rows_are_selected_by_name():
+    tool = _ablation_tool()
+    rows = tool.variants([10.0, 1.0])
+    assert tool.select(rows, None) is rows
+    picked = tool.select(rows, "all three (λ 1), student alone")
+    assert list(picked) == ["all three (λ 1)", "student alone"]
+    assert picked["all three (λ 1)"] == {"grad_kd": {"loss_weight": 1.0}}
+    with pytest.raises(SystemExit, match="all three"):
+        tool.select(rows, "all three")
