@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "cross_dataset_matrix.py")
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "tools")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("cross_dataset_matrix", TOOL)
+def _load_tool(name: str = "cross_dataset_matrix"):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -54,17 +54,9 @@ def test_sources_run_in_parallel_processes_give_the_same_matrix(tmp_path):
         assert "trained and evaluated" in (tmp_path / "parallel" / source / "matrix.log").read_text()
 
 
-def _ablation_tool():
-    spec = importlib.util.spec_from_file_location(
-        "sim_loss_ablation", os.path.join(os.path.dirname(TOOL), "sim_loss_ablation.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 @pytest.mark.slow
 def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
-    tool = _ablation_tool()
+    tool = _load_tool("sim_loss_ablation")
     out = tmp_path / "exp"
     results = tool.main(["--generate", str(tmp_path / "data"), "--train-frames", "1", "--val-frames", "1",
                          "--scale", "0.02", "--epochs", "1", "--grad-weights", "10,1", "--out", str(out)])
@@ -82,7 +74,7 @@ def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
 
 
 def test_sim_loss_ablation_rows_are_selected_by_name():
-    tool = _ablation_tool()
+    tool = _load_tool("sim_loss_ablation")
     rows = tool.variants([10.0, 1.0])
     assert tool.select(rows, None) is rows
     picked = tool.select(rows, "all three (λ 1), student alone")
