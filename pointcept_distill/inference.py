@@ -38,6 +38,7 @@ from .data import DATASETS, DefaultDataset, collate_fn
 from .data.transforms import Compose
 from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
 from .models import build_model
+from .models.captured import CapturedSegmentor
 from .utils.config import Config
 
 __all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
@@ -140,10 +141,20 @@ class Segmenter:
         cfg: the model's config (``model``, ``data.val.transform``, ``data.names``/``names``).
         model: the loaded model.
         device: where ``model`` lives.
+        capture: None runs the model eagerly; "graphs" runs it through ``CapturedSegmentor`` (fixed-capacity
+            batches replayed from CUDA graphs; the fast path for a stream of scans on a GPU, see BENCHMARKS.md),
+            "compiled" also compiles each capacity with inductor first (slow first scans, fastest after).
+        dtype: autocast dtype of a captured model (e.g. torch.bfloat16), or None for float32.
     """
 
-    def __init__(self, cfg: Config, model: nn.Module, device: torch.device) -> None:
+    def __init__(self, cfg: Config, model: nn.Module, device: torch.device, capture: str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         self.cfg, self.model, self.device = cfg, model.eval(), device
+        if capture not in (None, "graphs", "compiled"):
+            raise ValueError(f"Segmenter: capture must be None, 'graphs' or 'compiled', got {capture!r}")
+        self.captured = (CapturedSegmentor(self.model, dtype=dtype,
+                                           compile="inductor" if capture == "compiled" else None)
+                         if capture else None)
         data = cfg.get("data") or {}
         names = data.get("names") or cfg.get("names")
         if not names:
@@ -157,22 +168,23 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, config: str | Config, weight: str, device: str | torch.device | None = None,
-                        options: dict | None = None) -> "Segmenter":
-        """A config file (or loaded Config) and a Pointcept checkpoint; ``options`` as ``--options``."""
+                        options: dict | None = None, **kwargs) -> "Segmenter":
+        """A config file (or loaded Config) and a Pointcept checkpoint; ``options`` as ``--options``;
+        ``kwargs``: ``capture``, ``dtype``."""
         cfg = config if isinstance(config, Config) else Config.fromfile(config)
         if options:
             cfg.merge_from_dict(options)
         dev = resolve_device(device)
-        return cls(cfg, load_model(cfg, weight, dev), dev)
+        return cls(cfg, load_model(cfg, weight, dev), dev, **kwargs)
 
     @classmethod
     def from_release(cls, release_dir: str, device: str | torch.device | None = None, verify: bool = True,
-                     options: dict | None = None) -> "Segmenter":
+                     options: dict | None = None, **kwargs) -> "Segmenter":
         """A release folder (``config.py``, ``model.pth``); ``verify`` checks ``SHA256SUMS`` first."""
         if verify and os.path.isfile(os.path.join(release_dir, "SHA256SUMS")):
             verify_sha256sums(release_dir)
         return cls.from_checkpoint(os.path.join(release_dir, "config.py"),
-                                   os.path.join(release_dir, "model.pth"), device, options)
+                                   os.path.join(release_dir, "model.pth"), device, options, **kwargs)
 
     @property
     def num_classes(self) -> int:
@@ -183,8 +195,11 @@ class Segmenter:
         batch = collate_fn([data])
         for key in ("segment", "origin_segment", "inverse", "index"):
             batch.pop(key, None)
+        if self.captured is not None:
+            batch = self.captured.plan(batch)          # depth and stage sizes, read here on the CPU
         batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        return F.softmax(self.model(batch)["seg_logits"].float(), dim=-1).cpu()  # (M, K)
+        logits = self.captured(batch) if self.captured is not None else self.model(batch)["seg_logits"]
+        return F.softmax(logits.float(), dim=-1).cpu()  # (M, K)
 
     def _single_pass(self, sample: dict) -> torch.Tensor:
         data = self.transform(sample, np.random.default_rng(0))

@@ -133,3 +133,16 @@ def test_from_release_and_errors(nuscenes, tmp_path):
         f.write(b"\0")
     with pytest.raises(CheckpointError, match="model.pth"):
         Segmenter.from_release(out)
+
+
+def test_captured_segmenter_gives_the_eager_result(nuscenes):
+    config, weight, data_root = nuscenes
+    points = raw_scan(data_root)
+    eager = Segmenter.from_checkpoint(config, weight, device="cpu")(points)
+    seg = Segmenter.from_checkpoint(config, weight, device="cpu", capture="graphs")
+    result = seg(points)
+    np.testing.assert_allclose(result.probs, eager.probs, atol=1e-6)
+    np.testing.assert_array_equal(result.labels, eager.labels)
+    assert seg.captured.strides and seg.captured.model is seg.model
+    with pytest.raises(ValueError, match="capture must be None, 'graphs' or 'compiled'"):
+        Segmenter.from_checkpoint(config, weight, device="cpu", capture="cudagraph")

@@ -52,6 +52,8 @@ from pointcept_distill.data.pipelines import data_config  # noqa: E402
 from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
 from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
+from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
+from pointcept_distill.models.captured import CapturedSegmentor  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
@@ -87,6 +89,15 @@ def to_device(batch: dict, keys: tuple[str, ...], device: torch.device, feat_dty
     if feat_dtype is not None:
         out["feat"] = out["feat"].to(feat_dtype)
     return out
+
+
+def planned(inputs: dict, batch: dict, run_model: Any) -> dict:
+    """For a ``CapturedSegmentor`` (``--capture``), the device ``inputs`` with its host-side plan of the CPU
+    ``batch`` (depth, stage sizes; as a data pipeline would add), so the timed forward reads nothing back."""
+    if isinstance(run_model, CapturedSegmentor):
+        plan = run_model.plan(batch)
+        inputs.update(serialized_depth=plan["serialized_depth"], stage_sizes=plan["stage_sizes"])
+    return inputs
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -126,10 +137,20 @@ def compiled(model: nn.Module, args: argparse.Namespace) -> nn.Module:
                          backend=args.compile_backend)
 
 
+def captured(model: nn.Module, amp: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """(callable, autocast dtype left to the caller) for ``--capture``: a ``CapturedSegmentor`` owns autocast."""
+    if not args.capture:
+        return model, amp
+    torch._dynamo.reset()
+    backend = args.compile_backend if args.capture == "compiled" else None
+    return CapturedSegmentor(model, dtype=amp, compile=backend, steps_per_octave=args.steps_per_octave), None
+
+
 def bench_inference(model: nn.Module, batches: dict[int, list[dict]], device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> list[dict]:
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
         run_model = compiled(run_model, args)
+        run_model, amp = captured(run_model, amp, args)
         return [_inference_row(run_model, amp, feat_dtype, b, inputs, device, dtype_name, args)
                 for b, inputs in batches.items()]
 
@@ -138,8 +159,9 @@ def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batc
                    device: torch.device, dtype_name: str, args: argparse.Namespace) -> dict[str, Any]:
     """One row: forwards cycling through ``batches`` (``--inputs`` distinct batches of b scans)."""
     row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batches[0]["offset"][-1]),
-                           "inputs": len(batches), "compile": args.compile}
-    inputs = itertools.cycle([to_device(batch, INFER_KEYS, device, feat_dtype) for batch in batches])
+                           "inputs": len(batches), "compile": args.compile, "capture": args.capture}
+    inputs = itertools.cycle([planned(to_device(batch, INFER_KEYS, device, feat_dtype), batch, run_model)
+                              for batch in batches])
 
     def forward() -> None:
         with torch.inference_mode(), autocast(device, amp):
@@ -182,12 +204,20 @@ def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], li
 
 def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> dict[str, Any]:
-    """Per-component self time (ms per forward) of ``--profile-runs`` profiled forwards."""
+    """Per-component self time (ms per forward) of ``--profile-runs`` profiled forwards.
+
+    Under ``--capture`` the profiled forward is the one a ``CapturedSegmentor`` captures (padded batch, gather
+    path), run eagerly: the same kernels its graph replays, without the compilation's fusion."""
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
         inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+        conv_path: Callable[[], Any] = contextlib.nullcontext
+        if args.capture:
+            capacities, _, depth = CapturedSegmentor(run_model).key(batch)
+            inputs = pad_to_capacity(dict(inputs, serialized_depth=depth), capacities)
+            conv_path = sparse.gather_only
 
         def forward() -> None:
-            with torch.inference_mode(), autocast(device, amp):
+            with torch.inference_mode(), autocast(device, amp), conv_path():
                 run_model(inputs)
         return _profile(run_model, forward, batch, device, dtype_name, args)
 
@@ -325,7 +355,7 @@ def _row(cells: list[Any]) -> str:
 def inference_table(report: dict[str, Any]) -> list[str]:
     settings = report.get("settings", {})
     lines = [f"Inference: {settings.get('inputs', 1)} distinct batch(es) per row, torch.compile: "
-             f"{settings.get('compile') or 'off'}", "",
+             f"{settings.get('compile') or 'off'}, CapturedSegmentor: {settings.get('capture') or 'off'}", "",
              "| model | params | dtype | scans | points | median ms | min ms | ms/scan | peak MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:
@@ -418,6 +448,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run the inference rows under torch.compile with this mode (dynamic shapes "
                              "automatic; reduce-overhead = CUDA graphs, which pay off only on repeated shapes)")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (tests: aot_eager)")
+    parser.add_argument("--capture", default=None, choices=("graphs", "compiled"),
+                        help="run the inference rows through CapturedSegmentor (fixed-capacity batches replayed "
+                             "from CUDA graphs; 'compiled' compiles each capacity whole first)")
+    parser.add_argument("--steps-per-octave", type=int, default=8,
+                        help="--capture: capacity buckets per doubling of the point count")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")
     parser.add_argument("--scale", type=float, default=1.0, help="simulator azimuth scale (1 = the real sensor)")
     parser.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,12 @@ from torch import Tensor
 from .serialization import encode_orders
 from .sparse import SparseConvTensor
 
-__all__ = ["Point", "batch_to_offset", "offset_to_batch", "shuffle_rows"]
+__all__ = ["Point", "batch_to_offset", "offset_to_batch", "serialization_depth", "shuffle_rows"]
+
+
+def serialization_depth(grid_coord: Tensor) -> int:
+    """Pointcept's serialization depth, ``bit_length(max grid_coord + 1)`` (a host read of the coordinates)."""
+    return int(grid_coord.max() + 1).bit_length()
 
 
 def offset_to_batch(offset: Tensor, num_points: int | None = None) -> Tensor:
@@ -90,15 +95,15 @@ class Point(dict):
                       shuffle_orders: bool = False) -> None:
         """Encode every point along each space-filling curve in ``order`` and sort by the codes.
 
-        ``depth`` defaults to ``bit_length(max grid_coord + 1)`` over the whole batch (Pointcept's rule; this
-        is the forward pass's one host sync). Sorting is stable; inputs are expected to hold one point per
+        ``depth`` defaults to ``bit_length(max grid_coord + 1)`` over the whole batch (Pointcept's rule,
+        ``serialization_depth``; on CUDA a host sync, which a depth computed beforehand avoids). Sorting is stable; inputs are expected to hold one point per
         voxel and sample (GridSample), otherwise upstream itself has no defined order. ``shuffle_orders``
         permutes the rows (``torch.randperm`` on the CPU generator), as upstream does in training.
         """
         self._ensure_grid_coord()
         orders = [order] if isinstance(order, str) else list(order)
         if depth is None:
-            depth = int(self["grid_coord"].max() + 1).bit_length()
+            depth = serialization_depth(self["grid_coord"])
         if depth > 16:
             raise ValueError(f"Point.serialization: depth {depth} > 16; grid_coord must be below 65536")
         if max(self.batch_size - 1, 1) >= 2 ** (63 - 3 * depth):      # batch bits above 3 * depth must fit

@@ -197,3 +197,27 @@ def test_training_steps_only(configs, tmp_path):
     data = json.loads(out.read_text())
     assert data["models"] == []
     assert {r["step"] for r in data["train"]} >= {"student", "distill", "teacher only"}
+
+
+def test_capture_option_runs_captured_rows(configs, tmp_path):
+    out = tmp_path / "captured.json"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                    "--threads", "1", "--no-train", "--no-breakdown", "--config", configs[0], "--inputs", "2",
+                    "--capture", "graphs", "--json", str(out)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    rows = json.loads(out.read_text())["models"][0]["inference"]
+    assert rows and all(r["capture"] == "graphs" and "error" not in r and r["median_ms"] > 0 for r in rows)
+
+
+def test_captured_wrapper_plans_on_the_host(configs):
+    import argparse
+    bench = _load_benchmark()
+    model = build_model(Config.fromfile(configs[0]).model).eval()
+    assert bench.captured(model, torch.bfloat16, argparse.Namespace(capture=None)) == (model, torch.bfloat16)
+    run, amp = bench.captured(model, torch.bfloat16, argparse.Namespace(capture="graphs", compile_backend="inductor",
+                                                                       steps_per_octave=4))
+    assert amp is None and run.dtype == torch.bfloat16 and run.steps_per_octave == 4
+    grid = torch.randint(0, 50, (300, 3))
+    batch = dict(grid_coord=grid, coord=grid.float(), feat=torch.randn(300, 4), offset=torch.tensor([300]))
+    inputs = bench.planned(dict(batch), batch, run)
+    assert inputs["serialized_depth"] == 6 and len(inputs["stage_sizes"]) == 3
+    assert "stage_sizes" not in bench.planned(dict(batch), batch, model)

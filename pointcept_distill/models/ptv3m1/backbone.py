@@ -118,9 +118,14 @@ class PointTransformerV3(PointModule):
         return dec
 
     def encode(self, data_dict: dict) -> Point:
-        """Serialize, sparsify, embed and run the encoder; returns the deepest stage's Point."""
+        """Serialize, sparsify, embed and run the encoder; returns the deepest stage's Point.
+
+        An input ``serialized_depth`` (e.g. from ``capacity.pad_to_capacity``, computed on the host) is used
+        as the serialization depth instead of reading the coordinates' maximum (a host sync on CUDA).
+        """
         point = Point(data_dict)
-        point.serialization(order=self.order, shuffle_orders=self.shuffle_orders and self.training)
+        point.serialization(order=self.order, depth=point.get("serialized_depth"),
+                            shuffle_orders=self.shuffle_orders and self.training)
         point.sparsify()
         point = self.embedding(point)
         return self.enc(point)

@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..modules import PointModule, PointSequential
 from ..point import Point, batch_to_offset, shuffle_rows
 
-__all__ = ["SerializedPooling", "SerializedUnpooling"]
+__all__ = ["SerializedPooling", "SerializedUnpooling", "clusters", "fixed_capacity_clusters"]
 
 
 class SerializedPooling(PointModule):
@@ -49,21 +49,27 @@ class SerializedPooling(PointModule):
     def forward(self, point: Point) -> Point:
         pd = self.pooling_depth if self.pooling_depth <= point.serialized_depth else 0
         code = point.serialized_code >> (3 * pd)                                   # (k, N)
-        _, cluster, counts = torch.unique(code[0], sorted=True, return_inverse=True, return_counts=True)
+        capacities = point.get("fixed_capacity")
+        if capacities is None:
+            cluster, counts, head = clusters(code[0])
+        else:
+            capacities = capacities[1:] or (code.shape[1],)      # this stage's rows first
+            cluster, counts, head = fixed_capacity_clusters(code[0], capacities[0])
         num_clusters = counts.shape[0]
-        head = torch.sort(cluster, stable=True)[1][torch.cumsum(counts, 0) - counts]   # first member
         feat = self.proj(point.feat)
         index = cluster.unsqueeze(1).expand_as(feat)
         reduce = {"max": "amax", "min": "amin", "mean": "mean", "sum": "sum"}[self.reduce]
         pooled = feat.new_zeros(num_clusters, feat.shape[1]).scatter_reduce(
             0, index, feat, reduce, include_self=False)
         coord = point.coord.new_zeros(num_clusters, 3).index_add_(0, cluster, point.coord)
-        coord = coord / counts.unsqueeze(1).to(coord.dtype)
+        coord = coord / counts.clamp(min=1).unsqueeze(1).to(coord.dtype)
         batch = point.batch[head]
         pooled_point = Point(
             feat=pooled, coord=coord, grid_coord=point.grid_coord[head] >> pd, batch=batch,
             offset=batch_to_offset(batch, point.batch_size), order=point.order,
             serialized_depth=point.serialized_depth - pd)
+        if capacities is not None:
+            pooled_point.fixed_capacity = capacities
         code = code[:, head]
         if self.shuffle_orders and self.training:
             code = shuffle_rows(code)
@@ -77,6 +83,34 @@ class SerializedPooling(PointModule):
             pooled_point = self.act(pooled_point)
         pooled_point.sparsify()
         return pooled_point
+
+
+def clusters(code: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Points with equal ``code`` (N,) as clusters numbered in code order: (cluster of each point (N,),
+    size of each cluster (M,), first point of each cluster (M,)). M is data-dependent: one host sync."""
+    _, cluster, counts = torch.unique(code, sorted=True, return_inverse=True, return_counts=True)
+    head = torch.sort(cluster, stable=True)[1][torch.cumsum(counts, 0) - counts]
+    return cluster, counts, head
+
+
+def fixed_capacity_clusters(code: Tensor, capacity: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``clusters`` with ``capacity`` output rows instead of M, without a host sync (``fixed_capacity`` Points).
+
+    Rows M..capacity-1 are empty clusters (size 0) whose first point is the last point, N-1: on a
+    fixed-capacity Point that is always a point of the padding sample, so the empty clusters join the padding
+    sample. M must not exceed ``capacity`` (a device-side assertion; ``capacity.stage_capacities`` plans it).
+    """
+    n = code.shape[0]
+    sorted_code, perm = torch.sort(code, stable=True)
+    starts = torch.ones_like(sorted_code, dtype=torch.bool)
+    starts[1:] = sorted_code[1:] != sorted_code[:-1]                            # (N,) first of its cluster
+    rank = torch.cumsum(starts, 0) - 1                                         # cluster of each sorted point
+    torch._assert_async(rank[-1] < capacity, "fixed_capacity_clusters: more clusters than the stage's capacity")
+    cluster = torch.empty_like(perm).scatter_(0, perm, rank)
+    counts = perm.new_zeros(capacity).index_add_(0, rank, torch.ones_like(perm))
+    head_slot = torch.where(starts, rank, torch.full_like(rank, capacity))     # non-first points -> spare slot
+    head = perm.new_full((capacity + 1,), n - 1).scatter_(0, head_slot, perm)[:capacity]
+    return cluster, counts, head
 
 
 class SerializedUnpooling(PointModule):

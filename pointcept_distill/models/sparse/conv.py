@@ -1,8 +1,9 @@
 """Submanifold 3-D convolution with spconv's parameters: spconv on CUDA when installed, gather-GEMM elsewhere."""
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 from . import kernel_map
 from .tensor import SparseConvTensor
 
-__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "spconv_available", "uses_spconv"]
+__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "gather_only", "spconv_available", "uses_spconv"]
 
 _SPCONV: Any = None
 
@@ -39,9 +40,24 @@ def spconv_available() -> bool:
 GATHER_MAX_ROWS = 32_768
 
 
+_GATHER_ONLY = False
+
+
+@contextlib.contextmanager
+def gather_only() -> Iterator[None]:
+    """Run every ``SubMConv3d`` on the gather path inside the block (spconv reads sizes back from the device,
+    so a forward captured in a CUDA graph or traced whole by torch.compile cannot call it)."""
+    global _GATHER_ONLY
+    previous, _GATHER_ONLY = _GATHER_ONLY, True
+    try:
+        yield
+    finally:
+        _GATHER_ONLY = previous
+
+
 def uses_spconv(features: Tensor, use_spconv: bool | None = None) -> bool:
     """Whether a convolution of ``features`` (N, C) runs on spconv (see ``SubMConv3d``'s ``use_spconv``)."""
-    if not features.is_cuda or use_spconv is False or not _import_spconv():
+    if not features.is_cuda or use_spconv is False or _GATHER_ONLY or not _import_spconv():
         return False
     return bool(use_spconv) or torch.is_grad_enabled() or features.shape[0] > GATHER_MAX_ROWS
 

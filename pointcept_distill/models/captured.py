@@ -1,0 +1,143 @@
+"""``CapturedSegmentor``: a segmentor's inference on fixed-capacity batches, replayed from CUDA graphs."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .capacity import PADDED_KEYS, pad_to_capacity, stage_capacities, stage_sizes
+from .point import serialization_depth
+from .ptv3m1.pooling import SerializedPooling
+from .sparse import gather_only
+
+__all__ = ["CapturedSegmentor"]
+
+
+@dataclass
+class _Capture:
+    """One captured forward: its static input buffers, the CUDA graph and the output buffer it writes."""
+
+    inputs: dict[str, Any]
+    graph: torch.cuda.CUDAGraph
+    logits: Tensor
+
+
+class CapturedSegmentor:
+    """Inference of a segmentor with static shapes, so that one scan costs one graph launch, not ~2,000.
+
+    Each batch is padded to a capacity (``capacity.capacity_for`` of its point count, or the fixed
+    ``capacity``) with an isolated padding sample; the real points' logits are those of the unpadded forward.
+    The forward of each (capacity, samples, serialization depth) is captured once in a CUDA graph (after
+    ``warmup`` runs on a side stream) and replayed for every later batch with that key; with ``compile`` it is
+    first compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which
+    also fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``).
+
+    When it applies: inference (the model is put in eval mode; no gradients), on CUDA for the graphs (elsewhere
+    the padded forward runs eagerly, which still reads nothing back from the device when the input carries
+    ``serialized_depth`` or lives on the CPU). The first batch of each key pays the capture (and compilation);
+    a stream of scans of one sensor meets a few keys. Captured graphs keep their buffers: memory grows with
+    the number of keys.
+
+    Args:
+        model: a segmentor whose forward returns ``seg_logits`` for inputs without ``segment``.
+        dtype: autocast dtype (torch.bfloat16 / torch.float16), or None for the model's dtype.
+        compile: a torch.compile backend ("inductor") to compile the forward with, or None.
+        capacity: one capacity for every batch (it must exceed their point counts), or None for buckets.
+        steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
+        warmup: eager (or compiling) runs before each capture.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, compile: str | None = None,
+                 capacity: int | None = None, steps_per_octave: int = 8, warmup: int = 2) -> None:
+        self.model = model.eval()
+        self.dtype = dtype
+        self.capacity, self.steps_per_octave, self.warmup = capacity, steps_per_octave, warmup
+        self.strides = [m.stride for m in model.modules() if isinstance(m, SerializedPooling)]
+        self.forward: Callable[[dict], Tensor] = self._logits
+        if compile is not None:
+            self.forward = torch.compile(self._logits, backend=compile, fullgraph=True, dynamic=False)
+        self.captures: dict[tuple, _Capture] = {}
+        self._pool: Any = None
+        self._stream: Any = None
+
+    def _logits(self, padded: dict) -> Tensor:
+        return self.model(padded)["seg_logits"]
+
+    @contextlib.contextmanager
+    def _context(self, device: torch.device) -> Iterator[None]:
+        """Autocast (its weight cache off: a captured graph must not keep casts made outside it) and the
+        gather path for every convolution."""
+        amp = (torch.autocast(device.type, dtype=self.dtype, cache_enabled=False) if self.dtype is not None
+               else contextlib.nullcontext())
+        with amp, gather_only():
+            yield
+
+    def key(self, input_dict: dict) -> tuple[tuple[int, ...], int, int]:
+        """(capacity of each stage, samples, serialization depth) of a batch: its captured graph's key.
+
+        Planned on the host: ``serialized_depth`` and ``stage_sizes`` are taken from the input when it carries
+        them (``CapturedSegmentor.plan`` in a data pipeline), else computed from its coordinates (CUDA inputs
+        are read back for that: one sync before the forward).
+        """
+        depth = input_dict.get("serialized_depth") or serialization_depth(input_dict["grid_coord"])
+        if self.capacity is not None:
+            return (self.capacity,), int(input_dict["offset"].shape[0]), depth
+        sizes = input_dict.get("stage_sizes") or stage_sizes(input_dict["grid_coord"], input_dict["offset"],
+                                                             self.strides, depth)
+        return stage_capacities(sizes, self.steps_per_octave), int(input_dict["offset"].shape[0]), depth
+
+    def plan(self, batch: dict) -> dict:
+        """``batch`` with ``serialized_depth`` and ``stage_sizes`` added (host values; meant for CPU batches,
+        e.g. in a data loader, so that the forward of the moved batch needs no device read)."""
+        depth = serialization_depth(batch["grid_coord"])
+        return dict(batch, serialized_depth=depth,
+                    stage_sizes=stage_sizes(batch["grid_coord"], batch["offset"], self.strides, depth))
+
+    @torch.no_grad()
+    def __call__(self, input_dict: dict) -> Tensor:
+        """(N, num_classes) logits of the batch's N points (a new tensor; inputs on the model's device)."""
+        capacities, samples, depth = key = self.key(input_dict)
+        n = input_dict["coord"].shape[0]
+        if n >= capacities[0]:
+            raise ValueError(f"CapturedSegmentor: {n} points do not fit the capacity {capacities[0]}")
+        if not input_dict["feat"].is_cuda:
+            with self._context(input_dict["feat"].device):
+                return self.forward(pad_to_capacity(dict(input_dict, serialized_depth=depth), capacities))[:n]
+        capture = self.captures.get(key)
+        if capture is None:
+            capture = self.captures[key] = self._capture(pad_to_capacity(dict(input_dict, serialized_depth=depth),
+                                                                         capacities))
+        else:
+            _fill(capture.inputs, input_dict)
+        capture.graph.replay()
+        return capture.logits[:n].clone()
+
+    def _capture(self, inputs: dict) -> _Capture:
+        # warm-up and capture on one side stream: cuBLAS's workspace for it is then allocated outside the graph
+        # (a workspace allocated during a capture lives in that graph's pool, and later graphs would reuse it)
+        if self._stream is None:
+            self._stream = torch.cuda.Stream()
+        stream = self._stream
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), self._context(inputs["feat"].device):
+            for _ in range(self.warmup):
+                self.forward(inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()     # graphs replay one at a time: one memory pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool, stream=stream), self._context(inputs["feat"].device):
+            logits = self.forward(inputs)
+        return _Capture(inputs, graph, logits)
+
+
+def _fill(inputs: dict, input_dict: dict) -> None:
+    """Copy a batch into the captured buffers: its rows first, zero padding after, its offsets before the last."""
+    n = input_dict["coord"].shape[0]
+    for key in PADDED_KEYS:
+        inputs[key][:n].copy_(input_dict[key])
+        inputs[key][n:].zero_()
+    inputs["offset"][:-1].copy_(input_dict["offset"])

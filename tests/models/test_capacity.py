@@ -1,0 +1,127 @@
+"""Fixed-capacity batches (models/capacity.py) and their pooling: static shapes, same logits, no host reads."""
+from __future__ import annotations
+
+import pytest
+import torch
+from host_reads import HostReads
+
+from pointcept_distill.models import build_model
+from pointcept_distill.models.capacity import capacity_for, pad_to_capacity, stage_capacities, stage_sizes
+from pointcept_distill.models.ptv3m1.pooling import clusters, fixed_capacity_clusters
+
+SCENES = [((900, 500), 40), ((1100, 700, 300), 90), ((800,), 25)]      # (points per sample, extent)
+
+
+def _model(tiny_config):
+    torch.manual_seed(0)
+    return build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
+                            backbone=tiny_config())).eval()
+
+
+def _stage_rows(model, scene) -> list[int]:
+    """Voxels per stage of the eager forward, walking the deepest stage's pooling parents."""
+    with torch.no_grad():
+        point = model.backbone.encode(dict(scene))
+    rows = []
+    while True:
+        rows.append(point.feat.shape[0])
+        if "pooling_parent" not in point:
+            return rows[::-1]
+        point = point.pooling_parent
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 15, 16, 17, 1000, 24534, 198380])
+def test_capacity_for_leaves_room_and_bounded_padding(n):
+    for steps in (1, 4, 8):
+        cap = capacity_for(n, steps)
+        assert n < cap <= max(n + 1, (n + 1) * (1 + 1 / steps) + 1)
+        assert capacity_for(cap - 1, steps) == cap               # a bucket's own members map to it
+
+
+def test_capacity_for_has_steps_per_octave_buckets():
+    assert len({capacity_for(n, 8) for n in range(16384, 32768)}) == 8
+    with pytest.raises(ValueError, match="steps_per_octave"):
+        capacity_for(10, 0)
+
+
+def test_stage_sizes_match_the_eager_stages(make_scene, tiny_config):
+    model = _model(tiny_config)
+    for counts, extent in SCENES:
+        scene = make_scene(counts, extent=extent)
+        assert stage_sizes(scene["grid_coord"], scene["offset"], (2, 2)) == _stage_rows(model, scene)
+
+
+def test_fixed_capacity_clusters_extend_clusters_with_empty_rows():
+    code = torch.tensor([5, 3, 5, 9, 3, 3, 12, 12])              # last point: the "padding sample"
+    cluster, counts, head = clusters(code)
+    f_cluster, f_counts, f_head = fixed_capacity_clusters(code, 6)
+    assert torch.equal(f_cluster, cluster)
+    assert torch.equal(f_counts[:4], counts) and torch.equal(f_counts[4:], torch.zeros(2, dtype=torch.long))
+    assert torch.equal(f_head[:4], head) and torch.equal(f_head[4:], torch.full((2,), 7))
+
+
+@pytest.mark.parametrize("per_stage", [False, True])
+def test_padded_forward_keeps_the_logits_and_reads_nothing(make_scene, tiny_config, per_stage):
+    model = _model(tiny_config)
+    for counts, extent in SCENES:
+        scene = make_scene(counts, extent=extent)
+        n = scene["coord"].shape[0]
+        sizes = stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+        capacity = stage_capacities(sizes) if per_stage else capacity_for(n)
+        padded = pad_to_capacity(scene, capacity)
+        with torch.no_grad(), HostReads() as reads:
+            out = model(padded, return_point=True)
+        with torch.no_grad():
+            ref = model(dict(scene))["seg_logits"]
+        assert not reads.hits, dict(reads.hits)
+        assert out["seg_logits"].shape[0] == (capacity[0] if per_stage else capacity)
+        torch.testing.assert_close(out["seg_logits"][:n], ref, rtol=0, atol=0)
+        bottleneck_rows = out["point"].bottleneck.feat.shape[0]
+        assert bottleneck_rows == (capacity[-1] if per_stage else capacity)
+
+
+def test_padding_has_the_same_shapes_for_any_batch_of_a_capacity(make_scene, tiny_config):
+    model = _model(tiny_config)
+    scenes = [make_scene(counts, extent=extent) for counts, extent in [((900, 500), 40), ((1000, 380), 60),
+                                                                        ((700, 700), 30)]]
+    sizes = [stage_sizes(s["grid_coord"], s["offset"], (2, 2)) for s in scenes]
+    capacities = stage_capacities([max(column) for column in zip(*sizes)])
+    shapes = set()
+    for scene in scenes:
+        padded = pad_to_capacity(scene, capacities)
+        padded["serialized_depth"] = 7                              # one depth for all (7 bits hold 60)
+        with torch.no_grad():
+            point = model(padded, return_point=True)["point"]
+        shapes.add((point.feat.shape, point.bottleneck.feat.shape, point.bottleneck.serialized_order.shape))
+    assert len(shapes) == 1
+
+
+def test_padded_forward_traces_whole(make_scene, tiny_config):
+    """The CPU twin of a CUDA graph capture: with fixed capacities the forward compiles without a graph break
+    (``fullgraph=True`` raises at any host read or data-dependent shape) and keeps eager's logits."""
+    model = _model(tiny_config)
+    scene = make_scene((900, 500))
+    padded = pad_to_capacity(scene, stage_capacities(stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda d: model(d)["seg_logits"], backend="aot_eager", fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        out = compiled(padded)
+        ref = model(dict(scene))["seg_logits"]
+    torch._dynamo.reset()
+    torch.testing.assert_close(out[:1400], ref, rtol=1e-6, atol=1e-6)
+
+
+def test_pad_to_capacity_errors_name_the_problem(make_scene):
+    scene = make_scene((100,))
+    with pytest.raises(ValueError, match="capacity 100 must exceed the 100 points"):
+        pad_to_capacity(scene, 100)
+    with pytest.raises(KeyError, match="feat"):
+        pad_to_capacity({k: v for k, v in scene.items() if k != "feat"}, 128)
+
+
+def test_too_small_stage_capacity_fails_loudly(make_scene, tiny_config):
+    model = _model(tiny_config)
+    scene = make_scene((900, 500))
+    sizes = stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+    with pytest.raises(RuntimeError, match="more clusters than the stage's capacity"), torch.no_grad():
+        model(pad_to_capacity(scene, (2048, sizes[1] // 2, 512)))

@@ -1,0 +1,79 @@
+"""CapturedSegmentor: fixed-capacity inference, eager on the CPU, CUDA graphs on a GPU (skipped without one)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pointcept_distill.models import build_model, capacity
+from pointcept_distill.models.captured import CapturedSegmentor
+
+
+def _model(tiny_config, device="cpu"):
+    torch.manual_seed(0)
+    return build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
+                            backbone=tiny_config())).to(device).eval()
+
+
+def _eager(model, scene):
+    with torch.no_grad():
+        return model(dict(scene))["seg_logits"]
+
+
+def test_logits_match_eager_and_keys_follow_stage_sizes(make_scene, tiny_config):
+    model = _model(tiny_config)
+    run = CapturedSegmentor(model)
+    assert run.strides == [2, 2]
+    for counts, extent in [((900, 500), 40), ((1100, 700, 300), 90)]:
+        scene = make_scene(counts, extent=extent)
+        sizes = capacity.stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+        depth = int(scene["grid_coord"].max() + 1).bit_length()
+        assert run.key(scene) == (capacity.stage_capacities(sizes), len(counts), depth)
+        torch.testing.assert_close(run(scene), _eager(model, scene), rtol=0, atol=0)
+
+
+def test_plan_carries_host_values_the_key_then_uses(make_scene, tiny_config, monkeypatch):
+    run = CapturedSegmentor(_model(tiny_config))
+    scene = make_scene((900, 500))
+    planned = run.plan(scene)
+    assert planned["stage_sizes"] == capacity.stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+    key = run.key(scene)
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("stage_sizes recomputed despite the plan")
+    monkeypatch.setattr("pointcept_distill.models.captured.stage_sizes", no_recompute)
+    assert run.key(planned) == key
+
+
+def test_fixed_capacity_and_its_error(make_scene, tiny_config):
+    model = _model(tiny_config)
+    scene = make_scene((900, 500))
+    run = CapturedSegmentor(model, capacity=2048)
+    assert run.key(scene)[0] == (2048,)
+    torch.testing.assert_close(run(scene), _eager(model, scene), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="1400 points do not fit the capacity 1024"):
+        CapturedSegmentor(model, capacity=1024)(scene)
+
+
+def test_compiled_forward_matches_eager(make_scene, tiny_config):
+    model = _model(tiny_config)
+    torch._dynamo.reset()
+    run = CapturedSegmentor(model, compile="aot_eager")
+    scene = make_scene((700, 600))
+    torch.testing.assert_close(run(scene), _eager(model, scene), rtol=1e-6, atol=1e-6)
+    torch._dynamo.reset()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_replay_per_key(make_scene, tiny_config):
+    model = _model(tiny_config, "cuda")
+    run = CapturedSegmentor(model, capacity=2048)
+    scenes = [{k: v.cuda() for k, v in make_scene(counts, seed=i).items()}
+              for i, counts in enumerate([(900, 500), (800, 650), (1000,)])]
+    for scene in scenes:
+        torch.testing.assert_close(run(scene), _eager(model, scene), rtol=1e-5, atol=1e-5)
+    assert len(run.captures) == 2                    # the two 2-sample scenes share one graph
+    bf16 = CapturedSegmentor(model, dtype=torch.bfloat16)
+    out = bf16(scenes[0]).float()
+    ref = _eager(model, scenes[0])
+    assert out.dtype == torch.float32 and ((out - ref).norm() / ref.norm()) < 2e-2
