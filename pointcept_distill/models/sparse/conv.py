@@ -33,10 +33,12 @@ def spconv_available() -> bool:
     return bool(_import_spconv())
 
 
-# Inference on at most this many voxels takes the gather path even where spconv runs: a scan or two is
-# host-bound, and spconv's per-call Python bookkeeping costs more than the gather's few kernels. Training keeps
-# spconv: with autograd's scatter-add backward the gather made an H100 student step 17x slower (not re-measured
-# since ``_GatherGEMM`` got its gathering backward). Both measured in BENCHMARKS.md (H100 section).
+# Stages of at most this many voxels take the gather path even where spconv runs: a scan or two is host-bound,
+# and spconv's per-call Python bookkeeping costs more than the gather's few kernels (inference: one scan 18-26 %
+# faster; larger thresholds made 8 scans slower). Training follows the same rule since ``_GatherGEMM`` has its
+# gathering backward: on an H100 a training step on the gather path costs what it costs on spconv (student) or
+# 12 % less (one-scan distillation step); with autograd's scatter-add backward it had been 17x slower. Measured
+# in BENCHMARKS.md (H100 section).
 GATHER_MAX_ROWS = 32_768
 
 
@@ -59,7 +61,7 @@ def uses_spconv(features: Tensor, use_spconv: bool | None = None) -> bool:
     """Whether a convolution of ``features`` (N, C) runs on spconv (see ``SubMConv3d``'s ``use_spconv``)."""
     if not features.is_cuda or use_spconv is False or _GATHER_ONLY or not _import_spconv():
         return False
-    return bool(use_spconv) or torch.is_grad_enabled() or features.shape[0] > GATHER_MAX_ROWS
+    return bool(use_spconv) or features.shape[0] > GATHER_MAX_ROWS
 
 
 class SubMConv3d(nn.Module):
@@ -70,8 +72,8 @@ class SubMConv3d(nn.Module):
     for signature compatibility and, as for any submanifold convolution, has no effect.
 
     Two paths, same numbers (to float rounding):
-    - CUDA tensors with spconv installed, when training (grad enabled) or on more than ``GATHER_MAX_ROWS``
-      voxels: spconv's kernels. Input and weight are cast to one dtype first (spconv fails on mixed dtypes
+    - CUDA tensors with spconv installed, on more than ``GATHER_MAX_ROWS`` voxels (or ``use_spconv=True``):
+      spconv's kernels. Input and weight are cast to one dtype first (spconv fails on mixed dtypes
       under autocast and has no bfloat16 kernels, so bf16 runs in float16).
     - Everything else: a gather-GEMM over the kernel map from ``kernel_map.build_kernel_map``, differentiable
       through plain torch ops. spconv's CPU build is never used (it gives wrong answers and has no backward).

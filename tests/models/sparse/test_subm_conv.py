@@ -85,19 +85,21 @@ def test_kernel_map_cached_by_indice_key(monkeypatch):
     assert len(calls) == 1
 
 
-def test_spconv_only_for_cuda_training_or_large_inference(monkeypatch):
+def test_spconv_only_for_large_cuda_stages(monkeypatch):
     from types import SimpleNamespace
 
     import pointcept_distill.models.sparse.conv as conv_module
     small = SimpleNamespace(is_cuda=True, shape=(conv_module.GATHER_MAX_ROWS, 8))
     large = SimpleNamespace(is_cuda=True, shape=(conv_module.GATHER_MAX_ROWS + 1, 8))
     monkeypatch.setattr(conv_module, "_import_spconv", lambda: object())
-    with torch.enable_grad():
-        assert conv_module.uses_spconv(small) and conv_module.uses_spconv(large)
-        assert not conv_module.uses_spconv(large, use_spconv=False)
-    with torch.no_grad():
-        assert not conv_module.uses_spconv(small) and conv_module.uses_spconv(large)
-        assert conv_module.uses_spconv(small, use_spconv=True)
+    for grad_mode in (torch.enable_grad, torch.no_grad):                            # training and inference alike
+        with grad_mode():
+            assert not conv_module.uses_spconv(small) and conv_module.uses_spconv(large)
+            assert not conv_module.uses_spconv(large, use_spconv=False)
+            assert conv_module.uses_spconv(small, use_spconv=True)
+    with conv_module.gather_only():
+        assert not conv_module.uses_spconv(large) and not conv_module.uses_spconv(small, use_spconv=True)
+    assert conv_module.uses_spconv(large)                                            # the block restored it
     assert not conv_module.uses_spconv(torch.zeros(3, 8), use_spconv=True)          # CPU: always gather
     monkeypatch.setattr(conv_module, "_import_spconv", lambda: False)
     with torch.enable_grad():
