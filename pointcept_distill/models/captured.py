@@ -28,10 +28,12 @@ class _Capture:
 class CapturedSegmentor:
     """Inference of a segmentor with static shapes, so that one scan costs one graph launch, not ~2,000.
 
-    Each batch is padded to a capacity (``capacity.capacity_for`` of its point count, or the fixed
-    ``capacity``) with an isolated padding sample; the real points' logits are those of the unpadded forward.
-    The forward of each (capacity, samples, serialization depth) is captured once in a CUDA graph (after
-    ``warmup`` runs on a side stream) and replayed for every later batch with that key; with ``compile`` it is
+    Each batch is padded with an isolated padding sample to per-stage capacities (``capacity.stage_capacities``
+    of its stage sizes, planned on the host; or the fixed ``capacity`` for every stage); the real points'
+    logits are those of the unpadded forward. The forward of each key (stage capacities, samples,
+    serialization depth) is captured once in a CUDA graph (after ``warmup`` runs on the capture stream) and
+    replayed for every later batch with that key; the graphs share one memory pool, which is safe because
+    they never run concurrently and each output is copied right after its replay. With ``compile`` it is
     first compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which
     also fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``).
 
@@ -99,7 +101,7 @@ class CapturedSegmentor:
     @torch.no_grad()
     def __call__(self, input_dict: dict) -> Tensor:
         """(N, num_classes) logits of the batch's N points (a new tensor; inputs on the model's device)."""
-        capacities, samples, depth = key = self.key(input_dict)
+        capacities, _, depth = key = self.key(input_dict)
         n = input_dict["coord"].shape[0]
         if n >= capacities[0]:
             raise ValueError(f"CapturedSegmentor: {n} points do not fit the capacity {capacities[0]}")
