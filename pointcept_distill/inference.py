@@ -38,7 +38,7 @@ from .data import DATASETS, DefaultDataset, collate_fn
 from .data.transforms import Compose
 from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
 from .models import build_model
-from .models.captured import CapturedSegmentor
+from .models.captured import build_captured
 from .utils.config import Config
 
 __all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
@@ -150,11 +150,7 @@ class Segmenter:
     def __init__(self, cfg: Config, model: nn.Module, device: torch.device, capture: str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         self.cfg, self.model, self.device = cfg, model.eval(), device
-        if capture not in (None, "graphs", "compiled"):
-            raise ValueError(f"Segmenter: capture must be None, 'graphs' or 'compiled', got {capture!r}")
-        self.captured = (CapturedSegmentor(self.model, dtype=dtype,
-                                           compile="inductor" if capture == "compiled" else None)
-                         if capture else None)
+        self.captured = build_captured(self.model, capture, dtype)
         data = cfg.get("data") or {}
         names = data.get("names") or cfg.get("names")
         if not names:
@@ -196,9 +192,10 @@ class Segmenter:
         for key in ("segment", "origin_segment", "inverse", "index"):
             batch.pop(key, None)
         if self.captured is not None:
-            batch = self.captured.plan(batch)          # depth and stage sizes, read here on the CPU
-        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        logits = self.captured(batch) if self.captured is not None else self.model(batch)["seg_logits"]
+            logits = self.captured(batch, device=self.device)     # planned on the host, then moved
+        else:
+            batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            logits = self.model(batch)["seg_logits"]
         return F.softmax(logits.float(), dim=-1).cpu()  # (M, K)
 
     def _single_pass(self, sample: dict) -> torch.Tensor:

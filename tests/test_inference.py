@@ -144,5 +144,22 @@ def test_captured_segmenter_gives_the_eager_result(nuscenes):
     np.testing.assert_allclose(result.probs, eager.probs, atol=1e-6)
     np.testing.assert_array_equal(result.labels, eager.labels)
     assert seg.captured.strides and seg.captured.model is seg.model
-    with pytest.raises(ValueError, match="capture must be None, 'graphs' or 'compiled'"):
+    with pytest.raises(ValueError, match="capture must be one of"):
         Segmenter.from_checkpoint(config, weight, device="cpu", capture="cudagraph")
+
+
+@pytest.mark.parametrize("single_pass", [True, False])
+def test_captured_tester_predicts_as_the_eager_one(nuscenes, tmp_path, single_pass):
+    config, weight, _ = nuscenes
+    preds = {}
+    for capture in (None, "graphs"):
+        cfg = Config.fromfile(config)
+        cfg.weight, cfg.save_path, cfg.seed, cfg.num_worker_per_gpu = weight, str(tmp_path / str(capture)), 0, 0
+        os.makedirs(cfg.save_path)
+        tester = SemSegTester(cfg, single_pass=single_pass, capture=capture)
+        assert (tester.captured is None) == (capture is None)
+        summary = tester.test()
+        preds[capture] = (summary["mIoU"], [np.load(p) for p in sorted((tmp_path / str(capture) / "result")
+                                                                       .glob("*_pred.npy"))])
+    assert preds["graphs"][0] == pytest.approx(preds[None][0])
+    assert preds[None][1] and all(np.array_equal(a, b) for a, b in zip(preds["graphs"][1], preds[None][1]))

@@ -13,7 +13,10 @@ from .point import serialization_depth
 from .ptv3m1.pooling import SerializedPooling
 from .sparse import gather_only
 
-__all__ = ["CapturedSegmentor"]
+__all__ = ["CAPTURE_MODES", "CapturedSegmentor", "build_captured"]
+
+# ``capture`` settings of the tester and the inference API: eager, CUDA graphs, inductor + CUDA graphs
+CAPTURE_MODES = (None, "graphs", "compiled")
 
 
 @dataclass
@@ -99,8 +102,15 @@ class CapturedSegmentor:
                     stage_sizes=stage_sizes(batch["grid_coord"], batch["offset"], self.strides, depth))
 
     @torch.no_grad()
-    def __call__(self, input_dict: dict) -> Tensor:
-        """(N, num_classes) logits of the batch's N points (a new tensor; inputs on the model's device)."""
+    def __call__(self, input_dict: dict, device: torch.device | str | None = None) -> Tensor:
+        """(N, num_classes) logits of the batch's N points (a new tensor).
+
+        ``input_dict`` holds the model's inputs on the model's device, or, with ``device``, a CPU batch as a
+        data loader yields it: it is then planned on the host (``plan``) and moved to ``device``.
+        """
+        if device is not None:
+            input_dict = _to_device(self.plan(input_dict) if not input_dict["grid_coord"].is_cuda else input_dict,
+                                    torch.device(device))
         capacities, _, depth = key = self.key(input_dict)
         n = input_dict["coord"].shape[0]
         if n >= capacities[0]:
@@ -134,6 +144,25 @@ class CapturedSegmentor:
         with torch.cuda.graph(graph, pool=self._pool, stream=stream), self._context(inputs["feat"].device):
             logits = self.forward(inputs)
         return _Capture(inputs, graph, logits)
+
+
+def build_captured(model: nn.Module, capture: str | None, dtype: str | torch.dtype | None = None
+                   ) -> CapturedSegmentor | None:
+    """The ``CapturedSegmentor`` of a ``capture`` mode (``CAPTURE_MODES``; None: eager, no wrapper), with
+    autocast ``dtype`` given as a torch dtype or its name ("bfloat16", "float16")."""
+    if capture not in CAPTURE_MODES:
+        raise ValueError(f"capture must be one of {CAPTURE_MODES}, got {capture!r}")
+    if capture is None:
+        return None
+    if isinstance(dtype, str):
+        if dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"capture dtype must be bfloat16, float16 or float32, got {dtype!r}")
+        dtype = None if dtype == "float32" else getattr(torch, dtype)
+    return CapturedSegmentor(model, dtype=dtype, compile="inductor" if capture == "compiled" else None)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 def _fill(inputs: dict, input_dict: dict) -> None:

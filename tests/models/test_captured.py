@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pointcept_distill.models import build_model, capacity
-from pointcept_distill.models.captured import CapturedSegmentor
+from pointcept_distill.models.captured import CapturedSegmentor, build_captured
 
 
 def _model(tiny_config, device="cpu"):
@@ -61,6 +61,29 @@ def test_compiled_forward_matches_eager(make_scene, tiny_config):
     scene = make_scene((700, 600))
     torch.testing.assert_close(run(scene), _eager(model, scene), rtol=1e-6, atol=1e-6)
     torch._dynamo.reset()
+
+
+def test_cpu_batch_with_a_device_is_planned_on_the_host(make_scene, tiny_config, monkeypatch):
+    model = _model(tiny_config)
+    run = CapturedSegmentor(model)
+    scene = make_scene((900, 500))
+    planned = []
+    real_plan = run.plan
+    monkeypatch.setattr(run, "plan", lambda batch: planned.append(1) or real_plan(batch))
+    torch.testing.assert_close(run(scene, device="cpu"), _eager(model, scene), rtol=0, atol=0)
+    assert planned == [1]
+
+
+def test_build_captured_modes_and_errors(tiny_config):
+    model = _model(tiny_config)
+    assert build_captured(model, None) is None
+    run = build_captured(model, "graphs", "bfloat16")
+    assert isinstance(run, CapturedSegmentor) and run.dtype == torch.bfloat16 and run.forward == run._logits
+    assert build_captured(model, "compiled", "float32").dtype is None
+    with pytest.raises(ValueError, match="capture must be one of"):
+        build_captured(model, "cudagraphs")
+    with pytest.raises(ValueError, match="capture dtype must be"):
+        build_captured(model, "graphs", "half")
 
 
 @pytest.mark.gpu
