@@ -143,7 +143,8 @@ def captured(model: nn.Module, amp: Any, args: argparse.Namespace) -> tuple[Any,
         return model, amp
     torch._dynamo.reset()
     backend = args.compile_backend if args.capture == "compiled" else None
-    return CapturedSegmentor(model, dtype=amp, compile=backend, steps_per_octave=args.steps_per_octave), None
+    return CapturedSegmentor(model, dtype=amp, compile=backend, steps_per_octave=args.steps_per_octave,
+                             implicit_gemm=args.implicit_gemm), None
 
 
 def bench_inference(model: nn.Module, batches: dict[int, list[dict]], device: torch.device, dtype_name: str,
@@ -202,6 +203,13 @@ def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], li
     return modules, [f for f in functions if hasattr(f[1], f[2])]
 
 
+@contextlib.contextmanager
+def captured_conv_paths(implicit: bool) -> Iterator[None]:
+    """The convolution paths of a ``CapturedSegmentor``: gather, or the implicit GEMM with ``--implicit-gemm``."""
+    with sparse.gather_only(), sparse.implicit_gemm() if implicit else contextlib.nullcontext():
+        yield
+
+
 def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> dict[str, Any]:
     """Per-component self time (ms per forward) of ``--profile-runs`` profiled forwards.
@@ -214,7 +222,7 @@ def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_n
         if args.capture:
             capacities, _, depth = CapturedSegmentor(run_model).key(batch)
             inputs = pad_to_capacity(dict(inputs, serialized_depth=depth), capacities)
-            conv_path = sparse.gather_only
+            conv_path = partial(captured_conv_paths, args.implicit_gemm)
 
         def forward() -> None:
             with torch.inference_mode(), autocast(device, amp), conv_path():
@@ -451,6 +459,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--capture", default=None, choices=("graphs", "compiled"),
                         help="run the inference rows through CapturedSegmentor (fixed-capacity batches replayed "
                              "from CUDA graphs; 'compiled' compiles each capacity whole first)")
+    parser.add_argument("--implicit-gemm", action="store_true",
+                        help="--capture: convolutions on the Triton implicit-GEMM kernel instead of the gather-GEMM")
     parser.add_argument("--steps-per-octave", type=int, default=8,
                         help="--capture: capacity buckets per doubling of the point count")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")

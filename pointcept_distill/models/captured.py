@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .capacity import PADDED_KEYS, pad_to_capacity, stage_capacities, stage_sizes
 from .point import serialization_depth
 from .ptv3m1.pooling import SerializedPooling
-from .sparse import gather_only
+from .sparse import gather_only, implicit_gemm
 
 __all__ = ["CAPTURE_MODES", "CapturedSegmentor", "build_captured"]
 
@@ -53,12 +53,15 @@ class CapturedSegmentor:
         capacity: one capacity for every batch (it must exceed their point counts), or None for buckets.
         steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
         warmup: eager (or compiling) runs before each capture.
+        implicit_gemm: run the convolutions on the Triton implicit-GEMM kernel (``sparse.implicit_gemm``;
+            opt-in until measured on a GPU).
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, compile: str | None = None,
-                 capacity: int | None = None, steps_per_octave: int = 8, warmup: int = 2) -> None:
+                 capacity: int | None = None, steps_per_octave: int = 8, warmup: int = 2,
+                 implicit_gemm: bool = False) -> None:
         self.model = model.eval()
-        self.dtype = dtype
+        self.dtype, self.implicit_gemm = dtype, implicit_gemm
         self.capacity, self.steps_per_octave, self.warmup = capacity, steps_per_octave, warmup
         self.strides = [m.stride for m in model.modules() if isinstance(m, SerializedPooling)]
         self.forward: Callable[[dict], Tensor] = self._logits
@@ -74,10 +77,10 @@ class CapturedSegmentor:
     @contextlib.contextmanager
     def _context(self, device: torch.device) -> Iterator[None]:
         """Autocast (its weight cache off: a captured graph must not keep casts made outside it) and the
-        gather path for every convolution."""
+        gather path (or the implicit GEMM) for every convolution."""
         amp = (torch.autocast(device.type, dtype=self.dtype, cache_enabled=False) if self.dtype is not None
                else contextlib.nullcontext())
-        with amp, gather_only():
+        with amp, gather_only(), implicit_gemm() if self.implicit_gemm else contextlib.nullcontext():
             yield
 
     def key(self, input_dict: dict) -> tuple[tuple[int, ...], int, int]:

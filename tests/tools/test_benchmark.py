@@ -214,8 +214,8 @@ def test_captured_wrapper_plans_on_the_host(configs):
     model = build_model(Config.fromfile(configs[0]).model).eval()
     assert bench.captured(model, torch.bfloat16, argparse.Namespace(capture=None)) == (model, torch.bfloat16)
     run, amp = bench.captured(model, torch.bfloat16, argparse.Namespace(capture="graphs", compile_backend="inductor",
-                                                                       steps_per_octave=4))
-    assert amp is None and run.dtype == torch.bfloat16 and run.steps_per_octave == 4
+                                                                       steps_per_octave=4, implicit_gemm=True))
+    assert amp is None and run.dtype == torch.bfloat16 and run.steps_per_octave == 4 and run.implicit_gemm
     grid = torch.randint(0, 50, (300, 3))
     batch = dict(grid_coord=grid, coord=grid.float(), feat=torch.randn(300, 4), offset=torch.tensor([300]))
     inputs = bench.planned(dict(batch), batch, run)

@@ -9,9 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from . import kernel_map
+from .implicit_gemm import implicit_gemm_available, subm_conv_implicit_gemm
 from .tensor import SparseConvTensor
 
-__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "gather_only", "spconv_available", "uses_spconv"]
+__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "gather_only", "implicit_gemm", "spconv_available", "uses_spconv"]
 
 _SPCONV: Any = None
 
@@ -42,24 +43,34 @@ def spconv_available() -> bool:
 GATHER_MAX_ROWS = 32_768
 
 
-_GATHER_ONLY = False
+_PATHS = {"gather_only": False, "implicit_gemm": False}
 
 
 @contextlib.contextmanager
-def gather_only() -> Iterator[None]:
-    """Run every ``SubMConv3d`` on the gather path inside the block (spconv reads sizes back from the device,
-    so a forward captured in a CUDA graph or traced whole by torch.compile cannot call it)."""
-    global _GATHER_ONLY
-    previous, _GATHER_ONLY = _GATHER_ONLY, True
+def _path(name: str) -> Iterator[None]:
+    previous, _PATHS[name] = _PATHS[name], True
     try:
         yield
     finally:
-        _GATHER_ONLY = previous
+        _PATHS[name] = previous
+
+
+def gather_only() -> contextlib.AbstractContextManager:
+    """Run every ``SubMConv3d`` on the gather path inside the block (spconv reads sizes back from the device,
+    so a forward captured in a CUDA graph or traced whole by torch.compile cannot call it)."""
+    return _path("gather_only")
+
+
+def implicit_gemm() -> contextlib.AbstractContextManager:
+    """Inside the block, gather-path convolutions that need no gradient run the Triton implicit-GEMM kernel
+    (``implicit_gemm.subm_conv_implicit_gemm``: no (N, K * Cin) buffer) where Triton can run. Opt-in until it
+    is measured against the gather-GEMM on a GPU."""
+    return _path("implicit_gemm")
 
 
 def uses_spconv(features: Tensor, use_spconv: bool | None = None) -> bool:
     """Whether a convolution of ``features`` (N, C) runs on spconv (see ``SubMConv3d``'s ``use_spconv``)."""
-    if not features.is_cuda or use_spconv is False or _GATHER_ONLY or not _import_spconv():
+    if not features.is_cuda or use_spconv is False or _PATHS["gather_only"] or not _import_spconv():
         return False
     return bool(use_spconv) or features.shape[0] > GATHER_MAX_ROWS
 
@@ -142,7 +153,11 @@ class SubMConv3d(nn.Module):
         # one dtype for both operands: autocast's (cast before gathering, on K times fewer rows) or the weight's
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
         w = self.weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(-1, self.out_channels)   # (K*Cin, Cout)
-        out = _GatherGEMM.apply(x.features.to(dtype), w, table, mirror)
+        feat = x.features.to(dtype)
+        if _PATHS["implicit_gemm"] and not _needs_grad(feat, w) and implicit_gemm_available(feat):
+            out = subm_conv_implicit_gemm(feat, table, w)
+        else:
+            out = _GatherGEMM.apply(feat, w, table, mirror)
         return out + self.bias if self.bias is not None else out
 
     @torch.compiler.disable      # spconv's C++ bookkeeping is opaque to torch.compile: one clean graph break
@@ -179,6 +194,10 @@ class SubMConv3d(nn.Module):
     def _spconv_indices(self, x: SparseConvTensor) -> dict[str, Any]:
         """spconv's own view of the cache: its pair data for the keys built by spconv."""
         return {key: entry[2] for key, entry in x.indice_dict.items() if entry[0] == "spconv"}
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _gather_tables(indices: Tensor, kernel_size: int) -> tuple[Tensor, Tensor]:

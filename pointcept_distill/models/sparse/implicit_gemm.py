@@ -1,0 +1,91 @@
+"""An implicit-GEMM submanifold convolution in Triton: the gather happens inside the GEMM's operand loads.
+
+The gather-GEMM (``conv._GatherGEMM``) writes an (N, K * Cin) buffer of gathered rows and reads it back for one
+GEMM; at 8 scans that buffer is hundreds of MB per convolution, and the convolution was half of a captured
+forward's kernel time (BENCHMARKS.md). Here each program computes a (BLOCK_M, BLOCK_N) tile of the output and
+loops over the K offsets, loading the neighbours' rows straight from the features (missing neighbours read as
+zeros) and accumulating ``rows @ W_o`` in float32: no intermediate buffer, one kernel launch, capturable in a
+CUDA graph and callable inside ``torch.compile``. Forward only (inference); training keeps the gather-GEMM,
+whose backward is its own. Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (how the tests run it).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+__all__ = ["implicit_gemm_available", "subm_conv_implicit_gemm"]
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU installs without Triton: the gather-GEMM serves
+    triton = None
+
+
+def implicit_gemm_available(features: Tensor) -> bool:
+    """Whether the Triton kernel can run on ``features``' device (CUDA, or the CPU under the interpreter)."""
+    if triton is None:
+        return False
+    return features.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+if triton is not None:
+    @triton.jit
+    def _subm_conv_kernel(feat_ptr, table_ptr, weight_ptr, out_ptr, n, k_offsets, c_in, c_out,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                          IEEE: tl.constexpr):
+        # feat (N, Cin), table (N, K) neighbour rows (N = missing), weight (K * Cin, Cout), out (N, Cout)
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < n
+        col_ok = cols < c_out
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for o in range(0, k_offsets):
+            nbr = tl.load(table_ptr + rows.to(tl.int64) * k_offsets + o, mask=row_ok, other=n).to(tl.int64)
+            nbr_ok = nbr < n
+            for c0 in range(0, c_in, BLOCK_K):
+                ch = c0 + tl.arange(0, BLOCK_K)
+                ch_ok = ch < c_in
+                a = tl.load(feat_ptr + nbr[:, None] * c_in + ch[None, :],
+                            mask=nbr_ok[:, None] & ch_ok[None, :], other=0.0)
+                b = tl.load(weight_ptr + (o * c_in + ch[:, None]).to(tl.int64) * c_out + cols[None, :],
+                            mask=ch_ok[:, None] & col_ok[None, :], other=0.0)
+                if IEEE:            # float32 inputs: full-precision products, as torch's matmul by default
+                    acc += tl.dot(a, b, input_precision="ieee")
+                else:
+                    acc += tl.dot(a, b)
+        out = out_ptr + rows[:, None].to(tl.int64) * c_out + cols[None, :]
+        tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
+def _block(size: int, low: int, high: int) -> int:
+    """The power of two covering ``size``, clamped to [low, high] (``tl.dot`` needs 16 at least)."""
+    return max(low, min(high, triton.next_power_of_2(size)))
+
+
+def subm_conv_implicit_gemm(feat: Tensor, table: Tensor, weight: Tensor) -> Tensor:
+    """``out[p] = sum_o feat[table[p, o]] @ weight[o]`` with missing neighbours (``table == N``) skipped.
+
+    Args:
+        feat: (N, Cin) features in the compute dtype.
+        table: (N, K) integer neighbour rows, N where the neighbour does not exist.
+        weight: (K * Cin, Cout) in ``feat``'s dtype, offset-major (the gather-GEMM's layout).
+    Returns:
+        (N, Cout) in ``feat``'s dtype (accumulated in float32).
+    """
+    if triton is None:
+        raise RuntimeError("subm_conv_implicit_gemm needs Triton (pip install triton)")
+    n, c_in = feat.shape
+    k = table.shape[1]
+    c_out = weight.shape[1]
+    if weight.shape[0] != k * c_in or weight.dtype != feat.dtype:
+        raise ValueError(f"subm_conv_implicit_gemm: weight {tuple(weight.shape)} {weight.dtype} does not fit "
+                         f"{k} offsets x {c_in} channels of {feat.dtype}")
+    out = feat.new_empty(n, c_out)
+    block_m, block_n, block_k = 64, _block(c_out, 16, 64), _block(c_in, 16, 32)
+    grid = (triton.cdiv(n, block_m), triton.cdiv(c_out, block_n))
+    _subm_conv_kernel[grid](feat.contiguous(), table.contiguous(), weight.contiguous(), out, n, k, c_in, c_out,
+                            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=feat.dtype == torch.float32)
+    return out

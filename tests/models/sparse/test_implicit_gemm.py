@@ -1,0 +1,70 @@
+"""The Triton implicit-GEMM convolution, run by Triton's interpreter on the CPU (``TRITON_INTERPRET=1``).
+
+The interpreter is chosen when Triton kernels are defined, so the checks run in a subprocess with the variable
+set. Its CUDA twin is ``tools/benchmark.py --capture graphs --implicit-gemm`` on the GPU machine.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+
+SCRIPT = r"""
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+from conftest import random_scene, tiny_ptv3_config
+from pointcept_distill.models import build_model, sparse
+from pointcept_distill.models.captured import CapturedSegmentor
+from pointcept_distill.models.sparse.conv import _gather_rows, _gather_tables
+from pointcept_distill.models.sparse.implicit_gemm import implicit_gemm_available, subm_conv_implicit_gemm
+
+torch.manual_seed(0)
+n = 300
+flat = torch.randperm(12 ** 3)[:n]
+indices = torch.stack([torch.zeros(n, dtype=torch.long), flat // 144, (flat // 12) % 12, flat % 12], 1).int()
+for c_in, c_out, k in [(4, 16, 5), (16, 16, 3), (40, 72, 3)]:           # channel tails, several column blocks
+    feat = torch.randn(n, c_in)
+    table, _ = _gather_tables(indices, k)
+    weight = torch.randn(k ** 3 * c_in, c_out)
+    assert implicit_gemm_available(feat)
+    torch.testing.assert_close(subm_conv_implicit_gemm(feat, table, weight), _gather_rows(feat, table) @ weight,
+                               rtol=1e-5, atol=1e-4)
+# float16 operands, float32 accumulation (Triton's interpreter has no bfloat16: that one is checked on a GPU)
+half = subm_conv_implicit_gemm(feat.half(), table, weight.half())
+ref = _gather_rows(feat, table) @ weight
+assert half.dtype == torch.float16 and ((half.float() - ref).norm() / ref.norm()) < 1e-3
+try:
+    subm_conv_implicit_gemm(feat, table, weight[:-1])
+    raise AssertionError("a weight of the wrong shape was accepted")
+except ValueError as err:
+    assert "does not fit" in str(err)
+
+model = build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
+                         backbone=tiny_ptv3_config())).eval()
+scene = random_scene((500, 300))
+calls = []
+real = sparse.conv.subm_conv_implicit_gemm
+sparse.conv.subm_conv_implicit_gemm = lambda *a: calls.append(1) or real(*a)
+with torch.no_grad():
+    ref = model(dict(scene))["seg_logits"]
+out = CapturedSegmentor(model, implicit_gemm=True)(scene)
+torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+assert len(calls) == sum(isinstance(m, sparse.SubMConv3d) for m in model.modules()), calls   # every conv
+print("ok")
+"""
+
+
+def test_kernel_and_captured_model_match_the_gather_gemm():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    script = SCRIPT.format(tests=os.path.join(ROOT, "tests", "models"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
