@@ -55,6 +55,7 @@ class SerializedPooling(PointModule):
         else:
             capacities = capacities[1:] or (code.shape[1],)      # this stage's rows first
             cluster, counts, head = fixed_capacity_clusters(code[0], capacities[0])
+            counts = counts.clamp(min=1)                        # spare (empty) clusters: coordinate 0
         num_clusters = counts.shape[0]
         feat = self.proj(point.feat)
         index = cluster.unsqueeze(1).expand_as(feat)
@@ -62,7 +63,7 @@ class SerializedPooling(PointModule):
         pooled = feat.new_zeros(num_clusters, feat.shape[1]).scatter_reduce(
             0, index, feat, reduce, include_self=False)
         coord = point.coord.new_zeros(num_clusters, 3).index_add_(0, cluster, point.coord)
-        coord = coord / counts.clamp(min=1).unsqueeze(1).to(coord.dtype)
+        coord = coord / counts.unsqueeze(1).to(coord.dtype)
         batch = point.batch[head]
         pooled_point = Point(
             feat=pooled, coord=coord, grid_coord=point.grid_coord[head] >> pd, batch=batch,
