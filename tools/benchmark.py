@@ -53,7 +53,7 @@ from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
 from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
 from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
-from pointcept_distill.models.captured import CapturedSegmentor  # noqa: E402
+from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_paths  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
@@ -201,13 +201,6 @@ def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], li
         functions += [("kernel_map", spconv_ops, name) for name in ("get_indice_pairs_implicit_gemm",
                                                                     "get_indice_pairs")]
     return modules, [f for f in functions if hasattr(f[1], f[2])]
-
-
-@contextlib.contextmanager
-def captured_conv_paths(implicit: bool) -> Iterator[None]:
-    """The convolution paths of a ``CapturedSegmentor``: gather, or the implicit GEMM with ``--implicit-gemm``."""
-    with sparse.gather_only(), sparse.implicit_gemm() if implicit else contextlib.nullcontext():
-        yield
 
 
 def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_name: str,

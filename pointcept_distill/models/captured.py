@@ -13,10 +13,18 @@ from .point import serialization_depth
 from .ptv3m1.pooling import SerializedPooling
 from .sparse import gather_only, implicit_gemm
 
-__all__ = ["CAPTURE_MODES", "CapturedSegmentor", "build_captured"]
+__all__ = ["CAPTURE_MODES", "CapturedSegmentor", "build_captured", "captured_conv_paths"]
 
 # ``capture`` settings of the tester and the inference API: eager, CUDA graphs, inductor + CUDA graphs
 CAPTURE_MODES = (None, "graphs", "compiled")
+
+
+@contextlib.contextmanager
+def captured_conv_paths(implicit: bool = False) -> Iterator[None]:
+    """The convolution paths of a captured forward: the gather path (spconv reads sizes back), or the Triton
+    implicit GEMM with ``implicit``."""
+    with gather_only(), implicit_gemm() if implicit else contextlib.nullcontext():
+        yield
 
 
 @dataclass
@@ -80,7 +88,7 @@ class CapturedSegmentor:
         gather path (or the implicit GEMM) for every convolution."""
         amp = (torch.autocast(device.type, dtype=self.dtype, cache_enabled=False) if self.dtype is not None
                else contextlib.nullcontext())
-        with amp, gather_only(), implicit_gemm() if self.implicit_gemm else contextlib.nullcontext():
+        with amp, captured_conv_paths(self.implicit_gemm):
             yield
 
     def key(self, input_dict: dict) -> tuple[tuple[int, ...], int, int]:

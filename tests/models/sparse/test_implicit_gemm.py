@@ -1,20 +1,16 @@
 """The Triton implicit-GEMM convolution, run by Triton's interpreter on the CPU (``TRITON_INTERPRET=1``).
 
 The interpreter is chosen when Triton kernels are defined, so the checks run in a subprocess with the variable
-set. Its CUDA twin is ``tools/benchmark.py --capture graphs --implicit-gemm`` on the GPU machine.
+set. Triton is a test dependency (``.[test]``): without it this fails rather than skips. Its CUDA twin is
+``tools/benchmark.py --capture graphs --implicit-gemm`` on the GPU machine.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
 
 SCRIPT = r"""
 import sys
