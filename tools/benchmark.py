@@ -286,6 +286,16 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
     return step
 
 
+def train_inputs(batch: dict, distiller: Any, device: torch.device) -> dict:
+    """A training step's device inputs; with a captured teacher (``--teacher-capture``) also the host-side plan
+    that ``DistillTrainer``'s loader workers add (the student rows get the same inputs)."""
+    inputs = to_device(batch, TRAIN_KEYS, device)
+    if distiller.captured_teacher is not None:
+        plan = distiller.captured_teacher.plan(batch)
+        inputs.update(serialized_depth=plan["serialized_depth"], stage_sizes=plan["stage_sizes"])
+    return inputs
+
+
 def train_variants(losses: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(name, active losses) for: all losses, each one off, none (teacher forward only)."""
     active = {k: v for k, v in losses.items() if v is not None}
@@ -303,7 +313,7 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
     all_losses = dict(distiller.losses)
     rows = []
     for b, batch in batches.items():
-        inputs = [to_device(one, TRAIN_KEYS, device) for one in batch]
+        inputs = [train_inputs(one, distiller, device) for one in batch]
         base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
                 "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(all_losses)
@@ -393,7 +403,9 @@ def breakdown_tables(report: dict[str, Any]) -> list[str]:
 
 
 def train_table(report: dict[str, Any]) -> list[str]:
-    lines = ["", f"Training steps ({report['train_config']}; 'distill - X' is the step without loss X):", "",
+    teacher = "captured teacher (CUDA graphs)" if report.get("settings", {}).get("teacher_capture") else "eager teacher"
+    lines = ["", f"Training steps ({report['train_config']}, {teacher}; 'distill - X' is the step without loss X):",
+             "",
              "| step | dtype | scans | points | median ms | vs student | peak MiB |", "|---|---|---|---|---|---|---|"]
     student = {r["scans"]: r.get("median_ms") for r in report["train"] if r["step"] == "student"}
     for r in report["train"]:
@@ -452,8 +464,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--capture", default=None, choices=("graphs", "compiled"),
                         help="run the inference rows through CapturedSegmentor (fixed-capacity batches replayed "
                              "from CUDA graphs; 'compiled' compiles each capacity whole first)")
-    parser.add_argument("--implicit-gemm", action="store_true",
-                        help="--capture: convolutions on the Triton implicit-GEMM kernel instead of the gather-GEMM")
+    parser.add_argument("--implicit-gemm", action=argparse.BooleanOptionalAction, default=True,
+                        help="--capture: convolutions on the Triton implicit-GEMM kernel (default) or, with "
+                             "--no-implicit-gemm, on the gather-GEMM")
+    parser.add_argument("--teacher-capture", action="store_true",
+                        help="training rows: the teacher's part of a distillation step replayed from CUDA graphs "
+                             "(distill.teacher_capture='graphs')")
     parser.add_argument("--steps-per-octave", type=int, default=8,
                         help="--capture: capacity buckets per doubling of the point count")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")
@@ -533,6 +549,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_train:
         report["train_config"] = args.distill_config
         cfg = Config.fromfile(os.path.join(ROOT, args.distill_config))
+        if args.teacher_capture:
+            cfg.distill = dict(cfg.get("distill", {}), teacher_capture="graphs")
         torch.manual_seed(args.seed)
         report["train"] = bench_train(cfg, {b: all_batches[b][:args.train_inputs] for b in args.train_batch_list},
                                       device, args)

@@ -4,9 +4,10 @@ A stage name is ``"bottleneck"`` (the deepest encoder stage's output, before the
 ``"dec<s>"``. Each capture records the stage output's ``feat`` with the ``grid_coord`` and ``batch`` of its
 points, so that teacher and student points can be matched by voxel later.
 
-With ``as_leaf=True`` (the teacher) the captured feature is replaced, in the forward pass, by a detached copy
-that requires grad: run under ``torch.enable_grad()`` with frozen parameters, autograd then records only the
-part of the network after the first captured stage, which is all that dL/dF needs.
+With ``as_leaf=True`` (the teacher) the first captured feature is replaced, in the forward pass, by a detached
+copy that requires grad: run under ``torch.enable_grad()`` with frozen parameters, autograd then records only
+the part of the network after the first captured stage, which is all that dL/dF needs (later stages stay graph
+nodes: cutting them too would cut earlier stages off the loss, e.g. the bottleneck when a decoder stage follows).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Iterator
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["CapturedFeature", "FeatureCapture", "stage_module"]
+__all__ = ["CapturedFeature", "FeatureCapture", "stage_level", "stage_module"]
 
 
 @dataclass
@@ -36,6 +37,12 @@ def stage_module(backbone: nn.Module, stage: str) -> nn.Module:
     return getattr(getattr(backbone, part), stage)
 
 
+def stage_level(backbone: nn.Module, stage: str) -> int:
+    """The resolution level of ``stage``'s points: 0 for the input voxels, one more per pooling."""
+    stage_module(backbone, stage)                       # validates the name
+    return len(list(backbone.enc.children())) - 1 if stage == "bottleneck" else int(stage[3:])
+
+
 class FeatureCapture:
     """Context manager: hooks the named stages of ``backbone`` and collects their features per forward."""
 
@@ -48,7 +55,7 @@ class FeatureCapture:
     def _hook(self, stage: str):
         def hook(module: nn.Module, inputs, point):
             feat = point.feat
-            if self.as_leaf:
+            if self.as_leaf and not feat.requires_grad:     # a later stage is already in the graph
                 feat = feat.detach().requires_grad_(True)
                 point.feat = feat
                 if "sparse_conv_feat" in point:

@@ -3,6 +3,10 @@
 Used by ``DistillTrainer`` and by ``tools/benchmark.py``, so that both time and train the same computation.
 The topology losses are started right after the teacher forward and collected last, so that their host work (the
 persistence pairs) overlaps with the logit and gradient-guided losses and the student's task gradients.
+
+With ``teacher_capture="graphs"`` the teacher's whole part of a CUDA step (forward, task loss, dL_task/dF) is
+replayed from a CUDA graph on a fixed-capacity batch (``models.CapturedForward``): the padding sample's labels
+are ignored by the task loss and its rows are cut off before matching, so the outputs are the eager ones.
 """
 from __future__ import annotations
 
@@ -13,14 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from ..engine.train import AMP_DTYPES
-from ..models import LOSSES
+from ..models import LOSSES, CapturedForward
 from ..models.point import Point, batch_to_offset
-from .capture import CapturedFeature, FeatureCapture
+from .capture import CapturedFeature, FeatureCapture, stage_level
 from .losses.topo_kd import PendingTopology
 from .matching import match_by_voxel, voxel_keys
 from .teacher import FrozenTeacher
 
-__all__ = ["Distiller", "LOSS_KEYS", "build_distill_loss"]
+__all__ = ["Distiller", "LOSS_KEYS", "build_distill_loss", "criteria_ignore_index"]
 
 LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd")
 
@@ -30,6 +34,16 @@ def build_distill_loss(cfg: dict | str | None) -> nn.Module | None:
     if cfg is None or cfg == "None" or float(cfg.get("loss_weight", 1.0)) == 0.0:
         return None
     return LOSSES.build(cfg)
+
+
+def criteria_ignore_index(criteria: nn.Module) -> int:
+    """The label every term of ``criteria`` ignores (padding rows get it), or a ValueError naming the terms."""
+    terms = list(criteria.criteria)
+    ignored = {getattr(term, "ignore_index", None) for term in terms}
+    if not terms or len(ignored) != 1 or None in ignored:
+        raise ValueError("distill.teacher_capture needs teacher criteria that all ignore one label (ignore_index), "
+                         f"got {[(type(t).__name__, getattr(t, 'ignore_index', None)) for t in terms]}")
+    return ignored.pop()
 
 
 class MatchedFeatures(NamedTuple):
@@ -47,12 +61,13 @@ class Distiller:
 
     Args:
         teacher: the frozen teacher.
-        cfg: the ``distill`` config dict (keys: stages, teacher_amp_dtype, logit_kd, grad_kd, topo_kd).
+        cfg: the ``distill`` config dict (keys: stages, teacher_amp_dtype, teacher_capture, logit_kd, grad_kd,
+            topo_kd).
         device: where the models run (the teacher's autocast applies on CUDA only).
     """
 
     def __init__(self, teacher: FrozenTeacher, cfg: dict, device: torch.device) -> None:
-        unknown = set(cfg) - {"stages", "teacher_amp_dtype", *LOSS_KEYS}
+        unknown = set(cfg) - {"stages", "teacher_amp_dtype", "teacher_capture", *LOSS_KEYS}
         if unknown:
             raise KeyError(f"DistillTrainer: unknown config keys distill.{sorted(unknown)}")
         self.teacher = teacher
@@ -62,6 +77,8 @@ class Distiller:
         self.teacher_amp_dtype = AMP_DTYPES[amp] if amp is not None and device.type == "cuda" else None
         self.device_type = device.type
         self.voxels_checked = False
+        self.captured_teacher = self.capture_teacher(cfg.get("teacher_capture"))
+        self._captured_settings: tuple | None = None
 
     @property
     def needs_features(self) -> bool:
@@ -95,8 +112,25 @@ class Distiller:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.teacher_amp_dtype)
 
+    def capture_teacher(self, mode: str | None) -> CapturedForward | None:
+        """The teacher's step part on fixed-capacity batches (``teacher_capture``: None or "graphs")."""
+        if mode is None or mode == "None":
+            return None
+        if mode != "graphs":
+            raise ValueError(f"distill.teacher_capture must be None or 'graphs', got {mode!r}")
+        return CapturedForward(self.teacher.model, self.teacher_outputs,
+                               labels={"segment": criteria_ignore_index(self.teacher.model.criteria)})
+
     def teacher_forward(self, input_dict: dict) -> tuple[Tensor, dict[str, CapturedFeature], dict[str, Tensor]]:
-        """Teacher logits (detached), captured features and, for the gradient loss, dL_task/dF per stage.
+        """Teacher logits (detached), captured features and, for the gradient loss, dL_task/dF per stage;
+        replayed from a CUDA graph with ``teacher_capture`` on CUDA inputs."""
+        if self.captured_teacher is not None and input_dict["feat"].is_cuda:
+            return self.replay_teacher(input_dict)
+        with self.teacher_autocast():
+            return self.teacher_outputs(input_dict)
+
+    def teacher_outputs(self, input_dict: dict) -> tuple[Tensor, dict[str, CapturedFeature], dict[str, Tensor]]:
+        """``teacher_forward``'s outputs under the caller's autocast.
 
         The teacher's parameters are frozen, so with the captured features made leaves the autograd graph
         covers only the network after them: that is all dL_task/dF needs.
@@ -105,13 +139,37 @@ class Distiller:
         stages = self.stages if self.needs_features else []
         need_grad = self.losses["grad_kd"] is not None
         grad_mode = torch.enable_grad() if need_grad else torch.no_grad()
-        with grad_mode, self.teacher_autocast(), FeatureCapture(teacher.backbone, stages, as_leaf=True) as cap:
+        with grad_mode, FeatureCapture(teacher.backbone, stages, as_leaf=True) as cap:
             point = teacher.backbone(Point(input_dict))
             logits = teacher.head_logits(point)
             grads = self.task_gradients(teacher.criteria(logits, input_dict["segment"]), cap.features, stages,
                                         retain_graph=False) if need_grad else {}
         features = {s: CapturedFeature(f.feat.detach(), f.grid_coord, f.batch) for s, f in cap.features.items()}
         return logits.detach(), features, grads
+
+    def replay_teacher(self, input_dict: dict) -> tuple[Tensor, dict[str, CapturedFeature], dict[str, Tensor]]:
+        """``teacher_outputs`` of the padded batch from its graph, cut to the real points and voxels (copies).
+
+        Real rows come first at every stage (the padding sample has the last batch index), so each stage keeps
+        its planned number of voxels (``stage_sizes``, from the input's plan when it carries one).
+        """
+        captured = self.captured_teacher
+        # what the graphs compute follows the autocast dtype and the active losses: new settings, new graphs
+        dtype = self.teacher_amp_dtype or (torch.get_autocast_dtype(self.device_type)
+                                           if torch.is_autocast_enabled(self.device_type) else None)
+        settings = (dtype, self.needs_features, self.losses["grad_kd"] is not None)
+        if settings != self._captured_settings:
+            captured.captures.clear()
+            captured.dtype, self._captured_settings = dtype, settings
+        plan = captured.plan(input_dict) if "stage_sizes" not in input_dict else input_dict
+        input_dict = dict(input_dict, serialized_depth=plan["serialized_depth"], stage_sizes=plan["stage_sizes"])
+        logits, features, grads = captured.replay(input_dict)
+        sizes = input_dict["stage_sizes"]
+        rows = {s: sizes[stage_level(self.teacher.model.backbone, s)] for s in features}
+        features = {s: CapturedFeature(*(t[:rows[s]].clone() for t in (f.feat, f.grid_coord, f.batch)))
+                    for s, f in features.items()}
+        grads = {s: g[:rows[s]].clone() for s, g in grads.items()}
+        return logits[:input_dict["coord"].shape[0]].clone(), features, grads
 
     def task_gradients(self, task_loss: Tensor, features: dict[str, CapturedFeature], stages: list[str],
                        retain_graph: bool = True) -> dict[str, Tensor]:

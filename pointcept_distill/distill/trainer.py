@@ -12,6 +12,7 @@ Config keys (beside the usual ones; the student is ``model``):
     distill = dict(
         stages=["bottleneck"],                          # captured stages: "bottleneck", "enc<s>", "dec<s>"
         teacher_amp_dtype="bfloat16",                   # the teacher's autocast on CUDA (None: the step's)
+        teacher_capture=None,                           # "graphs": the teacher's part replayed from CUDA graphs
         logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3),
         grad_kd=dict(type="GradGuidedKD", norm="minmax", loss_weight=10.0),
         topo_kd=dict(type="TopologyKD", num_points=64, loss_weight=0.1),
@@ -20,11 +21,14 @@ A loss set to None or with loss_weight 0 is not computed at all (``--options dis
 """
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from torch import Tensor
 
 from ..engine.train import TRAINERS, Trainer
+from ..models.capacity import plan_batch
+from ..models.ptv3m1.pooling import SerializedPooling
 from .distiller import Distiller
 from .teacher import FrozenTeacher, load_teacher
 
@@ -45,9 +49,22 @@ class DistillTrainer(Trainer):
         self.logger.info(f"Teacher params: {n_params}; distillation losses: {active or 'none'}; "
                          f"stages: {self.distiller.stages}")
 
+    def train_collate_fn(self) -> Callable[[list], Any]:
+        """With ``distill.teacher_capture`` the loader's workers also plan each batch's fixed capacities (the
+        stage sizes; student and teacher pool alike), so the captured teacher needs no device read."""
+        collate = super().train_collate_fn()
+        if self.cfg.get("distill", {}).get("teacher_capture") in (None, "None"):
+            return collate
+        strides = [m.stride for m in self.model.modules() if isinstance(m, SerializedPooling)]
+        return partial(_planned, collate, strides)
+
     @property
     def teacher(self) -> FrozenTeacher:
         return self.distiller.teacher
 
     def compute_loss(self, input_dict: dict) -> dict[str, Tensor]:
         return self.distiller.compute_loss(self.model, input_dict)
+
+
+def _planned(collate: Callable[[list], dict], strides: list[int], samples: list) -> dict:
+    return plan_batch(collate(samples), strides)

@@ -11,7 +11,7 @@ follow from (capacities, B, depth) alone.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -19,7 +19,7 @@ from torch import Tensor
 from .point import offset_to_batch, serialization_depth
 from .serialization import encode
 
-__all__ = ["PADDED_KEYS", "capacity_for", "pad_to_capacity", "stage_capacities", "stage_sizes"]
+__all__ = ["PADDED_KEYS", "capacity_for", "pad_to_capacity", "plan_batch", "stage_capacities", "stage_sizes"]
 
 # per-point model inputs that are padded; everything else in the input is dropped
 PADDED_KEYS = ("coord", "grid_coord", "feat")
@@ -61,25 +61,37 @@ def stage_sizes(grid_coord: Tensor, offset: Tensor, strides: Sequence[int], dept
     return sizes
 
 
+def plan_batch(batch: dict, strides: Sequence[int]) -> dict:
+    """``batch`` with ``serialized_depth`` and ``stage_sizes`` added (host values; meant for CPU batches, e.g. in
+    a data loader's workers, so that a fixed-capacity forward of the moved batch needs no device read)."""
+    depth = serialization_depth(batch["grid_coord"])
+    return dict(batch, serialized_depth=depth,
+                stage_sizes=stage_sizes(batch["grid_coord"], batch["offset"], strides, depth))
+
+
 def stage_capacities(sizes: Sequence[int], steps_per_octave: int = 8) -> tuple[int, ...]:
     """``capacity_for`` of each stage's size: room for the stage's real voxels plus the padding sample."""
     return tuple(capacity_for(n, steps_per_octave) for n in sizes)
 
 
-def pad_to_capacity(data_dict: dict, capacity: int | Sequence[int]) -> dict:
-    """``coord``, ``grid_coord``, ``feat`` padded to ``capacity`` rows, with ``offset`` (B+1,),
-    ``serialized_depth`` (given, or from the real points: a host read, free for CPU tensors) and
-    ``fixed_capacity`` (the rows of each stage: ``capacity``, or one per stage from ``stage_capacities``; a
-    stage without its own keeps the previous stage's). ``Point`` derives ``batch`` from ``offset``."""
+def pad_to_capacity(data_dict: dict, capacity: int | Sequence[int], labels: Mapping[str, int] | None = None
+                    ) -> dict:
+    """``coord``, ``grid_coord``, ``feat`` padded to ``capacity`` rows (zeros), the ``labels`` keys too (with
+    their fill value, e.g. an ignore index), with ``offset`` (B+1,), ``serialized_depth`` (given, or from the
+    real points: a host read, free for CPU tensors) and ``fixed_capacity`` (the rows of each stage:
+    ``capacity``, or one per stage from ``stage_capacities``; a stage without its own keeps the previous
+    stage's). ``Point`` derives ``batch`` from ``offset``; other keys are dropped."""
     capacities = (capacity,) if isinstance(capacity, int) else tuple(capacity)
     capacity = capacities[0]
-    missing = [k for k in PADDED_KEYS + ("offset",) if k not in data_dict]
+    labels = dict(labels or {})
+    missing = [k for k in PADDED_KEYS + ("offset",) + tuple(labels) if k not in data_dict]
     if missing:
         raise KeyError(f"pad_to_capacity: input lacks {missing}")
     n = data_dict["coord"].shape[0]
     if capacity <= n:
         raise ValueError(f"pad_to_capacity: capacity {capacity} must exceed the {n} points (one padding row at least)")
-    out = {key: _pad_rows(data_dict[key], capacity) for key in PADDED_KEYS}
+    fills = {**{key: 0 for key in PADDED_KEYS}, **labels}
+    out = {key: _pad_rows(data_dict[key], capacity, fill) for key, fill in fills.items()}
     offset = data_dict["offset"]
     out["offset"] = torch.cat([offset, offset.new_full((1,), capacity)])
     out["serialized_depth"] = data_dict.get("serialized_depth") or serialization_depth(data_dict["grid_coord"])
@@ -87,6 +99,6 @@ def pad_to_capacity(data_dict: dict, capacity: int | Sequence[int]) -> dict:
     return out
 
 
-def _pad_rows(value: Tensor, capacity: int) -> Tensor:
-    """(N, ...) -> (capacity, ...) with zero rows appended."""
-    return torch.cat([value, value.new_zeros((capacity - value.shape[0],) + tuple(value.shape[1:]))])
+def _pad_rows(value: Tensor, capacity: int, fill: int = 0) -> Tensor:
+    """(N, ...) -> (capacity, ...) with rows of ``fill`` appended."""
+    return torch.cat([value, value.new_full((capacity - value.shape[0],) + tuple(value.shape[1:]), fill)])

@@ -1,4 +1,5 @@
-"""``CapturedSegmentor``: a segmentor's inference on fixed-capacity batches, replayed from CUDA graphs."""
+"""Forwards on fixed-capacity batches replayed from CUDA graphs: ``CapturedForward`` (any function of a padded
+batch) and ``CapturedSegmentor`` (a segmentor's inference)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,12 +9,12 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .capacity import PADDED_KEYS, pad_to_capacity, stage_capacities, stage_sizes
+from .capacity import PADDED_KEYS, pad_to_capacity, plan_batch, stage_capacities, stage_sizes
 from .point import serialization_depth
 from .ptv3m1.pooling import SerializedPooling
 from .sparse import gather_only, implicit_gemm
 
-__all__ = ["CAPTURE_MODES", "CapturedSegmentor", "build_captured", "captured_conv_paths"]
+__all__ = ["CAPTURE_MODES", "CapturedForward", "CapturedSegmentor", "build_captured", "captured_conv_paths"]
 
 # ``capture`` settings of the tester and the inference API: eager, CUDA graphs, inductor + CUDA graphs
 CAPTURE_MODES = (None, "graphs", "compiled")
@@ -29,65 +30,65 @@ def captured_conv_paths(implicit: bool = False) -> Iterator[None]:
 
 @dataclass
 class _Capture:
-    """One captured forward: its static input buffers, the CUDA graph and the output buffer it writes."""
+    """One captured forward: its static input buffers, the CUDA graph and the output buffers it writes."""
 
     inputs: dict[str, Any]
     graph: torch.cuda.CUDAGraph
-    logits: Tensor
+    outputs: Any
 
 
-class CapturedSegmentor:
-    """Inference of a segmentor with static shapes, so that one scan costs one graph launch, not ~2,000.
+class CapturedForward:
+    """A function of a padded batch with static shapes, replayed from CUDA graphs: one launch, not ~2,000.
 
     Each batch is padded with an isolated padding sample to per-stage capacities (``capacity.stage_capacities``
     of its stage sizes, planned on the host; or the fixed ``capacity`` for every stage); the real points'
-    logits are those of the unpadded forward. The forward of each key (stage capacities, samples,
-    serialization depth) is captured once in a CUDA graph (after ``warmup`` runs on the capture stream) and
-    replayed for every later batch with that key; the graphs share one memory pool, which is safe because
-    they never run concurrently and each output is copied right after its replay. With ``compile`` it is
-    first compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which
-    also fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``).
+    outputs are those of the unpadded batch. ``run`` of each key (stage capacities, samples, serialization
+    depth) is captured once in a CUDA graph (after ``warmup`` runs on the capture stream) and replayed for
+    every later batch with that key; the graphs share one memory pool, which is safe because they never run
+    concurrently and their outputs are consumed before the next replay. With ``compile`` the function is first
+    compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which also
+    fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``), or the Triton
+    implicit GEMM where they need no gradient (``implicit_gemm``).
 
-    When it applies: inference (the model is put in eval mode; no gradients), on CUDA for the graphs (elsewhere
-    the padded forward runs eagerly, which still reads nothing back from the device when the input carries
-    ``serialized_depth`` or lives on the CPU). The first batch of each key pays the capture (and compilation);
-    a stream of scans of one sensor meets a few keys. Captured graphs keep their buffers: memory grows with
-    the number of keys.
+    When it applies: on CUDA for the graphs (elsewhere the padded batch runs eagerly, which still reads nothing
+    back from the device when the input carries ``serialized_depth`` or lives on the CPU). The first batch of
+    each key pays the capture (and compilation); a stream of scans of one sensor meets a few keys. Captured
+    graphs keep their buffers: memory grows with the number of keys.
 
     Args:
-        model: a segmentor whose forward returns ``seg_logits`` for inputs without ``segment``.
+        model: the segmentor ``run`` calls (its poolings' strides plan the stage capacities).
+        run: padded batch -> a tensor or a pytree of tensors (outputs of a graph are reused by its next replay).
         dtype: autocast dtype (torch.bfloat16 / torch.float16), or None for the model's dtype.
-        compile: a torch.compile backend ("inductor") to compile the forward with, or None.
+        compile: a torch.compile backend ("inductor") to compile ``run`` with, or None.
         capacity: one capacity for every batch (it must exceed their point counts), or None for buckets.
         steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
         warmup: eager (or compiling) runs before each capture.
-        implicit_gemm: run the convolutions on the Triton implicit-GEMM kernel (``sparse.implicit_gemm``;
-            opt-in until measured on a GPU).
+        implicit_gemm: run the convolutions that need no gradient on the Triton implicit-GEMM kernel
+            (``sparse.implicit_gemm``) where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
+            H100 than the gather-GEMM (BENCHMARKS.md); False keeps the gather-GEMM.
+        labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).
     """
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, compile: str | None = None,
-                 capacity: int | None = None, steps_per_octave: int = 8, warmup: int = 2,
-                 implicit_gemm: bool = False) -> None:
-        self.model = model.eval()
-        self.dtype, self.implicit_gemm = dtype, implicit_gemm
+    def __init__(self, model: nn.Module, run: Callable[[dict], Any], dtype: torch.dtype | None = None,
+                 compile: str | None = None, capacity: int | None = None, steps_per_octave: int = 8,
+                 warmup: int = 2, implicit_gemm: bool = True, labels: dict[str, int] | None = None) -> None:
+        self.model = model
+        self.dtype, self.implicit_gemm, self.labels = dtype, implicit_gemm, dict(labels or {})
         self.capacity, self.steps_per_octave, self.warmup = capacity, steps_per_octave, warmup
         self.strides = [m.stride for m in model.modules() if isinstance(m, SerializedPooling)]
-        self.forward: Callable[[dict], Tensor] = self._logits
+        self.forward: Callable[[dict], Any] = run
         if compile is not None:
-            self.forward = torch.compile(self._logits, backend=compile, fullgraph=True, dynamic=False)
+            self.forward = torch.compile(run, backend=compile, fullgraph=True, dynamic=False)
         self.captures: dict[tuple, _Capture] = {}
         self._pool: Any = None
         self._stream: Any = None
 
-    def _logits(self, padded: dict) -> Tensor:
-        return self.model(padded)["seg_logits"]
-
     @contextlib.contextmanager
     def _context(self, device: torch.device) -> Iterator[None]:
-        """Autocast (its weight cache off: a captured graph must not keep casts made outside it) and the
-        gather path (or the implicit GEMM) for every convolution."""
+        """Autocast in ``dtype`` (its weight cache off: a captured graph must not keep casts made outside it;
+        None: off, whatever the caller's) and the gather path (or the implicit GEMM) for every convolution."""
         amp = (torch.autocast(device.type, dtype=self.dtype, cache_enabled=False) if self.dtype is not None
-               else contextlib.nullcontext())
+               else torch.autocast(device.type, enabled=False))
         with amp, captured_conv_paths(self.implicit_gemm):
             yield
 
@@ -95,48 +96,44 @@ class CapturedSegmentor:
         """(capacity of each stage, samples, serialization depth) of a batch: its captured graph's key.
 
         Planned on the host: ``serialized_depth`` and ``stage_sizes`` are taken from the input when it carries
-        them (``CapturedSegmentor.plan`` in a data pipeline), else computed from its coordinates (CUDA inputs
-        are read back for that: one sync before the forward).
+        them (``plan`` in a data pipeline), else computed from its coordinates (CUDA inputs are read back for
+        that: one sync before the forward).
         """
         depth = input_dict.get("serialized_depth") or serialization_depth(input_dict["grid_coord"])
         if self.capacity is not None:
             return (self.capacity,), int(input_dict["offset"].shape[0]), depth
-        sizes = input_dict.get("stage_sizes") or stage_sizes(input_dict["grid_coord"], input_dict["offset"],
-                                                             self.strides, depth)
-        return stage_capacities(sizes, self.steps_per_octave), int(input_dict["offset"].shape[0]), depth
+        return (stage_capacities(self.stage_sizes(input_dict, depth), self.steps_per_octave),
+                int(input_dict["offset"].shape[0]), depth)
+
+    def stage_sizes(self, input_dict: dict, depth: int | None = None) -> list[int]:
+        """Real voxels of every stage: the input's ``stage_sizes`` (``plan``), or computed from its coordinates."""
+        return input_dict.get("stage_sizes") or stage_sizes(input_dict["grid_coord"], input_dict["offset"],
+                                                            self.strides, depth)
 
     def plan(self, batch: dict) -> dict:
-        """``batch`` with ``serialized_depth`` and ``stage_sizes`` added (host values; meant for CPU batches,
-        e.g. in a data loader, so that the forward of the moved batch needs no device read)."""
-        depth = serialization_depth(batch["grid_coord"])
-        return dict(batch, serialized_depth=depth,
-                    stage_sizes=stage_sizes(batch["grid_coord"], batch["offset"], self.strides, depth))
+        """``capacity.plan_batch`` with this model's strides: ``batch`` with its host-side plan added."""
+        return plan_batch(batch, self.strides)
 
-    @torch.no_grad()
-    def __call__(self, input_dict: dict, device: torch.device | str | None = None) -> Tensor:
-        """(N, num_classes) logits of the batch's N points (a new tensor).
-
-        ``input_dict`` holds the model's inputs on the model's device, or, with ``device``, a CPU batch as a
-        data loader yields it: it is then planned on the host (``plan``) and moved to ``device``.
-        """
-        if device is not None:
-            input_dict = _to_device(self.plan(input_dict) if not input_dict["grid_coord"].is_cuda else input_dict,
-                                    torch.device(device))
+    def replay(self, input_dict: dict) -> Any:
+        """``run``'s outputs for the padded batch: on CUDA the captured graph's buffers (valid until the next
+        replay of this object), elsewhere a fresh eager run."""
         capacities, _, depth = key = self.key(input_dict)
         n = input_dict["coord"].shape[0]
         if n >= capacities[0]:
-            raise ValueError(f"CapturedSegmentor: {n} points do not fit the capacity {capacities[0]}")
+            raise ValueError(f"{type(self).__name__}: {n} points do not fit the capacity {capacities[0]}")
         if not input_dict["feat"].is_cuda:
             with self._context(input_dict["feat"].device):
-                return self.forward(pad_to_capacity(dict(input_dict, serialized_depth=depth), capacities))[:n]
+                return self.forward(self._padded(input_dict, depth, capacities))
         capture = self.captures.get(key)
         if capture is None:
-            capture = self.captures[key] = self._capture(pad_to_capacity(dict(input_dict, serialized_depth=depth),
-                                                                         capacities))
+            capture = self.captures[key] = self._capture(self._padded(input_dict, depth, capacities))
         else:
-            _fill(capture.inputs, input_dict)
+            _fill(capture.inputs, input_dict, self.labels)
         capture.graph.replay()
-        return capture.logits[:n].clone()
+        return capture.outputs
+
+    def _padded(self, input_dict: dict, depth: int, capacities: tuple[int, ...]) -> dict:
+        return pad_to_capacity(dict(input_dict, serialized_depth=depth), capacities, self.labels)
 
     def _capture(self, inputs: dict) -> _Capture:
         # warm-up and capture on one side stream: cuBLAS's workspace for it is then allocated outside the graph
@@ -153,8 +150,35 @@ class CapturedSegmentor:
             self._pool = torch.cuda.graph_pool_handle()     # graphs replay one at a time: one memory pool
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool, stream=stream), self._context(inputs["feat"].device):
-            logits = self.forward(inputs)
-        return _Capture(inputs, graph, logits)
+            outputs = self.forward(inputs)
+        return _Capture(inputs, graph, outputs)
+
+
+class CapturedSegmentor(CapturedForward):
+    """A segmentor's inference (eval mode, no gradients) as a ``CapturedForward``: the logits of a batch.
+
+    Args:
+        model: a segmentor whose forward returns ``seg_logits`` for inputs without ``segment``.
+        **options: ``CapturedForward``'s (dtype, compile, capacity, steps_per_octave, warmup, implicit_gemm).
+    """
+
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model.eval(), self._logits, **options)
+
+    def _logits(self, padded: dict) -> Tensor:
+        return self.model(padded)["seg_logits"]
+
+    @torch.no_grad()
+    def __call__(self, input_dict: dict, device: torch.device | str | None = None) -> Tensor:
+        """(N, num_classes) logits of the batch's N points (a new tensor).
+
+        ``input_dict`` holds the model's inputs on the model's device, or, with ``device``, a CPU batch as a
+        data loader yields it: it is then planned on the host (``plan``) and moved to ``device``.
+        """
+        if device is not None:
+            input_dict = _to_device(self.plan(input_dict) if not input_dict["grid_coord"].is_cuda else input_dict,
+                                    torch.device(device))
+        return self.replay(input_dict)[:input_dict["coord"].shape[0]].clone()
 
 
 def build_captured(model: nn.Module, capture: str | None, dtype: str | torch.dtype | None = None
@@ -176,10 +200,11 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def _fill(inputs: dict, input_dict: dict) -> None:
-    """Copy a batch into the captured buffers: its rows first, zero padding after, its offsets before the last."""
+def _fill(inputs: dict, input_dict: dict, labels: dict[str, int]) -> None:
+    """Copy a batch into the captured buffers: its rows first, padding after (zeros, or a label's fill value),
+    its offsets before the last."""
     n = input_dict["coord"].shape[0]
-    for key in PADDED_KEYS:
+    for key, fill in [(k, 0) for k in PADDED_KEYS] + list(labels.items()):
         inputs[key][:n].copy_(input_dict[key])
-        inputs[key][n:].zero_()
+        inputs[key][n:].fill_(fill)
     inputs["offset"][:-1].copy_(input_dict["offset"])

@@ -10,10 +10,12 @@ import pointcept_distill.data  # noqa: F401
 import pointcept_distill.distill  # noqa: F401
 from pointcept_distill.data.simulator import generate
 from pointcept_distill.distill.capture import FeatureCapture
+from pointcept_distill.distill.distiller import Distiller, criteria_ignore_index
+from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
 from pointcept_distill.engine import default_config_parser, default_setup
 from pointcept_distill.engine.checkpoint import CheckpointError
 from pointcept_distill.engine.train import TRAINERS
-from pointcept_distill.models import build_model
+from pointcept_distill.models import LovaszLoss, build_criteria, build_model
 from pointcept_distill.models.point import Point
 
 REPO = Path(__file__).parents[2]
@@ -204,3 +206,57 @@ def test_distillation_step_reads_the_host_only_for_the_persistence_pairs(tmp_pat
     outside_models = {key: n for key, n in reads.hits.items() if not key[1].startswith("models/")}
     assert reads.hits and not outside_models, outside_models
     assert job_reads.hits and {where for _, where, _ in job_reads.hits} == {"distill/losses/topo_kd.py"}, job_reads.hits
+
+
+# ------------------------------------------------------------------ distill.teacher_capture
+# On the CPU the padded batch runs eagerly (the CUDA graph replay of the same function is measured on the GPU
+# machine by ``tools/benchmark.py --teacher-capture``): padding, label fill, stage cuts and voxel matching are
+# what these tests pin down.
+STAGES = "distill.stages=[bottleneck,enc2,dec1]"
+
+
+def _sorted_by_voxel(feature, *rows):
+    order = torch.argsort(voxel_keys(feature.grid_coord, feature.batch))
+    return [r[order] for r in rows]
+
+
+def test_padded_teacher_outputs_equal_the_eager_ones(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, STAGES, "distill.teacher_capture=graphs")
+    distiller = trainer.distiller
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    assert "stage_sizes" in batch and "serialized_depth" in batch      # planned in the loader's collate
+    eager_logits, eager_feats, eager_grads = distiller.teacher_forward(batch)   # CPU input: the eager path
+    logits, feats, grads = distiller.replay_teacher(batch)
+    torch.testing.assert_close(logits, eager_logits, rtol=1e-5, atol=1e-6)
+    for stage in ("bottleneck", "enc2", "dec1"):
+        e, p = eager_feats[stage], feats[stage]
+        assert p.feat.shape == e.feat.shape, stage                     # the padding sample's voxels cut off
+        assert int(p.batch.max()) < len(batch["offset"])
+        idx_e, idx_p = match_by_voxel(voxel_keys(e.grid_coord, e.batch), voxel_keys(p.grid_coord, p.batch))
+        torch.testing.assert_close(p.feat[idx_p], e.feat[idx_e], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grads[stage][idx_p], eager_grads[stage][idx_e], rtol=1e-4, atol=1e-9)
+        assert grads[stage].abs().sum() > 0
+
+
+def test_captured_teacher_step_gives_the_eager_losses(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, "distill.teacher_capture=graphs")
+    student = trainer.model.eval()
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    eager = trainer.distiller.compute_loss(student, batch)
+    trainer.distiller.teacher_forward = trainer.distiller.replay_teacher      # the path CUDA inputs take
+    captured = trainer.distiller.compute_loss(student, batch)
+    assert list(captured) == list(eager)
+    for key in eager:
+        torch.testing.assert_close(captured[key], eager[key], rtol=1e-4, atol=1e-6)
+
+
+def test_teacher_capture_settings_are_checked(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    with pytest.raises(ValueError, match="teacher_capture"):
+        Distiller(trainer.teacher, dict(trainer.cfg.distill, teacher_capture="compiled"), trainer.device)
+    assert criteria_ignore_index(trainer.teacher.model.criteria) == -1
+    # a term that ignores nothing would count the padding sample's labels
+    criteria = build_criteria([dict(type="CrossEntropyLoss", ignore_index=-1)])
+    criteria.criteria.append(LovaszLoss(mode="multiclass", ignore_index=None))
+    with pytest.raises(ValueError, match="LovaszLoss"):
+        criteria_ignore_index(criteria)

@@ -221,3 +221,20 @@ def test_captured_wrapper_plans_on_the_host(configs):
     inputs = bench.planned(dict(batch), batch, run)
     assert inputs["serialized_depth"] == 6 and len(inputs["stage_sizes"]) == 3
     assert "stage_sizes" not in bench.planned(dict(batch), batch, model)
+
+
+def test_teacher_capture_option_plans_training_inputs(configs, tmp_path):
+    out, md = tmp_path / "train.json", tmp_path / "train.md"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                    "--threads", "1", "--no-inference", "--distill-config", configs[1], "--teacher-capture",
+                    "--json", str(out), "--markdown", str(md)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    rows = json.loads(out.read_text())["train"]
+    assert rows and all("error" not in r for r in rows)
+    assert "captured teacher" in md.read_text()
+    bench = _load_benchmark()
+    cfg = Config.fromfile(configs[1])
+    cfg.distill = dict(cfg.distill, teacher_capture="graphs")
+    _, distiller = bench.build_distiller(cfg, torch.device("cpu"))
+    batch = bench.simulated_batches([1], "nuscenes", 0, 0.05)[1][0]
+    inputs = bench.train_inputs(batch, distiller, torch.device("cpu"))
+    assert inputs["stage_sizes"][0] == batch["coord"].shape[0] and inputs["serialized_depth"] > 0

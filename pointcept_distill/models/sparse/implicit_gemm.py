@@ -84,8 +84,17 @@ def subm_conv_implicit_gemm(feat: Tensor, table: Tensor, weight: Tensor) -> Tens
         raise ValueError(f"subm_conv_implicit_gemm: weight {tuple(weight.shape)} {weight.dtype} does not fit "
                          f"{k} offsets x {c_in} channels of {feat.dtype}")
     out = feat.new_empty(n, c_out)
-    block_m, block_n, block_k = 64, _block(c_out, 16, 64), _block(c_in, 16, 32)
+    block_m, block_n, block_k, warps = _tiles(c_in, c_out)
     grid = (triton.cdiv(n, block_m), triton.cdiv(c_out, block_n))
     _subm_conv_kernel[grid](feat.contiguous(), table.contiguous(), weight.contiguous(), out, n, k, c_in, c_out,
-                            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=feat.dtype == torch.float32)
+                            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=feat.dtype == torch.float32,
+                            num_warps=warps, num_stages=3)
     return out
+
+
+def _tiles(c_in: int, c_out: int) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K, warps) for a channel pair: the fastest of a sweep of 72 configurations on an
+    H100 in bfloat16 (PTv3's 16-512 channels, 3k-200k voxels; BENCHMARKS.md) within 15 %, as one rule."""
+    block_n = _block(c_out, 32, 128)
+    block_k = 16 if c_in <= 64 else 32
+    return 128, block_n, block_k, 8 if block_n == 128 else 4
