@@ -3,6 +3,7 @@
 distill = dict(
     stages=["bottleneck"],
     teacher_amp_dtype="bfloat16",  # teacher autocast on CUDA; None follows the step's AMP setting
+    teacher_capture=None,  # "graphs": the teacher's part of a CUDA step replayed from CUDA graphs (BENCHMARKS.md)
     logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3, ignore_index=-1),
     grad_kd=dict(type="GradGuidedKD", norm="minmax", loss_weight=10.0),
     topo_kd=dict(type="TopologyKD", num_points=64, homology_dims=(0, 1), distance="chamfer",

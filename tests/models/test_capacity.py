@@ -119,6 +119,25 @@ def test_pad_to_capacity_errors_name_the_problem(make_scene):
         pad_to_capacity({k: v for k, v in scene.items() if k != "feat"}, 128)
 
 
+def test_labels_are_padded_with_their_fill_value(make_scene):
+    scene = make_scene((100, 50))
+    scene["segment"] = torch.randint(0, 4, (150,))
+    padded = pad_to_capacity(scene, 160, labels={"segment": -1})
+    assert torch.equal(padded["segment"][:150], scene["segment"]) and (padded["segment"][150:] == -1).all()
+    assert (padded["feat"][150:] == 0).all() and padded["offset"].tolist() == [100, 150, 160]
+    assert "segment" not in pad_to_capacity(scene, 160)             # other keys are dropped
+    with pytest.raises(KeyError, match="segment"):
+        pad_to_capacity({k: v for k, v in scene.items() if k != "segment"}, 160, labels={"segment": -1})
+
+
+def test_plan_batch_adds_the_host_plan(make_scene):
+    from pointcept_distill.models.capacity import plan_batch
+    scene = make_scene((300, 200))
+    planned = plan_batch(scene, (2, 2))
+    assert planned["stage_sizes"] == stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+    assert planned["stage_sizes"][0] == 500 and planned["serialized_depth"] > 0 and "stage_sizes" not in scene
+
+
 def test_too_small_stage_capacity_fails_loudly(make_scene, tiny_config):
     model = _model(tiny_config)
     scene = make_scene((900, 500))

@@ -64,7 +64,8 @@ def gather_only() -> contextlib.AbstractContextManager:
 def implicit_gemm() -> contextlib.AbstractContextManager:
     """Inside the block, gather-path convolutions whose weight needs no gradient run the Triton implicit-GEMM kernel
     (``implicit_gemm.subm_conv_implicit_gemm``: no (N, K * Cin) buffer) where Triton can run. The captured
-    path's default (``CapturedSegmentor``); on an H100 it is 2-17x faster than the gather-GEMM per layer."""
+    path's default (``CapturedForward``); on an H100 in bf16 it is 1.5-27x faster than the gather-GEMM per layer
+    (0.9x on the one-scan 512-channel bottleneck; BENCHMARKS.md)."""
     return _path("implicit_gemm")
 
 
