@@ -74,6 +74,9 @@ class Distiller:
         self.stages = list(cfg.get("stages", ["bottleneck"]))
         self.losses = {key: build_distill_loss(cfg.get(key)) for key in LOSS_KEYS}
         amp = cfg.get("teacher_amp_dtype", "bfloat16")
+        amp = None if amp == "None" else amp                 # --options distill.teacher_amp_dtype=None
+        if amp is not None and amp not in AMP_DTYPES:
+            raise ValueError(f"distill.teacher_amp_dtype must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
         self.teacher_amp_dtype = AMP_DTYPES[amp] if amp is not None and device.type == "cuda" else None
         self.device_type = device.type
         self.voxels_checked = False
