@@ -27,6 +27,8 @@ from .teacher import FrozenTeacher
 __all__ = ["Distiller", "LOSS_KEYS", "build_distill_loss", "criteria_ignore_index"]
 
 LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd")
+# captured teacher graphs kept (least recently used dropped): training meets a new capacity key nearly every step
+TEACHER_MAX_GRAPHS = 64
 
 
 def build_distill_loss(cfg: dict | str | None) -> nn.Module | None:
@@ -121,7 +123,7 @@ class Distiller:
             return None
         if mode != "graphs":
             raise ValueError(f"distill.teacher_capture must be None or 'graphs', got {mode!r}")
-        return CapturedForward(self.teacher.model, self.teacher_outputs,
+        return CapturedForward(self.teacher.model, self.teacher_outputs, max_graphs=TEACHER_MAX_GRAPHS,
                                labels={"segment": criteria_ignore_index(self.teacher.model.criteria)})
 
     def teacher_forward(self, input_dict: dict) -> tuple[Tensor, dict[str, CapturedFeature], dict[str, Tensor]]:

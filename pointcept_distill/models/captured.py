@@ -67,11 +67,14 @@ class CapturedForward:
             (``sparse.implicit_gemm``) where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
             H100 than the gather-GEMM (BENCHMARKS.md); False keeps the gather-GEMM.
         labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).
+        max_graphs: keep at most this many captured graphs, dropping the least recently used (None: all). Each
+            keeps its outputs and the graph itself; training batches bring a new key nearly every step.
     """
 
     def __init__(self, model: nn.Module, run: Callable[[dict], Any], dtype: torch.dtype | None = None,
                  compile: str | None = None, capacity: int | None = None, steps_per_octave: int = 8,
-                 warmup: int = 2, implicit_gemm: bool = True, labels: dict[str, int] | None = None) -> None:
+                 warmup: int = 2, implicit_gemm: bool = True, labels: dict[str, int] | None = None,
+                 max_graphs: int | None = None) -> None:
         self.model = model
         self.dtype, self.implicit_gemm, self.labels = dtype, implicit_gemm, dict(labels or {})
         self.capacity, self.steps_per_octave, self.warmup = capacity, steps_per_octave, warmup
@@ -79,7 +82,8 @@ class CapturedForward:
         self.forward: Callable[[dict], Any] = run
         if compile is not None:
             self.forward = torch.compile(run, backend=compile, fullgraph=True, dynamic=False)
-        self.captures: dict[tuple, _Capture] = {}
+        self.captures: dict[tuple, _Capture] = {}          # in order of last use
+        self.max_graphs = max_graphs
         self._pool: Any = None
         self._stream: Any = None
 
@@ -124,13 +128,23 @@ class CapturedForward:
         if not input_dict["feat"].is_cuda:
             with self._context(input_dict["feat"].device):
                 return self.forward(self._padded(input_dict, depth, capacities))
-        capture = self.captures.get(key)
-        if capture is None:
-            capture = self.captures[key] = self._capture(self._padded(input_dict, depth, capacities))
-        else:
-            _fill(capture.inputs, input_dict, self.labels)
+        capture = self._graph_for(key, input_dict)
         capture.graph.replay()
         return capture.outputs
+
+    def _graph_for(self, key: tuple, input_dict: dict) -> _Capture:
+        """The key's capture with the batch copied in, or a new one (the least recently used dropped beyond
+        ``max_graphs``)."""
+        capture = self.captures.pop(key, None)
+        if capture is None:
+            capacities, _, depth = key
+            capture = self._capture(self._padded(input_dict, depth, capacities))
+            if self.max_graphs is not None and len(self.captures) >= self.max_graphs:
+                self.captures.pop(next(iter(self.captures)))
+        else:
+            _fill(capture.inputs, input_dict, self.labels)
+        self.captures[key] = capture                     # most recently used last
+        return capture
 
     def _padded(self, input_dict: dict, depth: int, capacities: tuple[int, ...]) -> dict:
         return pad_to_capacity(dict(input_dict, serialized_depth=depth), capacities, self.labels)

@@ -86,6 +86,24 @@ def test_build_captured_modes_and_errors(tiny_config):
         build_captured(model, "graphs", "half")
 
 
+def test_graphs_beyond_max_graphs_drop_the_least_recently_used(make_scene, tiny_config, monkeypatch):
+    # the bookkeeping of the CUDA path, with captures faked (a capture only records its inputs)
+    from pointcept_distill.models.captured import _Capture
+    run = CapturedSegmentor(_model(tiny_config), max_graphs=2)
+    made = []
+    monkeypatch.setattr(run, "_capture", lambda inputs: made.append(inputs) or _Capture(inputs, None, None))
+    scene = make_scene((900, 500))
+    keys = [((2048, 1024, 512), 2, d) for d in (10, 11, 10, 12, 10)]
+    for key in keys:
+        capture = run._graph_for(key, scene)
+        assert capture.inputs["fixed_capacity"] == key[0] and capture.inputs["serialized_depth"] == key[2]
+    assert len(made) == 3                                 # depth 10 was reused twice
+    assert list(run.captures) == [keys[3], keys[4]]       # depth 11 dropped when 12 came, 10 used last
+    replayed = run._graph_for(keys[3], dict(scene, feat=scene["feat"] + 1))
+    assert torch.equal(replayed.inputs["feat"][:1400], scene["feat"] + 1)   # the batch copied into the buffers
+    assert (replayed.inputs["feat"][1400:] == 0).all() and list(run.captures)[-1] == keys[3]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graphs_replay_per_key(make_scene, tiny_config):
