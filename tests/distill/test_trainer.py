@@ -258,9 +258,11 @@ def test_teacher_capture_settings_are_checked(tmp_path, sim_root):
         Distiller(trainer.teacher, dict(trainer.cfg.distill, teacher_amp_dtype="half"), trainer.device)
     assert Distiller(trainer.teacher, dict(trainer.cfg.distill, teacher_amp_dtype="None"),
                      trainer.device).teacher_amp_dtype is None
-    from pointcept_distill.distill.distiller import TEACHER_MAX_GRAPHS
-    captured = Distiller(trainer.teacher, dict(trainer.cfg.distill, teacher_capture="graphs"), trainer.device)
-    assert captured.captured_teacher.max_graphs == TEACHER_MAX_GRAPHS and captured.captured_teacher.labels == {"segment": -1}
+    from pointcept_distill.distill.distiller import TEACHER_MAX_GRAPHS, TEACHER_STEPS_PER_OCTAVE
+    captured = Distiller(trainer.teacher, dict(trainer.cfg.distill, teacher_capture="graphs"),
+                         trainer.device).captured_teacher
+    assert (captured.max_graphs, captured.steps_per_octave) == (TEACHER_MAX_GRAPHS, TEACHER_STEPS_PER_OCTAVE)
+    assert captured.labels == {"segment": -1}
     assert criteria_ignore_index(trainer.teacher.model.criteria) == -1
     # a term that ignores nothing would count the padding sample's labels
     criteria = build_criteria([dict(type="CrossEntropyLoss", ignore_index=-1)])

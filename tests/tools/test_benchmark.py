@@ -238,3 +238,4 @@ def test_teacher_capture_option_plans_training_inputs(configs, tmp_path):
     batch = bench.simulated_batches([1], "nuscenes", 0, 0.05)[1][0]
     inputs = bench.train_inputs(batch, distiller, torch.device("cpu"))
     assert inputs["stage_sizes"][0] == batch["coord"].shape[0] and inputs["serialized_depth"] > 0
+
