@@ -1,7 +1,6 @@
 """pointcept_distill.inference: Segmenter on raw simulator scans, against the dataset path and a release."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
@@ -18,8 +17,7 @@ from pointcept_distill.inference import Segmenter
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
 from tiny_configs import tiny_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tool_modules import load_tool
 
 
 def tiny_checkpoint(tmp_path, dataset: str = "nuscenes") -> tuple[str, str, str]:
@@ -105,9 +103,7 @@ def test_intensity_convention_follows_the_config(tmp_path, dataset, convert):
 
 def test_from_release_and_errors(nuscenes, tmp_path):
     config, weight, data_root = nuscenes
-    spec = importlib.util.spec_from_file_location("tool_release", os.path.join(ROOT, "tools", "release.py"))
-    release = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(release)
+    release = load_tool("release")
     exp = tmp_path / "exp" / "nuscenes" / "tiny"
     (exp / "model").mkdir(parents=True)
     os.symlink(config, exp / "config.py")

@@ -1,7 +1,6 @@
 """tools/benchmark.py --quick on the CPU: the report's fields, parameter counts and breakdown ranges."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ from torch import nn
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
 from pointcept_distill.utils.profiling import annotate, count_syncs, measure, range_times
+from tool_modules import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -127,10 +127,7 @@ def test_measure_counts_runs():
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(ROOT, "tools", "benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark")
 
 
 def test_compile_option_wraps_the_model_and_keeps_its_outputs():

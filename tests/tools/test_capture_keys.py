@@ -1,21 +1,11 @@
 """tools/capture_keys.py: the capacity keys of augmented training batches (no model run)."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("capture_keys", os.path.join(ROOT, "tools", "capture_keys.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+from tool_modules import load_tool
 
 
 def test_capture_keys_counts_the_keys_of_training_batches():
-    tool = _tool()
+    tool = load_tool("capture_keys")
     plans = tool.batch_plans("nuscenes", frames=3, batch_size=2, steps=8, strides=[2, 2], scale=0.1, seed=0)
     assert len(plans) == 8 and all(len(p["stage_sizes"]) == 3 and p["samples"] == 2 for p in plans)
     fine, coarse = tool.key_statistics(plans, 8), tool.key_statistics(plans, 1)
@@ -26,7 +16,7 @@ def test_capture_keys_counts_the_keys_of_training_batches():
 
 def test_capture_keys_reads_a_dataset_on_disk(tmp_path, capsys):
     from pointcept_distill.data.simulator import generate
-    tool = _tool()
+    tool = load_tool("capture_keys")
     generate("semantic_kitti", str(tmp_path), train=2, val=0, seed=1, scale=0.1)
     rows = tool.main(["--profile", "semantic_kitti", "--data-root", str(tmp_path), "--batch-size", "1",
                       "--steps", "6", "--steps-per-octave", "4", "--stride", "2,2"])

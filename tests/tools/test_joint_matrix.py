@@ -1,20 +1,14 @@
 """``tools/cross_dataset_matrix.py`` end to end on tiny simulated data (teacher, distilled student, joint)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import pytest
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "tools")
+from tool_modules import load_tool
 
 
 def _load_tool(name: str = "cross_dataset_matrix"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(name)
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 its metrics."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,15 +18,7 @@ from pointcept_distill.inference import sha256_file
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
 from tiny_configs import tiny_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tool_modules import load_tool
 
 
 release = load_tool("release")

@@ -1,7 +1,6 @@
 """tools/visualize.py: BEV panels (pixel colours where predictions differ) and training curves."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
@@ -14,13 +13,12 @@ from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
 from pointcept_distill.utils.visualization import (CORRECT, DISAGREE, ERROR_COLORS, IGNORED, SHARED, WRONG,
                                                    parse_train_log)
+from tool_modules import load_tool
 
 plt = pytest.importorskip("matplotlib.pyplot")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-spec = importlib.util.spec_from_file_location("tool_visualize", os.path.join(ROOT, "tools", "visualize.py"))
-visualize = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(visualize)
+visualize = load_tool("visualize")
 
 NAMES = ["road", "car", "tree", "building"]
 
