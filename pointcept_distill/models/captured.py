@@ -48,7 +48,7 @@ class CapturedForward:
     concurrently and their outputs are consumed before the next replay. With ``compile`` the function is first
     compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which also
     fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``), or the Triton
-    implicit GEMM where they need no gradient (``implicit_gemm``).
+    implicit GEMM where their weight needs no gradient (``implicit_gemm``).
 
     When it applies: on CUDA for the graphs (elsewhere the padded batch runs eagerly, which still reads nothing
     back from the device when the input carries ``serialized_depth`` or lives on the CPU). The first batch of
@@ -63,12 +63,12 @@ class CapturedForward:
         capacity: one capacity for every batch (it must exceed their point counts), or None for buckets.
         steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
         warmup: eager (or compiling) runs before each capture.
-        implicit_gemm: run the convolutions that need no gradient on the Triton implicit-GEMM kernel
+        implicit_gemm: run the convolutions whose weight needs no gradient on the Triton implicit-GEMM kernel
             (``sparse.implicit_gemm``) where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
             H100 than the gather-GEMM (BENCHMARKS.md); False keeps the gather-GEMM.
         labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).
         max_graphs: keep at most this many captured graphs, dropping the least recently used (None: all). Each
-            keeps its outputs and the graph itself; training batches bring a new key nearly every step.
+            keeps its outputs and the graph itself; training batches bring new keys often (tools/capture_keys.py).
     """
 
     def __init__(self, model: nn.Module, run: Callable[[dict], Any], dtype: torch.dtype | None = None,

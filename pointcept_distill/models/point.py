@@ -96,9 +96,10 @@ class Point(dict):
         """Encode every point along each space-filling curve in ``order`` and sort by the codes.
 
         ``depth`` defaults to ``bit_length(max grid_coord + 1)`` over the whole batch (Pointcept's rule,
-        ``serialization_depth``; on CUDA a host sync, which a depth computed beforehand avoids). Sorting is stable; inputs are expected to hold one point per
-        voxel and sample (GridSample), otherwise upstream itself has no defined order. ``shuffle_orders``
-        permutes the rows (``torch.randperm`` on the CPU generator), as upstream does in training.
+        ``serialization_depth``; on CUDA a host sync, which a depth computed beforehand avoids). Sorting is
+        stable; inputs are expected to hold one point per voxel and sample (GridSample), otherwise upstream
+        itself has no defined order. ``shuffle_orders`` permutes the rows (``torch.randperm`` on the CPU
+        generator), as upstream does in training.
         """
         self._ensure_grid_coord()
         orders = [order] if isinstance(order, str) else list(order)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import matplotlib.pyplot as plt  # the viz extra, which `make test` installs: missing, the test fails
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,6 @@ from pointcept_distill.utils.config import Config
 from pointcept_distill.utils.visualization import (CORRECT, DISAGREE, ERROR_COLORS, IGNORED, SHARED, WRONG,
                                                    parse_train_log)
 from tool_modules import load_tool
-
-plt = pytest.importorskip("matplotlib.pyplot")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 visualize = load_tool("visualize")

@@ -231,10 +231,7 @@ class _GatherGEMM(torch.autograd.Function):
         gathered, weight, mirror = ctx.saved_tensors
         grad_feat = grad_weight = None
         if ctx.needs_input_grad[0]:
-            k = mirror.shape[1]
-            c_out = weight.shape[1]
-            w_t = weight.reshape(k, -1, c_out).transpose(1, 2).reshape(k * c_out, -1)   # (K*Cout, Cin)
-            grad_feat = _gather_rows(grad_out, mirror) @ w_t
+            grad_feat = _gather_rows(grad_out, mirror) @ _mirror_weight(weight, mirror.shape[1])
         if ctx.needs_input_grad[1]:
             grad_weight = gathered.t() @ grad_out
         return grad_feat, grad_weight, None, None
@@ -254,9 +251,15 @@ class _ImplicitGEMM(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         weight, mirror = ctx.saved_tensors
-        k, c_out = mirror.shape[1], weight.shape[1]
-        w_t = weight.reshape(k, -1, c_out).transpose(1, 2).reshape(k * c_out, -1)      # (K*Cout, Cin)
-        return subm_conv_implicit_gemm(grad_out.to(w_t.dtype), mirror, w_t.contiguous()), None, None, None
+        w_t = _mirror_weight(weight, mirror.shape[1])
+        return subm_conv_implicit_gemm(grad_out.to(w_t.dtype), mirror, w_t), None, None, None
+
+
+def _mirror_weight(weight: Tensor, k: int) -> Tensor:
+    """(K*Cin, Cout) offset-major weight -> (K*Cout, Cin): each offset's block transposed, the weight of the
+    input gradient's convolution over the mirrored table."""
+    c_out = weight.shape[1]
+    return weight.reshape(k, -1, c_out).transpose(1, 2).reshape(k * c_out, -1)
 
 
 def _gather_rows(feat: Tensor, table: Tensor) -> Tensor:
