@@ -55,6 +55,7 @@ from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
 from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
 from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_paths  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
+from pointcept_distill.models.ptv3m1.attention import window_attention_kernel  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
 from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure,  # noqa: E402
@@ -195,7 +196,8 @@ def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], li
         ("serialization", Point, "serialization"), ("serialization", Point, "set_serialized_code"),
         ("sparsify", Point, "sparsify"), ("kernel_map", kernel_map, "build_kernel_map"),
         ("attn_windows", attention_module, "build_windows"),
-        ("attn_windows", ptv3m1.WindowPartition, "gather_indices")]
+        ("attn_windows", ptv3m1.WindowPartition, "gather_indices"),
+        ("attn_windows", ptv3m1.WindowPartition, "kernel_tables")]
     if sparse.spconv_available():
         import spconv.pytorch.ops as spconv_ops
         functions += [("kernel_map", spconv_ops, name) for name in ("get_indice_pairs_implicit_gemm",
@@ -467,6 +469,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--implicit-gemm", action=argparse.BooleanOptionalAction, default=True,
                         help="--capture: convolutions on the Triton implicit-GEMM kernel (default) or, with "
                              "--no-implicit-gemm, on the gather-GEMM")
+    parser.add_argument("--attention-kernel", action=argparse.BooleanOptionalAction, default=True,
+                        help="attention without gradients on the Triton window-attention kernel (default, CUDA) "
+                             "or, with --no-attention-kernel, on SDPA")
     parser.add_argument("--teacher-capture", action="store_true",
                         help="training rows: the teacher's part of a distillation step replayed from CUDA graphs "
                              "(distill.teacher_capture='graphs')")
@@ -533,6 +538,11 @@ def save(report: dict[str, Any], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    with window_attention_kernel(args.attention_kernel):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

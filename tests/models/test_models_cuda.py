@@ -55,3 +55,25 @@ def test_host_syncs_only_for_depth_and_pooling(make_scene, tiny_config):
             torch.cuda.set_sync_debug_mode(0)
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1 + 2          # serialization depth + one torch.unique per pooling (2 in the tiny model)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
+def test_window_attention_kernel_agrees_with_sdpa(make_scene, tiny_config, dtype):
+    from pointcept_distill.models.ptv3m1 import attention
+    torch.manual_seed(0)
+    config = dict(tiny_config(), enc_channels=(16, 32, 32), dec_channels=(16, 32))   # head width 16
+    model = build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=16,
+                             backbone=config)).cuda().eval()
+    data = {k: v.cuda() for k, v in make_scene((3000, 1200)).items()}
+    calls = []
+    real = attention.window_attention
+    attention.window_attention = lambda *a: calls.append(1) or real(*a)
+    try:
+        with torch.no_grad(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model(dict(data))["seg_logits"].float()
+            with attention.window_attention_kernel(False):
+                ref = model(dict(data))["seg_logits"].float()
+    finally:
+        attention.window_attention = real
+    assert len(calls) == sum(isinstance(m, attention.SerializedAttention) for m in model.modules())
+    assert ((out - ref).norm() / ref.norm()) < (1e-5 if dtype is None else 1e-2)

@@ -1,5 +1,8 @@
-"""Serialized windowed self-attention of PT-v3m1 through ``scaled_dot_product_attention``."""
+"""Serialized windowed self-attention of PT-v3m1: one Triton kernel without gradients on CUDA, SDPA otherwise."""
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -8,14 +11,31 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..modules import PointModule
 from ..point import Point
+from .window_attention import triton_available, window_attention
 from .windows import WindowPartition, build_windows
 
-__all__ = ["SerializedAttention", "SDPA_BACKENDS"]
+__all__ = ["SerializedAttention", "SDPA_BACKENDS", "window_attention_kernel"]
 
 # cuDNN's attention is left out: it builds (and caches) one execution graph per input shape, and the number of
 # windows changes with every scan. Measured on 2 x H200 (student training step, tools/multi_gpu.py): new window
 # counts cost up to hundreds of milliseconds each and 70 % of the step's host time went to cuDNN attention.
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+_KERNEL = {"on": True}
+
+
+@contextlib.contextmanager
+def window_attention_kernel(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, attention whose qkv needs no gradient runs (``enabled``, the default outside any block) or
+    does not run the Triton kernel (``window_attention.window_attention``: the gathers, all windows and heads and
+    the scatter back in one launch) where Triton can run (CUDA) and the head width is a power of two of at least
+    16; elsewhere SDPA serves. H100, bf16, real stage sizes: 2-5x faster than the SDPA path per call, the
+    teacher's 8-scan forward 69 -> 55 ms in CUDA graphs (BENCHMARKS.md)."""
+    previous, _KERNEL["on"] = _KERNEL["on"], enabled
+    try:
+        yield
+    finally:
+        _KERNEL["on"] = previous
 
 
 class SerializedAttention(PointModule):
@@ -24,9 +44,10 @@ class SerializedAttention(PointModule):
     Windows as upstream's flash path (``enable_flash=True``, see ``windows.build_windows``). With
     ``enable_flash=False`` the window length is upstream's non-flash one, ``min(smallest sample, patch_size)``,
     so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
-    No relative position encoding. Attention runs on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``;
-    not cuDNN's, which rebuilds a graph for every new window count), in the dtype of ``qkv`` (float32 outside
-    autocast; upstream's flash path always casts to bfloat16, which is less precise). The window partition is
+    No relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream's
+    flash path always casts to bfloat16, which is less precise): without gradients on CUDA in one Triton kernel
+    (``window_attention_kernel``), otherwise on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``; not
+    cuDNN's, which rebuilds a graph for every new window count). The window partition is
     built at the first block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the
     encoder's, so ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
 
@@ -83,13 +104,22 @@ class SerializedAttention(PointModule):
 
     def forward(self, point: Point) -> Point:
         win = self.windows(point)
-        full, short, slot = win.gather_indices(self.order_index, point.serialized_order[self.order_index],
-                                               point.serialized_inverse[self.order_index])
         qkv = self.qkv(point.feat)                                                # (N, 3C)
-        with sdpa_kernel(SDPA_BACKENDS):
-            out_full = self._attend(qkv[full], win.patch_size, None)
-            out_short = self._attend(qkv[short], win.patch_size, win.short_mask[:, None, None, :])  # mask (B,1,1,P)
-        feat = torch.cat([out_full, out_short], 0)[slot]                          # (N, C)
+        order = point.serialized_order[self.order_index]
+        if self._uses_kernel(qkv):
+            feat = window_attention(qkv, *win.kernel_tables(self.order_index, order), self.num_heads, self.scale)
+        else:
+            full, short, slot = win.gather_indices(self.order_index, order,
+                                                   point.serialized_inverse[self.order_index])
+            with sdpa_kernel(SDPA_BACKENDS):
+                out_full = self._attend(qkv[full], win.patch_size, None)
+                out_short = self._attend(qkv[short], win.patch_size, win.short_mask[:, None, None, :])  # (B,1,1,P)
+            feat = torch.cat([out_full, out_short], 0)[slot]                      # (N, C)
         point.feat = self.proj_drop(self.proj(feat))
         return point
+
+    def _uses_kernel(self, qkv: Tensor) -> bool:
+        head_dim = self.channels // self.num_heads
+        return (_KERNEL["on"] and not qkv.requires_grad and triton_available(qkv)
+                and head_dim >= 16 and not head_dim & (head_dim - 1))
 

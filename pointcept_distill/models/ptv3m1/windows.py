@@ -21,7 +21,8 @@ class WindowPartition:
       number; windows past the real ones hold position 0 and their outputs are never read;
     - ``short`` (B*P,) with ``short_mask`` (B, P): one row per sample for the short windows, keys past n
       masked (position 0 stays unmasked so that a row of a long sample never softmaxes over nothing);
-    - ``unpad`` (N,): slot of each serialized position in ``cat(full_out, short_out)``.
+    - ``unpad`` (N,): slot of each serialized position in ``cat(full_out, short_out)``;
+    - ``lengths`` (W + B,): keys of each window in that order, P for the P-windows, the unmasked ones for the rest.
 
     Everything has shapes known from N, B and P alone, so building and using it needs no host sync.
     ``gather_indices`` composes these with one serialization order, once per order and stage.
@@ -32,7 +33,9 @@ class WindowPartition:
     short: Tensor
     short_mask: Tensor
     unpad: Tensor
+    lengths: Tensor
     _by_order: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict, repr=False)
+    _tables: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict, repr=False)
 
     def gather_indices(self, order_index: int, order: Tensor, inverse: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(point rows of the P-windows, point rows of the short rows, output slot of each point) for one order.
@@ -45,6 +48,21 @@ class WindowPartition:
         if order_index not in self._by_order:
             self._by_order[order_index] = (order[self.full], order[self.short], self.unpad[inverse])
         return self._by_order[order_index]
+
+    def kernel_tables(self, order_index: int, order: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``window_attention``'s tables of one order, the full and short windows as one batch: the point row of
+        every window slot (W + B, P), the windows' ``lengths`` and the point row each slot's output goes to
+        (W + B) * P (-1: none; every point once).
+
+        Args:
+            order_index: cache key, the row of ``serialized_order`` that ``order`` comes from.
+            order: (N,) point index at each serialized position.
+        """
+        if order_index not in self._tables:
+            rows = order[torch.cat([self.full, self.short])].view(-1, self.patch_size)
+            dest = torch.full((rows.numel(),), -1, dtype=order.dtype, device=order.device)
+            self._tables[order_index] = (rows, self.lengths, dest.index_put_((self.unpad,), order))
+        return self._tables[order_index]
 
     @property
     def num_full_windows(self) -> int:
@@ -81,4 +99,5 @@ def build_windows(offset: Tensor, num_points: int, patch_size: int) -> WindowPar
     batch = torch.searchsorted(offset, torch.arange(num_points, device=device), right=True)
     local_s = torch.arange(num_points, device=device) - starts[batch]
     unpad = torch.where(is_long[batch], win_start[batch] * p + local_s, w_total * p + batch * p + local_s)
-    return WindowPartition(p, full, short, short_mask, unpad)
+    lengths = torch.cat([torch.full((w_total,), p, dtype=counts.dtype, device=device), short_mask.sum(1)])
+    return WindowPartition(p, full, short, short_mask, unpad, lengths)

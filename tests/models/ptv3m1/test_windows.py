@@ -38,3 +38,20 @@ def test_shapes_depend_only_on_n_b_p():
     flat = torch.cat([part.full, part.short])
     assert torch.equal(flat[part.unpad], torch.arange(151))
     assert part.short_mask.sum(1).tolist() == [1, 1, 1]   # 100 and 50 > 16 are long; 1 point is one short window
+
+
+def test_kernel_tables_cover_every_point_once_through_its_own_slot():
+    offset = torch.tensor([3, 13, 22])                      # a short sample, two long ones (P = 4)
+    part = build_windows(offset, 22, 4)
+    order = torch.randperm(22, generator=torch.Generator().manual_seed(0))
+    rows, lengths, dest = part.kernel_tables(0, order)
+    full, short, slot = part.gather_indices(0, order, torch.argsort(order))
+    assert rows.shape == (part.num_full_windows + 3, 4) and lengths.shape == (rows.shape[0],)
+    assert torch.equal(rows.reshape(-1), torch.cat([full, short]))
+    assert lengths.tolist() == [4] * part.num_full_windows + [3, 1, 1]   # keys: P, then the short rows' unmasked
+    written = dest[dest >= 0]
+    assert torch.equal(written.sort().values, torch.arange(22))          # every point's output exactly once
+    # ... from the slot that SDPA's path reads it back from, which holds that point
+    assert torch.equal(torch.nonzero(dest >= 0).squeeze(1)[torch.argsort(written)], slot)
+    assert torch.equal(rows.reshape(-1)[slot], torch.arange(22))
+    assert part.kernel_tables(0, order)[0] is rows                      # cached per order

@@ -1,0 +1,82 @@
+"""The Triton window-attention kernel, run by Triton's interpreter on the CPU (``TRITON_INTERPRET=1``).
+
+The interpreter is chosen when Triton kernels are defined, so the checks run in a subprocess with the variable
+set. Its CUDA twins: ``tests/models/test_models_cuda.py`` and ``tools/benchmark.py --attention-kernel``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+SCRIPT = r"""
+import sys
+import torch
+import torch.nn.functional as F
+sys.path.insert(0, {tests!r})
+from conftest import random_scene, tiny_ptv3_config
+from pointcept_distill.models import build_model
+from pointcept_distill.models.ptv3m1 import attention, build_windows
+from pointcept_distill.models.ptv3m1.window_attention import window_attention
+
+torch.manual_seed(0)
+
+
+def sdpa_path(qkv, part, order, heads, scale):
+    full, short, slot = part.gather_indices(0, order, torch.argsort(order))
+    p, c = part.patch_size, qkv.shape[1] // 3
+
+    def attend(x, mask):
+        q, k, v = x.reshape(-1, p, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        return out.transpose(1, 2).reshape(-1, c)
+    return torch.cat([attend(qkv[full], None), attend(qkv[short], part.short_mask[:, None, None, :])])[slot]
+
+
+# short and long samples; windows that are not a multiple of the key block (80 = 64 + 16, 24 < 32: a masked last block)
+for counts, p, heads, dim in [([70, 20, 33], 32, 2, 16), ([100, 5, 1], 80, 1, 32), ([40, 64], 24, 3, 16)]:
+    offset = torch.tensor(counts).cumsum(0)
+    n = int(offset[-1])
+    part = build_windows(offset, n, p)
+    order = torch.randperm(n)
+    qkv = torch.randn(n, 3 * heads * dim) * 2
+    ref = sdpa_path(qkv, part, order, heads, 0.3)
+    out = window_attention(qkv, *part.kernel_tables(0, order), heads, 0.3)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    half = window_attention(qkv.half(), *part.kernel_tables(0, order), heads, 0.3)
+    assert half.dtype == torch.float16 and ((half.float() - ref).norm() / ref.norm()) < 2e-3
+try:
+    window_attention(torch.randn(10, 3 * 24), *part.kernel_tables(0, order), 3, 0.3)
+    raise AssertionError("a head width of 8 was accepted")
+except ValueError as err:
+    assert "head width 8" in str(err)
+
+# the model: every attention block on the kernel without gradients, SDPA with them or when switched off
+cfg = dict(tiny_ptv3_config(), enc_channels=(16, 32, 32), dec_channels=(16, 32))
+model = build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=16, backbone=cfg)).eval()
+scene = random_scene((500, 300))
+calls = []
+real = attention.window_attention
+attention.window_attention = lambda *a: calls.append(1) or real(*a)
+with torch.no_grad():
+    out = model(dict(scene))["seg_logits"]
+    blocks = sum(isinstance(m, attention.SerializedAttention) for m in model.modules())
+    assert len(calls) == blocks == 6, calls
+    with attention.window_attention_kernel(False):
+        ref = model(dict(scene))["seg_logits"]
+    assert len(calls) == blocks
+torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+model(dict(scene))["seg_logits"].sum().backward()          # qkv needs a gradient: SDPA, whose backward is its own
+assert len(calls) == blocks
+print("ok")
+"""
+
+
+def test_kernel_and_model_match_the_sdpa_path():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    script = SCRIPT.format(tests=os.path.join(ROOT, "tests", "models"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
