@@ -1,4 +1,4 @@
-"""Serialized windowed self-attention of PT-v3m1: one Triton kernel without gradients on CUDA, SDPA otherwise."""
+"""Serialized windowed self-attention of PT-v3m1: Triton kernels on CUDA (both directions), SDPA otherwise."""
 from __future__ import annotations
 
 import contextlib
@@ -26,11 +26,12 @@ _KERNEL = {"on": True}
 
 @contextlib.contextmanager
 def window_attention_kernel(enabled: bool = True) -> Iterator[None]:
-    """Inside the block, attention whose qkv needs no gradient runs (``enabled``, the default outside any block) or
-    does not run the Triton kernel (``window_attention.window_attention``: the gathers, all windows and heads and
-    the scatter back in one launch) where Triton can run (CUDA) and the head width is a power of two of at least
-    16; elsewhere SDPA serves. H100, bf16, real stage sizes: 2-5x faster than the SDPA path per call, the
-    teacher's 8-scan forward 69 -> 55 ms in CUDA graphs (BENCHMARKS.md)."""
+    """Inside the block, attention runs (``enabled``, the default outside any block) or does not run on the Triton
+    kernels (``window_attention.window_attention``: the gathers, all windows and heads and the scatter back in one
+    launch, and a flash-attention-style backward) where Triton can run (CUDA), the head width is a power of two
+    of at least 16, there is no attention dropout and, with gradients, deterministic algorithms are off;
+    elsewhere SDPA serves. H100, bf16, real stage sizes: 2-3x faster than the SDPA path per forward, the
+    teacher's 8-scan forward 68 -> 53 ms eager, 69 -> 55 ms in CUDA graphs (BENCHMARKS.md)."""
     previous, _KERNEL["on"] = _KERNEL["on"], enabled
     try:
         yield
@@ -45,7 +46,7 @@ class SerializedAttention(PointModule):
     ``enable_flash=False`` the window length is upstream's non-flash one, ``min(smallest sample, patch_size)``,
     so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
     No relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream's
-    flash path always casts to bfloat16, which is less precise): without gradients on CUDA in one Triton kernel
+    flash path always casts to bfloat16, which is less precise): on CUDA in one Triton kernel per direction
     (``window_attention_kernel``), otherwise on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``; not
     cuDNN's, which rebuilds a graph for every new window count). The window partition is
     built at the first block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the
@@ -120,6 +121,8 @@ class SerializedAttention(PointModule):
 
     def _uses_kernel(self, qkv: Tensor) -> bool:
         head_dim = self.channels // self.num_heads
-        return (_KERNEL["on"] and not qkv.requires_grad and triton_available(qkv)
-                and head_dim >= 16 and not head_dim & (head_dim - 1))
-
+        # the kernel has no dropout, and its backward adds the keys' gradients atomically (not deterministic)
+        backward = torch.is_grad_enabled() and qkv.requires_grad
+        return (_KERNEL["on"] and triton_available(qkv) and head_dim >= 16 and not head_dim & (head_dim - 1)
+                and not (self.training and self.attn_drop > 0)
+                and not (backward and torch.are_deterministic_algorithms_enabled()))

@@ -1,12 +1,14 @@
-"""Window attention as one Triton kernel: gathers, all windows and heads, softmax and scatter in one launch.
+"""Window attention as Triton kernels: gathers, all windows and heads, softmax and scatter in one launch.
 
 The SDPA path (``attention.SerializedAttention._attend``) gathers the qkv rows of every window into a (W*P, 3C)
 copy, permutes it into (W, H, P, d) q/k/v, attends, transposes back, concatenates the short windows' output and
-scatters the rows back to point order: five copies of the stage's features around each attention call. Here one
-program owns BLOCK_M query rows of one window and one head; it loads its queries, keys and values straight from
-the (N, 3C) qkv rows through the window's row table, runs the online softmax (exp2, float32 statistics) over the
-window's keys and writes each output row to its point once. Forward only (inference; training keeps SDPA, whose
-backward is its own). Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (how the tests run it).
+scatters the rows back to point order: five copies of the stage's features around each attention call (and
+their gradients' copies in training). Here one program owns BLOCK_M query rows of one window and one head; it
+loads its queries, keys and values straight from the (N, 3C) qkv rows through the window's row table, runs the
+online softmax (exp2, float32 statistics) over the window's keys and writes each output row to its point once.
+The backward (``_WindowAttention``) recomputes the softmax from the saved log-sum-exp as flash attention does:
+one kernel for dQ per query block, one for dK and dV per key block. Runs on CUDA, or on the CPU under
+``TRITON_INTERPRET=1`` (how the tests run it).
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ except ImportError:  # CPU installs without Triton: SDPA serves
 
 if triton is not None:
     @triton.jit
-    def _window_attention_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, qk_scale,
+    def _window_attention_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, lse_ptr, qk_scale,
                                  heads, channels, window,
                                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                 IEEE: tl.constexpr):
+                                 IEEE: tl.constexpr, STORE_LSE: tl.constexpr):
         # qkv (N, 3C) as [3][H][d]; rows (W, P) point rows; lengths (W,) keys per window; dest (W*P,) point
-        # row of each slot's output or -1; out (N, C). qk_scale = scale * log2(e): scores in base 2 (exp2).
+        # row of each slot's output or -1; out (N, C); lse (W*P, H) base-2 log-sum-exp of each slot's scores
+        # (for the backward). qk_scale = scale * log2(e): scores in base 2 (exp2).
         w = tl.program_id(1) // heads
         h = tl.program_id(1) % heads
         slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -72,19 +75,127 @@ if triton is not None:
                 acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m_i = m_new
         out = acc / l_i[:, None]
+        if STORE_LSE:
+            tl.store(lse_ptr + (base + slots) * heads + h, m_i + tl.math.log2(l_i), mask=slot_ok)
         dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
         tl.store(out_ptr + dest[:, None] * channels + (h * HEAD_DIM + dims)[None, :],
                  out.to(out_ptr.dtype.element_ty), mask=(dest >= 0)[:, None])
 
 
+    @triton.jit
+    def _window_attention_dq_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
+                                    grad_ptr, qk_scale, scale, heads, channels, window,
+                                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                    IEEE: tl.constexpr):
+        # dQ of BLOCK_M query slots of one window and head, stored to the query columns of the slots' points
+        # in grad (N, 3C) float32; slots without an output (dest -1) have no gradient
+        w = tl.program_id(1) // heads
+        h = tl.program_id(1) % heads
+        slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        slot_ok = slots < window
+        base = w.to(tl.int64) * window
+        stride = 3 * channels
+        dims = tl.arange(0, HEAD_DIM)
+        q_rows = tl.load(rows_ptr + base + slots, mask=slot_ok, other=0).to(tl.int64)
+        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
+        has_out = dest >= 0
+        q = tl.load(qkv_ptr + q_rows[:, None] * stride + (h * HEAD_DIM + dims)[None, :])           # (BLOCK_M, d)
+        out_cols = (h * HEAD_DIM + dims)[None, :]
+        dout = tl.load(dout_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
+        out = tl.load(out_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
+        delta = tl.sum(dout.to(tl.float32) * out.to(tl.float32), 1)                               # (BLOCK_M,)
+        lse = tl.load(lse_ptr + (base + slots) * heads + h, mask=slot_ok, other=0.0)
+        dq = tl.zeros((BLOCK_M, HEAD_DIM), tl.float32)
+        k_col = channels + h * HEAD_DIM
+        v_col = 2 * channels + h * HEAD_DIM
+        length = tl.load(lengths_ptr + w)
+        for start in range(0, length, BLOCK_N):
+            keys = start + tl.arange(0, BLOCK_N)
+            key_ok = keys < length
+            key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
+            k = tl.load(qkv_ptr + key_rows[:, None] * stride + (k_col + dims)[None, :])              # (BLOCK_N, d)
+            v_t = tl.load(qkv_ptr + key_rows[None, :] * stride + (v_col + dims)[:, None])            # (d, BLOCK_N)
+            if IEEE:
+                s = tl.dot(q, tl.trans(k), input_precision="ieee")
+                dp = tl.dot(dout, v_t, input_precision="ieee")
+            else:
+                s = tl.dot(q, tl.trans(k))
+                dp = tl.dot(dout, v_t)                                                          # (BLOCK_M, BLOCK_N)
+            key_bias = tl.where(key_ok, 0.0, -float("inf"))
+            p = tl.math.exp2((s * qk_scale).to(tl.float32) + key_bias[None, :] - lse[:, None])
+            ds = p * (dp - delta[:, None])
+            if IEEE:
+                dq += tl.dot(ds, k, input_precision="ieee")
+            else:
+                dq += tl.dot(ds.to(k.dtype), k)
+        tl.store(grad_ptr + dest[:, None] * stride + (h * HEAD_DIM + dims)[None, :], dq * scale,
+                 mask=has_out[:, None])
+
+    @triton.jit
+    def _window_attention_dkdv_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
+                                      grad_ptr, qk_scale, scale, heads, channels, window,
+                                      HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                      IEEE: tl.constexpr):
+        # dK, dV of BLOCK_N key slots of one window and head over all its query slots, added (atomically: a
+        # point is a key in two windows where a sample's last window is filled up) to grad (N, 3C) float32
+        w = tl.program_id(1) // heads
+        h = tl.program_id(1) % heads
+        length = tl.load(lengths_ptr + w)
+        keys = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        key_ok = keys < length
+        base = w.to(tl.int64) * window
+        stride = 3 * channels
+        dims = tl.arange(0, HEAD_DIM)
+        k_col = channels + h * HEAD_DIM
+        v_col = 2 * channels + h * HEAD_DIM
+        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
+        k = tl.load(qkv_ptr + key_rows[:, None] * stride + (k_col + dims)[None, :])                  # (BLOCK_N, d)
+        v = tl.load(qkv_ptr + key_rows[:, None] * stride + (v_col + dims)[None, :])                  # (BLOCK_N, d)
+        key_bias = tl.where(key_ok, 0.0, -float("inf"))
+        dk = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
+        dv = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
+        out_cols = (h * HEAD_DIM + dims)[None, :]
+        for start in range(0, length, BLOCK_M):          # slots past the keys have no output (a short window)
+            slots = start + tl.arange(0, BLOCK_M)
+            slot_ok = slots < length
+            q_rows = tl.load(rows_ptr + base + slots, mask=slot_ok, other=0).to(tl.int64)
+            dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
+            has_out = dest >= 0
+            q = tl.load(qkv_ptr + q_rows[:, None] * stride + (h * HEAD_DIM + dims)[None, :])       # (BLOCK_M, d)
+            dout = tl.load(dout_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
+            out = tl.load(out_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
+            delta = tl.sum(dout.to(tl.float32) * out.to(tl.float32), 1)
+            lse = tl.load(lse_ptr + (base + slots) * heads + h, mask=slot_ok, other=0.0)
+            if IEEE:
+                s = tl.dot(q, tl.trans(k), input_precision="ieee")
+                dp = tl.dot(dout, tl.trans(v), input_precision="ieee")
+            else:
+                s = tl.dot(q, tl.trans(k))
+                dp = tl.dot(dout, tl.trans(v))                                                  # (BLOCK_M, BLOCK_N)
+            p = tl.math.exp2((s * qk_scale).to(tl.float32) + key_bias[None, :] - lse[:, None])
+            p = tl.where(has_out[:, None], p, 0.0)     # slots past the keys have no lse: exp2 could overflow
+            ds = p * (dp - delta[:, None])
+            if IEEE:
+                dv += tl.dot(tl.trans(p), dout, input_precision="ieee")
+                dk += tl.dot(tl.trans(ds), q, input_precision="ieee")
+            else:
+                dv += tl.dot(tl.trans(p.to(dout.dtype)), dout)
+                dk += tl.dot(tl.trans(ds.to(q.dtype)), q)
+        tl.atomic_add(grad_ptr + key_rows[:, None] * stride + (k_col + dims)[None, :], dk * scale,
+                      mask=key_ok[:, None])
+        tl.atomic_add(grad_ptr + key_rows[:, None] * stride + (v_col + dims)[None, :], dv, mask=key_ok[:, None])
+
+
 def window_attention(qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, num_heads: int,
                      scale: float) -> Tensor:
-    """Softmax attention of every window's first ``lengths[w]`` keys, written back to point order.
+    """Softmax attention of every window's first ``lengths[w]`` keys, written back to point order; differentiable
+    in ``qkv`` (first order).
 
     Args:
         qkv: (N, 3C) projected rows, channels laid out [3][H][C/H] (``SerializedAttention.qkv``'s output).
         rows: (W, P) int point row of each window slot (queries and keys).
-        lengths: (W,) int keys each window attends over (1..P); slots past it still get a query.
+        lengths: (W,) int keys each window attends over (1..P); slots past it still get a query, but must
+            have no output.
         dest: (W*P,) int point row that each slot's output goes to, -1 for none; every point exactly once.
         num_heads: H; the head width C/H must be a power of two of at least 16 (``tl.dot``).
         scale: softmax scale.
@@ -93,20 +204,63 @@ def window_attention(qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, n
     """
     if triton is None:
         raise RuntimeError("window_attention needs Triton (pip install triton)")
-    n, c3 = qkv.shape
-    channels = c3 // 3
-    head_dim = channels // num_heads
+    head_dim = qkv.shape[1] // 3 // num_heads
     if head_dim < 16 or head_dim & (head_dim - 1):
         raise ValueError(f"window_attention: head width {head_dim} must be a power of two >= 16")
+    tables = (rows.contiguous(), lengths.contiguous(), dest.contiguous())
+    if torch.is_grad_enabled() and qkv.requires_grad:
+        return _WindowAttention.apply(qkv, *tables, num_heads, scale)
+    return _forward(qkv.contiguous(), *tables, num_heads, scale, None)      # inference: no autograd.Function
+
+
+def _forward(qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, num_heads: int, scale: float,
+             lse: Tensor | None) -> Tensor:
+    """The kernel's launch; fills ``lse`` (W*P, H) float32 when given."""
+    n, c3 = qkv.shape
+    channels = c3 // 3
     num_windows, window = rows.shape
     out = qkv.new_empty(n, channels)
     block_m, block_n, warps, stages = _tiles(window)
     grid = (triton.cdiv(window, block_m), num_windows * num_heads)
-    _window_attention_kernel[grid](qkv.contiguous(), rows.contiguous(), lengths.contiguous(), dest.contiguous(),
-                                   out, scale * math.log2(math.e), num_heads, channels, window,
-                                   HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
-                                   IEEE=qkv.dtype == torch.float32, num_warps=warps, num_stages=stages)
+    _window_attention_kernel[grid](qkv, rows, lengths, dest, out, out if lse is None else lse,
+                                   scale * math.log2(math.e), num_heads, channels, window,
+                                   HEAD_DIM=channels // num_heads, BLOCK_M=block_m, BLOCK_N=block_n,
+                                   IEEE=qkv.dtype == torch.float32, STORE_LSE=lse is not None,
+                                   num_warps=warps, num_stages=stages)
     return out
+
+
+class _WindowAttention(torch.autograd.Function):
+    """``window_attention`` with a backward: the softmax is recomputed from the saved log-sum-exp (flash
+    attention's scheme), dQ per query block, dK and dV per key block, all gathered and scattered through the
+    same tables. The gradient is accumulated in float32 (dK, dV atomically), then cast to ``qkv``'s dtype."""
+
+    @staticmethod
+    def forward(ctx, qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, num_heads: int,
+                scale: float) -> Tensor:
+        qkv = qkv.contiguous()
+        lse = qkv.new_empty(rows.numel(), num_heads, dtype=torch.float32)
+        out = _forward(qkv, rows, lengths, dest, num_heads, scale, lse)
+        ctx.save_for_backward(qkv, rows, lengths, dest, out, lse)
+        ctx.num_heads, ctx.scale = num_heads, scale
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        qkv, rows, lengths, dest, out, lse = ctx.saved_tensors
+        n, c3 = qkv.shape
+        channels, heads = c3 // 3, ctx.num_heads
+        num_windows, window = rows.shape
+        grad = torch.zeros(n, c3, dtype=torch.float32, device=qkv.device)
+        block_m, block_n, warps, stages = _tiles(window)
+        args = (qkv, rows, lengths, dest, out, grad_out.to(out.dtype).contiguous(), lse, grad,
+                ctx.scale * math.log2(math.e), ctx.scale, heads, channels, window)
+        meta = dict(HEAD_DIM=channels // heads, BLOCK_M=block_m, BLOCK_N=block_n, IEEE=qkv.dtype == torch.float32,
+                    num_warps=warps, num_stages=stages)
+        _window_attention_dq_kernel[(triton.cdiv(window, block_m), num_windows * heads)](*args, **meta)
+        _window_attention_dkdv_kernel[(triton.cdiv(window, block_n), num_windows * heads)](*args, **meta)
+        return grad.to(qkv.dtype), None, None, None, None, None
 
 
 def _tiles(window: int) -> tuple[int, int, int, int]:
