@@ -55,7 +55,6 @@ from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
 from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
 from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_paths  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
-from pointcept_distill.models.ptv3m1.attention import window_attention_kernel  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
 from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure,  # noqa: E402
@@ -538,7 +537,7 @@ def save(report: dict[str, Any], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    with window_attention_kernel(args.attention_kernel):
+    with ptv3m1.window_attention_kernel(args.attention_kernel):
         return run(args)
 
 

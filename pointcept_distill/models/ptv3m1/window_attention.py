@@ -81,7 +81,6 @@ if triton is not None:
         tl.store(out_ptr + dest[:, None] * channels + (h * HEAD_DIM + dims)[None, :],
                  out.to(out_ptr.dtype.element_ty), mask=(dest >= 0)[:, None])
 
-
     @triton.jit
     def _window_attention_dq_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
                                     grad_ptr, qk_scale, scale, heads, channels, window,
@@ -264,8 +263,9 @@ class _WindowAttention(torch.autograd.Function):
 
 
 def _tiles(window: int) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, warps, stages) for a window length: 64 x 64 tiles, 4 warps, no pipelining, the best of a
-    36-configuration sweep on an H100 (bf16, head width 16, 1024-point windows, 3k-200k points) at 16 of its 23
-    shapes and within 1.3x of it at the others (BENCHMARKS.md)."""
+    """(BLOCK_M, BLOCK_N, warps, stages) for a window length: 64 x 64 tiles, 4 warps, no pipelining, the most frequent
+    best of a 36-configuration sweep of the forward on an H100 (bf16, head width 16, 1024-point windows, 3k-200k
+    points: 13 of 24 shapes); summed over those shapes 4 % (8 scans) and 16 % (one scan) slower than the best of 8
+    configurations per shape (BENCHMARKS.md). The backward kernels use the same tiles, untuned."""
     block = max(16, min(64, triton.next_power_of_2(window)))
     return block, block, 4, 1
