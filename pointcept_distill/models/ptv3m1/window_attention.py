@@ -82,6 +82,54 @@ if triton is not None:
                  out.to(out_ptr.dtype.element_ty), mask=(dest >= 0)[:, None])
 
     @triton.jit
+    def _query_block(qkv_ptr, rows_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr, base, slots, slot_ok, h, heads,
+                     channels, HEAD_DIM: tl.constexpr):
+        """A block of query slots for the backward: q (BLOCK_M, d), dO (zeros where a slot has no output), flash
+        attention's delta = rowsum(dO * O), the forward's log-sum-exp, and the slots' output rows (-1: none)."""
+        cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
+        q_rows = tl.load(rows_ptr + base + slots, mask=slot_ok, other=0).to(tl.int64)
+        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
+        has_out = (dest >= 0)[:, None]
+        q = tl.load(qkv_ptr + q_rows[:, None] * 3 * channels + cols[None, :])
+        dout = tl.load(dout_ptr + dest[:, None] * channels + cols[None, :], mask=has_out, other=0.0)
+        out = tl.load(out_ptr + dest[:, None] * channels + cols[None, :], mask=has_out, other=0.0)
+        delta = tl.sum(dout.to(tl.float32) * out.to(tl.float32), 1)
+        lse = tl.load(lse_ptr + (base + slots) * heads + h, mask=slot_ok, other=0.0)
+        return q, dout, delta, lse, dest
+
+    @triton.jit
+    def _key_block(qkv_ptr, rows_ptr, base, keys, key_ok, h, channels, HEAD_DIM: tl.constexpr):
+        """A block of key slots: their point rows, k and v (BLOCK_N, d), and the mask as an additive score bias."""
+        cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
+        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
+        k = tl.load(qkv_ptr + key_rows[:, None] * 3 * channels + (channels + cols)[None, :])
+        v = tl.load(qkv_ptr + key_rows[:, None] * 3 * channels + (2 * channels + cols)[None, :])
+        return key_rows, k, v, tl.where(key_ok, 0.0, -float("inf"))
+
+    @triton.jit
+    def _softmax_grads(q, k, v, dout, delta, lse, dest, key_bias, qk_scale, IEEE: tl.constexpr):
+        """P recomputed from the log-sum-exp and dS = P * (dO V^T - delta), (BLOCK_M, BLOCK_N) float32; zero for
+        slots without an output (past a short window's keys there is no log-sum-exp: exp2 could overflow)."""
+        if IEEE:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
+            dp = tl.dot(dout, tl.trans(v), input_precision="ieee")
+        else:
+            s = tl.dot(q, tl.trans(k))
+            dp = tl.dot(dout, tl.trans(v))
+        p = tl.math.exp2((s * qk_scale).to(tl.float32) + key_bias[None, :] - lse[:, None])
+        p = tl.where((dest >= 0)[:, None], p, 0.0)
+        return p, p * (dp - delta[:, None])
+
+    @triton.jit
+    def _matmul(a, b, IEEE: tl.constexpr):
+        """a @ b accumulated in float32; a is cast to b's dtype unless both are float32 (full precision)."""
+        if IEEE:
+            product = tl.dot(a, b, input_precision="ieee")
+        else:
+            product = tl.dot(a.to(b.dtype), b)
+        return product
+
+    @triton.jit
     def _window_attention_dq_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
                                     grad_ptr, qk_scale, scale, heads, channels, window,
                                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -90,45 +138,20 @@ if triton is not None:
         # in grad (N, 3C) float32; slots without an output (dest -1) have no gradient
         w = tl.program_id(1) // heads
         h = tl.program_id(1) % heads
-        slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        slot_ok = slots < window
         base = w.to(tl.int64) * window
-        stride = 3 * channels
-        dims = tl.arange(0, HEAD_DIM)
-        q_rows = tl.load(rows_ptr + base + slots, mask=slot_ok, other=0).to(tl.int64)
-        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
-        has_out = dest >= 0
-        q = tl.load(qkv_ptr + q_rows[:, None] * stride + (h * HEAD_DIM + dims)[None, :])           # (BLOCK_M, d)
-        out_cols = (h * HEAD_DIM + dims)[None, :]
-        dout = tl.load(dout_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
-        out = tl.load(out_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
-        delta = tl.sum(dout.to(tl.float32) * out.to(tl.float32), 1)                               # (BLOCK_M,)
-        lse = tl.load(lse_ptr + (base + slots) * heads + h, mask=slot_ok, other=0.0)
+        slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        q, dout, delta, lse, dest = _query_block(qkv_ptr, rows_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr, base,
+                                                 slots, slots < window, h, heads, channels, HEAD_DIM)
         dq = tl.zeros((BLOCK_M, HEAD_DIM), tl.float32)
-        k_col = channels + h * HEAD_DIM
-        v_col = 2 * channels + h * HEAD_DIM
         length = tl.load(lengths_ptr + w)
         for start in range(0, length, BLOCK_N):
             keys = start + tl.arange(0, BLOCK_N)
-            key_ok = keys < length
-            key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
-            k = tl.load(qkv_ptr + key_rows[:, None] * stride + (k_col + dims)[None, :])              # (BLOCK_N, d)
-            v_t = tl.load(qkv_ptr + key_rows[None, :] * stride + (v_col + dims)[:, None])            # (d, BLOCK_N)
-            if IEEE:
-                s = tl.dot(q, tl.trans(k), input_precision="ieee")
-                dp = tl.dot(dout, v_t, input_precision="ieee")
-            else:
-                s = tl.dot(q, tl.trans(k))
-                dp = tl.dot(dout, v_t)                                                          # (BLOCK_M, BLOCK_N)
-            key_bias = tl.where(key_ok, 0.0, -float("inf"))
-            p = tl.math.exp2((s * qk_scale).to(tl.float32) + key_bias[None, :] - lse[:, None])
-            ds = p * (dp - delta[:, None])
-            if IEEE:
-                dq += tl.dot(ds, k, input_precision="ieee")
-            else:
-                dq += tl.dot(ds.to(k.dtype), k)
-        tl.store(grad_ptr + dest[:, None] * stride + (h * HEAD_DIM + dims)[None, :], dq * scale,
-                 mask=has_out[:, None])
+            key_rows, k, v, key_bias = _key_block(qkv_ptr, rows_ptr, base, keys, keys < length, h, channels,
+                                                  HEAD_DIM)
+            p, ds = _softmax_grads(q, k, v, dout, delta, lse, dest, key_bias, qk_scale, IEEE)
+            dq += _matmul(ds, k, IEEE)
+        cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
+        tl.store(grad_ptr + dest[:, None] * 3 * channels + cols[None, :], dq * scale, mask=(dest >= 0)[:, None])
 
     @triton.jit
     def _window_attention_dkdv_kernel(qkv_ptr, rows_ptr, lengths_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
@@ -139,50 +162,24 @@ if triton is not None:
         # point is a key in two windows where a sample's last window is filled up) to grad (N, 3C) float32
         w = tl.program_id(1) // heads
         h = tl.program_id(1) % heads
+        base = w.to(tl.int64) * window
         length = tl.load(lengths_ptr + w)
         keys = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         key_ok = keys < length
-        base = w.to(tl.int64) * window
-        stride = 3 * channels
-        dims = tl.arange(0, HEAD_DIM)
-        k_col = channels + h * HEAD_DIM
-        v_col = 2 * channels + h * HEAD_DIM
-        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
-        k = tl.load(qkv_ptr + key_rows[:, None] * stride + (k_col + dims)[None, :])                  # (BLOCK_N, d)
-        v = tl.load(qkv_ptr + key_rows[:, None] * stride + (v_col + dims)[None, :])                  # (BLOCK_N, d)
-        key_bias = tl.where(key_ok, 0.0, -float("inf"))
+        key_rows, k, v, key_bias = _key_block(qkv_ptr, rows_ptr, base, keys, key_ok, h, channels, HEAD_DIM)
         dk = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
         dv = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
-        out_cols = (h * HEAD_DIM + dims)[None, :]
         for start in range(0, length, BLOCK_M):          # slots past the keys have no output (a short window)
             slots = start + tl.arange(0, BLOCK_M)
-            slot_ok = slots < length
-            q_rows = tl.load(rows_ptr + base + slots, mask=slot_ok, other=0).to(tl.int64)
-            dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
-            has_out = dest >= 0
-            q = tl.load(qkv_ptr + q_rows[:, None] * stride + (h * HEAD_DIM + dims)[None, :])       # (BLOCK_M, d)
-            dout = tl.load(dout_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
-            out = tl.load(out_ptr + dest[:, None] * channels + out_cols, mask=has_out[:, None], other=0.0)
-            delta = tl.sum(dout.to(tl.float32) * out.to(tl.float32), 1)
-            lse = tl.load(lse_ptr + (base + slots) * heads + h, mask=slot_ok, other=0.0)
-            if IEEE:
-                s = tl.dot(q, tl.trans(k), input_precision="ieee")
-                dp = tl.dot(dout, tl.trans(v), input_precision="ieee")
-            else:
-                s = tl.dot(q, tl.trans(k))
-                dp = tl.dot(dout, tl.trans(v))                                                  # (BLOCK_M, BLOCK_N)
-            p = tl.math.exp2((s * qk_scale).to(tl.float32) + key_bias[None, :] - lse[:, None])
-            p = tl.where(has_out[:, None], p, 0.0)     # slots past the keys have no lse: exp2 could overflow
-            ds = p * (dp - delta[:, None])
-            if IEEE:
-                dv += tl.dot(tl.trans(p), dout, input_precision="ieee")
-                dk += tl.dot(tl.trans(ds), q, input_precision="ieee")
-            else:
-                dv += tl.dot(tl.trans(p.to(dout.dtype)), dout)
-                dk += tl.dot(tl.trans(ds.to(q.dtype)), q)
-        tl.atomic_add(grad_ptr + key_rows[:, None] * stride + (k_col + dims)[None, :], dk * scale,
-                      mask=key_ok[:, None])
-        tl.atomic_add(grad_ptr + key_rows[:, None] * stride + (v_col + dims)[None, :], dv, mask=key_ok[:, None])
+            q, dout, delta, lse, dest = _query_block(qkv_ptr, rows_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
+                                                     base, slots, slots < length, h, heads, channels, HEAD_DIM)
+            p, ds = _softmax_grads(q, k, v, dout, delta, lse, dest, key_bias, qk_scale, IEEE)
+            dv += _matmul(tl.trans(p), dout, IEEE)
+            dk += _matmul(tl.trans(ds), q, IEEE)
+        cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
+        rows = key_rows[:, None] * 3 * channels
+        tl.atomic_add(grad_ptr + rows + (channels + cols)[None, :], dk * scale, mask=key_ok[:, None])
+        tl.atomic_add(grad_ptr + rows + (2 * channels + cols)[None, :], dv, mask=key_ok[:, None])
 
 
 def window_attention(qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, num_heads: int,

@@ -6,11 +6,7 @@ set. Triton is a test dependency (``.[test]``): without it this fails rather tha
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from triton_interpreter import run_interpreted
 
 SCRIPT = r"""
 import sys
@@ -80,8 +76,4 @@ print("ok")
 
 
 def test_kernel_and_captured_model_match_the_gather_gemm():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    script = SCRIPT.format(tests=os.path.join(ROOT, "tests", "models"))
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    run_interpreted(SCRIPT)
