@@ -57,7 +57,7 @@ from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_p
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
-from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure,  # noqa: E402
+from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure, top_ops,  # noqa: E402
                                               peak_memory_mib, range_times)
 
 DEFAULT_CONFIGS = ["configs/nuscenes/semseg-pt-v3m1-0-base.py", "configs/nuscenes/semseg-pt-v3m1-student.py"]
@@ -173,10 +173,26 @@ def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batc
         row["first_call_s"] = time.perf_counter() - t0
         latency = measure(forward, device, args.warmup, args.repeats)
         row.update(latency.as_dict(), ms_per_scan=latency.median_ms / b, peak_mib=peak_memory_mib(forward, device))
+        if args.top_kernels:
+            row["top_ops"] = profile_top_ops(forward, device, args)
     except Exception as exc:  # a dtype the kernels do not support: record it, go on
         row["error"] = f"{type(exc).__name__}: {exc}"[:300]
     print(f"  infer {dtype_name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
     return row
+
+
+def profile_top_ops(forward: Callable[[], None], device: torch.device, args: argparse.Namespace
+                    ) -> list[dict[str, Any]]:
+    """``--top-kernels``: the most expensive kernels (CPU: ops) of ``--profile-runs`` timed forwards, as run
+    (compiled, replayed from CUDA graphs or eager)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(args.profile_runs):
+            forward()
+        sync(device)
+    return top_ops(prof.events(), device.type, args.profile_runs, args.top_kernels)
 
 
 def breakdown_targets(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, Any, str]]]:
@@ -403,6 +419,20 @@ def breakdown_tables(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def top_ops_tables(report: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for m in report["models"]:
+        for r in m["inference"]:
+            if not r.get("top_ops"):
+                continue
+            lines += ["", f"Most expensive {'kernels' if report['environment']['device_type'] == 'cuda' else 'ops'}"
+                          f" of {m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed (per forward):", "",
+                      "| kernel | ms | calls | share |", "|---|---|---|---|"]
+            lines += [_row([op["name"][:90].replace("|", "/"), f"{op['ms']:.3f}", f"{op['calls']:g}",
+                            f"{100 * op['share']:.1f}%"]) for op in r["top_ops"]]
+    return lines
+
+
 def train_table(report: dict[str, Any]) -> list[str]:
     teacher = "captured teacher (CUDA graphs)" if report.get("settings", {}).get("teacher_capture") else "eager teacher"
     lines = ["", f"Training steps ({report['train_config']}, {teacher}; 'distill - X' is the step without loss X):",
@@ -422,7 +452,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Device: {env['device']} ({env['device_type']}, {env['cpu_threads']} torch threads); "
              f"torch {env['torch']}; spconv {env['spconv']}; {env['date']}", f"Command: `{env['command']}`", ""]
     if report["models"]:
-        lines += inference_table(report) + breakdown_tables(report)
+        lines += inference_table(report) + top_ops_tables(report) + breakdown_tables(report)
     if report.get("train"):
         lines += train_table(report)
     return "\n".join(lines) + "\n"
@@ -446,6 +476,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-breakdown", action="store_true")
     parser.add_argument("--breakdown-batch", type=int, default=1, help="scans of the profiled batch")
     parser.add_argument("--profile-runs", type=int, default=3)
+    parser.add_argument("--top-kernels", type=int, default=0,
+                        help="profile --profile-runs forwards of every inference row as timed (compiled and "
+                             "CUDA-graph forwards included) and list this many most expensive kernels (CPU: ops)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
     parser.add_argument("--train-batches", default=None, help="scans per training batch (default 1,4)")
     parser.add_argument("--train-dtype", default=None, choices=("fp32", "bf16", "fp16"),

@@ -22,7 +22,7 @@ from torch import nn
 from torch.autograd import DeviceType
 
 __all__ = ["KERNEL_LAUNCHES", "Latency", "RANGE_PREFIX", "annotate", "count_syncs", "kernel_launches", "measure",
-           "peak_memory_mib", "range_times"]
+           "peak_memory_mib", "range_times", "top_ops"]
 
 RANGE_PREFIX = "bench::"
 KERNEL_LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
@@ -173,6 +173,29 @@ def range_times(events: Sequence[Any], other: str = "other") -> dict[str, dict[s
         entry["cpu_ms"] += event.self_cpu_time_total / 1e3
         entry["device_ms"] += _self_device_us(event) / 1e3
     return out
+
+
+def top_ops(events: Sequence[Any], device_type: str, runs: int, count: int) -> list[dict[str, Any]]:
+    """The ``count`` most expensive ops of ``runs`` profiled calls, per call: on CUDA the device's own events
+    (kernels, copies, memsets; also those a CUDA graph replays or a compiled function launches, which no module
+    range sees), elsewhere the CPU ops' self time.
+
+    Returns ``[{"name", "ms", "calls", "share"}]``, most expensive first; ``share`` of all such time.
+    """
+    totals: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+    on_device = device_type == "cuda"
+    for event in events:
+        if (getattr(event, "device_type", DeviceType.CPU) != DeviceType.CPU) != on_device:
+            continue
+        if getattr(event, "is_user_annotation", False) or event.name.startswith(RANGE_PREFIX):
+            continue                                   # ranges (also their device-side copies), not ops
+        entry = totals[event.name]
+        entry[0] += event.time_range.elapsed_us() if on_device else event.self_cpu_time_total
+        entry[1] += 1
+    total_us = sum(us for us, _ in totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1][0])[:count]
+    return [{"name": name, "ms": us / 1e3 / runs, "calls": calls / runs, "share": us / total_us}
+            for name, (us, calls) in ranked]
 
 
 def kernel_launches(events: Sequence[Any]) -> int:

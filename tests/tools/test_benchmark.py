@@ -13,7 +13,7 @@ from torch import nn
 
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
-from pointcept_distill.utils.profiling import annotate, count_syncs, measure, range_times
+from pointcept_distill.utils.profiling import annotate, count_syncs, measure, range_times, top_ops
 from tool_modules import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -50,7 +50,8 @@ def report(configs, tmp_path_factory) -> dict:
     md = out.with_suffix(".md")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
                     "--threads", "1", "--config", configs[0], "--distill-config", configs[1],
-                    "--train-inputs", "2", "--inputs", "3", "--json", str(out), "--markdown", str(md)],
+                    "--train-inputs", "2", "--inputs", "3", "--top-kernels", "4", "--json", str(out),
+                    "--markdown", str(md)],
                    check=True, capture_output=True, cwd=ROOT, timeout=300)
     data = json.loads(out.read_text())
     data["_markdown"] = md.read_text()
@@ -116,6 +117,25 @@ def test_range_times_innermost_range_and_restore():
     assert times["inner"]["cpu_ms"] > 0 and times["outer"]["cpu_ms"] > 0
     assert "forward" not in lin.__dict__ and "forward" not in model.__dict__
     assert torch.nn.functional.gelu.__name__ == "gelu" and not hasattr(torch.nn.functional.gelu, "__wrapped__")
+
+
+def test_top_ops_ranks_self_time_per_call_without_ranges():
+    a = torch.randn(400, 400)
+    with torch.profiler.profile() as prof:
+        for _ in range(2):
+            with torch.autograd.profiler.record_function("bench::range"):
+                (a @ a).relu()
+    ops = top_ops(prof.events(), "cpu", runs=2, count=3)
+    assert ops[0]["name"] == "aten::mm" and ops[0]["calls"] == 1 and ops[0]["ms"] > 0
+    assert [op["ms"] for op in ops] == sorted((op["ms"] for op in ops), reverse=True)
+    assert all("range" not in op["name"] for op in ops) and 0 < sum(op["share"] for op in ops) <= 1
+    assert top_ops(prof.events(), "cuda", runs=2, count=3) == []        # no device events on the CPU
+
+
+def test_top_kernels_of_each_inference_row(report):
+    for row in report["models"][0]["inference"]:
+        assert len(row["top_ops"]) == 4 and all(op["ms"] >= 0 for op in row["top_ops"])
+    assert "Most expensive ops of tiny, fp32, 1 scan(s)" in report["_markdown"]
 
 
 def test_measure_counts_runs():
