@@ -216,12 +216,15 @@ def _forward(qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, num_heads
     channels = c3 // 3
     num_windows, window = rows.shape
     out = qkv.new_empty(n, channels)
+    store_lse = lse is not None
+    if lse is None:             # an unused pointer of its own (aliasing ``out`` would confuse inductor's analysis)
+        lse = qkv.new_empty(0, dtype=torch.float32)
     block_m, block_n, warps, stages = _tiles(window)
     grid = (triton.cdiv(window, block_m), num_windows * num_heads)
-    _window_attention_kernel[grid](qkv, rows, lengths, dest, out, out if lse is None else lse,
+    _window_attention_kernel[grid](qkv, rows, lengths, dest, out, lse,
                                    scale * math.log2(math.e), num_heads, channels, window,
                                    HEAD_DIM=channels // num_heads, BLOCK_M=block_m, BLOCK_N=block_n,
-                                   IEEE=qkv.dtype == torch.float32, STORE_LSE=lse is not None,
+                                   IEEE=qkv.dtype == torch.float32, STORE_LSE=store_lse,
                                    num_warps=warps, num_stages=stages)
     return out
 
