@@ -190,8 +190,8 @@ def window_attention(qkv: Tensor, rows: Tensor, lengths: Tensor, dest: Tensor, n
     Args:
         qkv: (N, 3C) projected rows, channels laid out [3][H][C/H] (``SerializedAttention.qkv``'s output).
         rows: (W, P) int point row of each window slot (queries and keys).
-        lengths: (W,) int keys each window attends over (1..P); slots past it still get a query, but must
-            have no output.
+        lengths: (W,) int keys each window attends over (0..P; 0: the window has no output); slots past
+            them must have no output.
         dest: (W*P,) int point row that each slot's output goes to, -1 for none; every point exactly once.
         num_heads: H; the head width C/H must be a power of two of at least 16 (``tl.dot``).
         scale: softmax scale.

@@ -22,7 +22,8 @@ class WindowPartition:
     - ``short`` (B*P,) with ``short_mask`` (B, P): one row per sample for the short windows, keys past n
       masked (position 0 stays unmasked so that a row of a long sample never softmaxes over nothing);
     - ``unpad`` (N,): slot of each serialized position in ``cat(full_out, short_out)``;
-    - ``lengths`` (W + B,): keys of each window in that order, P for the P-windows, the unmasked ones for the rest.
+    - ``lengths`` (W + B,): keys of each window in that order, P for the real P-windows, n for a short sample's
+      row, 0 for windows whose outputs are never read.
 
     Everything has shapes known from N, B and P alone, so building and using it needs no host sync.
     ``gather_indices`` composes these with one serialization order, once per order and stage.
@@ -99,5 +100,7 @@ def build_windows(offset: Tensor, num_points: int, patch_size: int) -> WindowPar
     batch = torch.searchsorted(offset, torch.arange(num_points, device=device), right=True)
     local_s = torch.arange(num_points, device=device) - starts[batch]
     unpad = torch.where(is_long[batch], win_start[batch] * p + local_s, w_total * p + batch * p + local_s)
-    lengths = torch.cat([torch.full((w_total,), p, dtype=counts.dtype, device=device), short_mask.sum(1)])
+    # keys per window for the kernel; 0 where no output is read (spare P-windows, short rows of long or empty
+    # samples), so that it spends no work there
+    lengths = torch.cat([torch.where(torch.arange(w_total, device=device) < win_end[-1], p, 0), valid.sum(1)])
     return WindowPartition(p, full, short, short_mask, unpad, lengths)

@@ -48,7 +48,8 @@ def test_kernel_tables_cover_every_point_once_through_its_own_slot():
     full, short, slot = part.gather_indices(0, order, torch.argsort(order))
     assert rows.shape == (part.num_full_windows + 3, 4) and lengths.shape == (rows.shape[0],)
     assert torch.equal(rows.reshape(-1), torch.cat([full, short]))
-    assert lengths.tolist() == [4] * part.num_full_windows + [3, 1, 1]   # keys: P, then the short rows' unmasked
+    # keys: P for the 6 real P-windows, 0 for the spare one and for the short rows of the two long samples
+    assert lengths.tolist() == [4] * 6 + [0] * (part.num_full_windows - 6) + [3, 0, 0]
     written = dest[dest >= 0]
     assert torch.equal(written.sort().values, torch.arange(22))          # every point's output exactly once
     # ... from the slot that SDPA's path reads it back from, which holds that point
