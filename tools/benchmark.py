@@ -181,14 +181,19 @@ def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batc
     return row
 
 
+def profiler_activities(device: torch.device) -> list[Any]:
+    """The profiler's activities: the host, and the device's kernels on CUDA."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return activities
+
+
 def profile_top_ops(forward: Callable[[], None], device: torch.device, args: argparse.Namespace
                     ) -> list[dict[str, Any]]:
     """``--top-kernels``: the most expensive kernels (CPU: ops) of ``--profile-runs`` timed forwards, as run
     (compiled, replayed from CUDA graphs or eager)."""
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
+    with torch.profiler.profile(activities=profiler_activities(device)) as prof:
         for _ in range(args.profile_runs):
             forward()
         sync(device)
@@ -242,9 +247,7 @@ def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_n
 
 def _profile(run_model: nn.Module, forward: Callable[[], None], batch: dict, device: torch.device, dtype_name: str,
              args: argparse.Namespace) -> dict[str, Any]:
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    activities = profiler_activities(device)
     try:
         modules, functions = breakdown_targets(run_model)
         for _ in range(max(args.warmup, 1)):
@@ -425,9 +428,9 @@ def top_ops_tables(report: dict[str, Any]) -> list[str]:
         for r in m["inference"]:
             if not r.get("top_ops"):
                 continue
-            lines += ["", f"Most expensive {'kernels' if report['environment']['device_type'] == 'cuda' else 'ops'}"
-                          f" of {m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed (per forward):", "",
-                      "| kernel | ms | calls | share |", "|---|---|---|---|"]
+            what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
+            lines += ["", f"Most expensive {what}s of {m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed "
+                          "(per forward):", "", f"| {what} | ms | calls | share |", "|---|---|---|---|"]
             lines += [_row([op["name"][:90].replace("|", "/"), f"{op['ms']:.3f}", f"{op['calls']:g}",
                             f"{100 * op['share']:.1f}%"]) for op in r["top_ops"]]
     return lines
