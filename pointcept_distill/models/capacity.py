@@ -4,7 +4,7 @@ A batch of N points in B samples is padded to ``capacity`` rows with one extra *
 ``capacity - N`` points at the origin. Samples never meet in PT-v3m1 (convolutions look up neighbours within a
 sample, attention windows and pooling clusters stay inside a sample), so the real points' outputs are those of
 the unpadded batch. With ``fixed_capacity`` set, every pooled stage has a fixed number of rows (its spare
-rows join the padding sample, see ``pooling.fixed_capacity_clusters``): one capacity per stage, planned on
+rows join the padding sample, see ``pooling.clusters``): one capacity per stage, planned on
 the host from the batch's own stage sizes (``stage_sizes``, ``stage_capacities``), or the input's capacity
 for every stage. With ``serialized_depth`` given, the forward reads nothing back from the device: its shapes
 follow from (capacities, B, depth) alone.

@@ -23,10 +23,11 @@ def offset_to_batch(offset: Tensor, num_points: int | None = None) -> Tensor:
     return torch.searchsorted(offset, torch.arange(n, device=offset.device), right=True)
 
 
-def shuffle_rows(code: Tensor) -> Tensor:
-    """``code`` (k, N) with its rows permuted by ``torch.randperm`` (CPU generator, as upstream); the rows are
-    picked by Python index, so a CUDA ``code`` needs no host-to-device copy of the permutation (a sync)."""
-    return torch.stack([code[i] for i in torch.randperm(code.shape[0]).tolist()])
+def shuffle_rows(*rows: Tensor) -> tuple[Tensor, ...]:
+    """Each (k, N) tensor with its rows permuted by one ``torch.randperm`` (CPU generator, as upstream); the rows
+    are picked by Python index, so CUDA tensors need no host-to-device copy of the permutation (a sync)."""
+    perm = torch.randperm(rows[0].shape[0]).tolist()
+    return tuple(torch.stack([t[i] for i in perm]) for t in rows)
 
 
 def batch_to_offset(batch: Tensor, batch_size: int) -> Tensor:
@@ -111,14 +112,16 @@ class Point(dict):
             raise ValueError(f"Point.serialization: {self.batch_size} samples at depth {depth} overflow int64 codes")
         code = encode_orders(self["grid_coord"], self["batch"], depth, orders)                        # (k, N)
         if shuffle_orders:
-            code = shuffle_rows(code)
+            code, = shuffle_rows(code)
         self["order"] = orders
         self["serialized_depth"] = depth
         self.set_serialized_code(code)
 
-    def set_serialized_code(self, code: Tensor) -> None:
-        """Store (k, N) codes with their stable ``argsort`` (``serialized_order``) and its inverse."""
-        sorted_order = torch.argsort(code, dim=1, stable=True)
+    def set_serialized_code(self, code: Tensor, sorted_order: Tensor | None = None) -> None:
+        """Store (k, N) codes with their stable ``argsort`` (``serialized_order``; computed unless given, as
+        pooling derives it from the parent's) and its inverse."""
+        if sorted_order is None:
+            sorted_order = torch.argsort(code, dim=1, stable=True)
         inverse = torch.empty_like(sorted_order)
         inverse.scatter_(1, sorted_order, torch.arange(code.shape[1], device=code.device).expand_as(code))
         self["serialized_code"] = code

@@ -7,7 +7,7 @@ from host_reads import HostReads
 
 from pointcept_distill.models import build_model
 from pointcept_distill.models.capacity import capacity_for, pad_to_capacity, stage_capacities, stage_sizes
-from pointcept_distill.models.ptv3m1.pooling import clusters, fixed_capacity_clusters
+from pointcept_distill.models.ptv3m1.pooling import clusters
 
 SCENES = [((900, 500), 40), ((1100, 700, 300), 90), ((800,), 25)]      # (points per sample, extent)
 
@@ -53,11 +53,44 @@ def test_stage_sizes_match_the_eager_stages(make_scene, tiny_config):
 
 def test_fixed_capacity_clusters_extend_clusters_with_empty_rows():
     code = torch.tensor([5, 3, 5, 9, 3, 3, 12, 12])              # last point: the "padding sample"
-    cluster, counts, head = clusters(code)
-    f_cluster, f_counts, f_head = fixed_capacity_clusters(code, 6)
+    order = torch.argsort(code, stable=True)
+    cluster, counts, head = clusters(code, order)
+    assert torch.equal(cluster, torch.tensor([1, 0, 1, 2, 0, 0, 3, 3]))
+    assert torch.equal(counts, torch.tensor([3, 2, 1, 2])) and torch.equal(head, torch.tensor([1, 0, 3, 6]))
+    f_cluster, f_counts, f_head = clusters(code, order, 6)
     assert torch.equal(f_cluster, cluster)
     assert torch.equal(f_counts[:4], counts) and torch.equal(f_counts[4:], torch.zeros(2, dtype=torch.long))
     assert torch.equal(f_head[:4], head) and torch.equal(f_head[4:], torch.full((2,), 7))
+
+
+def _pooled_points(point):
+    while "pooling_parent" in point:
+        yield point
+        point = point.pooling_parent
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_pooled_orders_are_the_sorted_pooled_codes(make_scene, tiny_config, padded, training):
+    """Pooling derives each pooled order from the parent's instead of sorting: it must be the stable argsort of
+    the pooled codes, for every curve (z, z-trans, hilbert, hilbert-trans), with a fixed capacity's spare rows
+    and with the rows shuffled in training."""
+    model = _model(tiny_config).train(training)
+    assert len(model.backbone.order) == 4
+    for counts, extent in SCENES:
+        scene = make_scene(counts, extent=extent)
+        if padded:
+            scene = pad_to_capacity(scene, stage_capacities(stage_sizes(scene["grid_coord"], scene["offset"],
+                                                                        (2, 2))))
+        with torch.no_grad():
+            point = model.backbone.encode(dict(scene))
+        pooled = list(_pooled_points(point))
+        assert len(pooled) == 2
+        for stage in pooled:
+            code = stage.serialized_code
+            assert torch.equal(stage.serialized_order, torch.argsort(code, dim=1, stable=True))
+            assert torch.equal(torch.gather(stage.serialized_order, 1, stage.serialized_inverse),
+                               torch.arange(code.shape[1]).expand_as(code))
 
 
 @pytest.mark.parametrize("per_stage", [False, True])

@@ -54,7 +54,7 @@ def test_host_syncs_only_for_depth_and_pooling(make_scene, tiny_config):
         finally:
             torch.cuda.set_sync_debug_mode(0)
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(syncs) == 1 + 2          # serialization depth + one torch.unique per pooling (2 in the tiny model)
+    assert len(syncs) == 1 + 2          # serialization depth + the cluster count of each pooling (2 in the tiny model)
 
 
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])

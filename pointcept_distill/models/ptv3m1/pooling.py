@@ -9,17 +9,18 @@ from torch import Tensor, nn
 from ..modules import PointModule, PointSequential
 from ..point import Point, batch_to_offset, shuffle_rows
 
-__all__ = ["SerializedPooling", "SerializedUnpooling", "clusters", "fixed_capacity_clusters"]
+__all__ = ["SerializedPooling", "SerializedUnpooling", "clusters", "pooled_order"]
 
 
 class SerializedPooling(PointModule):
     """Pool each (stride)^3 cell of voxels into one: max of ``proj(feat)``, mean coord, then norm and act.
 
     Clusters are the distinct values of the codes shifted by ``3 * log2(stride)`` bits, numbered by the first
-    order's shifted code (ptv3-parity-notes F31, F34). The pooled Point keeps ``pooling_parent`` and
-    ``pooling_inverse`` (cluster of each parent point) for unpooling. ``torch.unique`` makes one host sync
-    (the number of clusters is data-dependent). Orders are reshuffled only in training when
-    ``shuffle_orders`` (upstream reshuffles in eval too).
+    order's shifted code (ptv3-parity-notes F31, F34). The parent's serialized orders already sort the shifted
+    codes, so neither the clusters nor the pooled orders need a sort (upstream sorts five times per pooling).
+    The pooled Point keeps ``pooling_parent`` and ``pooling_inverse`` (cluster of each parent point) for
+    unpooling. Counting the clusters makes one host sync unless the Point has a ``fixed_capacity``. Orders are
+    reshuffled only in training when ``shuffle_orders`` (upstream reshuffles in eval too).
 
     Args:
         in_channels, out_channels: widths before and after ``proj``.
@@ -49,12 +50,13 @@ class SerializedPooling(PointModule):
     def forward(self, point: Point) -> Point:
         pd = self.pooling_depth if self.pooling_depth <= point.serialized_depth else 0
         code = point.serialized_code >> (3 * pd)                                   # (k, N)
+        order = point.serialized_order                                             # (k, N)
         capacities = point.get("fixed_capacity")
         if capacities is None:
-            cluster, counts, head = clusters(code[0])
+            cluster, counts, head = clusters(code[0], order[0])
         else:
             capacities = capacities[1:] or (code.shape[1],)      # this stage's rows first
-            cluster, counts, head = fixed_capacity_clusters(code[0], capacities[0])
+            cluster, counts, head = clusters(code[0], order[0], capacities[0])
             counts = counts.clamp(min=1)                        # spare (empty) clusters: coordinate 0
         num_clusters = counts.shape[0]
         feat = self.proj(point.feat)
@@ -71,10 +73,10 @@ class SerializedPooling(PointModule):
             serialized_depth=point.serialized_depth - pd)
         if capacities is not None:
             pooled_point.fixed_capacity = capacities
-        code = code[:, head]
+        code, order = code[:, head], pooled_order(order, cluster, num_clusters)
         if self.shuffle_orders and self.training:
-            code = shuffle_rows(code)
-        pooled_point.set_serialized_code(code)
+            code, order = shuffle_rows(code, order)
+        pooled_point.set_serialized_code(code, order)
         if self.traceable:
             pooled_point.pooling_inverse = cluster
             pooled_point.pooling_parent = point
@@ -86,32 +88,47 @@ class SerializedPooling(PointModule):
         return pooled_point
 
 
-def clusters(code: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Points with equal ``code`` (N,) as clusters numbered in code order: (cluster of each point (N,),
-    size of each cluster (M,), first point of each cluster (M,)). M is data-dependent: one host sync."""
-    _, cluster, counts = torch.unique(code, sorted=True, return_inverse=True, return_counts=True)
-    head = torch.sort(cluster, stable=True)[1][torch.cumsum(counts, 0) - counts]
-    return cluster, counts, head
+def clusters(code: Tensor, order: Tensor, capacity: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Points with equal ``code`` (N,) as clusters numbered in code order, from ``order`` (N,), an argsort of
+    ``code``: (cluster of each point (N,), size of each cluster (M,), first point of each cluster in ``order``
+    (M,)). M is the number of clusters, read from the device (a host sync), unless ``capacity`` is given.
 
-
-def fixed_capacity_clusters(code: Tensor, capacity: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``clusters`` with ``capacity`` output rows instead of M, without a host sync (``fixed_capacity`` Points).
-
-    Rows M..capacity-1 are empty clusters (size 0) whose first point is the last point, N-1: on a
-    fixed-capacity Point that is always a point of the padding sample, so the empty clusters join the padding
-    sample. M must not exceed ``capacity`` (a device-side assertion; ``capacity.stage_capacities`` plans it).
+    With ``capacity`` (fixed-capacity Points) there are ``capacity`` clusters without a host sync: rows from the
+    real count up are empty (size 0) and their first point is the last point, N-1, which on a fixed-capacity
+    Point is always a point of the padding sample, so the empty clusters join the padding sample. The real
+    count must not exceed ``capacity`` (a device-side assertion; ``capacity.stage_capacities`` plans it).
     """
     n = code.shape[0]
-    sorted_code, perm = torch.sort(code, stable=True)
+    sorted_code = code[order]
     starts = torch.ones_like(sorted_code, dtype=torch.bool)
     starts[1:] = sorted_code[1:] != sorted_code[:-1]                            # (N,) first of its cluster
     rank = torch.cumsum(starts, 0) - 1                                         # cluster of each sorted point
-    torch._assert_async(rank[-1] < capacity, "fixed_capacity_clusters: more clusters than the stage's capacity")
-    cluster = torch.empty_like(perm).scatter_(0, perm, rank)
-    counts = perm.new_zeros(capacity).index_add_(0, rank, torch.ones_like(perm))
+    if capacity is None:
+        capacity = int(rank[-1]) + 1 if n else 0
+    else:
+        torch._assert_async(rank[-1] < capacity, "clusters: more clusters than the stage's capacity")
+    cluster = torch.empty_like(order).scatter_(0, order, rank)
+    counts = order.new_zeros(capacity).index_add_(0, rank, torch.ones_like(order))
     head_slot = torch.where(starts, rank, torch.full_like(rank, capacity))     # non-first points -> spare slot
-    head = perm.new_full((capacity + 1,), n - 1).scatter_(0, head_slot, perm)[:capacity]
+    head = order.new_full((capacity + 1,), n - 1).scatter_(0, head_slot, order)[:capacity]
     return cluster, counts, head
+
+
+def pooled_order(order: Tensor, cluster: Tensor, num_clusters: int) -> Tensor:
+    """The pooled points' (k, M) serialized order, from the parent's (k, N) ``order`` and the ``cluster`` (N,) of
+    each parent point, without a sort.
+
+    A cluster is one cell of the coarser grid, and every space-filling curve visits a cell's voxels one after
+    another, so a cluster's points are adjacent in each of the parent's orders: the pooled order is the
+    sequence of clusters along the parent's. Clusters without points (a fixed capacity's spare rows, which
+    share the padding sample's code, the largest) come last in index order, as a stable sort puts them.
+    """
+    seq = cluster[order]                                                       # (k, N) cluster at each slot
+    first = torch.ones_like(seq, dtype=torch.bool)
+    first[:, 1:] = seq[:, 1:] != seq[:, :-1]
+    slot = torch.where(first, torch.cumsum(first, 1) - 1, num_clusters)       # others -> a discarded column
+    pooled = torch.arange(num_clusters + 1, device=order.device).expand(order.shape[0], -1).clone()
+    return pooled.scatter_(1, slot, seq)[:, :num_clusters]
 
 
 class SerializedUnpooling(PointModule):
