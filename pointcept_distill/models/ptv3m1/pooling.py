@@ -52,12 +52,10 @@ class SerializedPooling(PointModule):
         code = point.serialized_code >> (3 * pd)                                   # (k, N)
         order = point.serialized_order                                             # (k, N)
         capacities = point.get("fixed_capacity")
-        if capacities is None:
-            cluster, counts, head = clusters(code[0], order[0])
-        else:
+        if capacities is not None:
             capacities = capacities[1:] or (code.shape[1],)      # this stage's rows first
-            cluster, counts, head = clusters(code[0], order[0], capacities[0])
-            counts = counts.clamp(min=1)                        # spare (empty) clusters: coordinate 0
+        cluster, counts, head = clusters(code[0], order[0], capacities[0] if capacities else None)
+        counts = counts.clamp(min=1)                            # spare (empty) clusters: coordinate 0
         num_clusters = counts.shape[0]
         feat = self.proj(point.feat)
         index = cluster.unsqueeze(1).expand_as(feat)
