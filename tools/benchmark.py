@@ -505,8 +505,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="--capture: convolutions on the Triton implicit-GEMM kernel (default) or, with "
                              "--no-implicit-gemm, on the gather-GEMM")
     parser.add_argument("--attention-kernel", action=argparse.BooleanOptionalAction, default=True,
-                        help="attention without gradients on the Triton window-attention kernel (default, CUDA) "
-                             "or, with --no-attention-kernel, on SDPA")
+                        help="attention on the Triton window-attention kernels (default on CUDA, forward and "
+                             "backward) or, with --no-attention-kernel, on SDPA")
     parser.add_argument("--teacher-capture", action="store_true",
                         help="training rows: the teacher's part of a distillation step replayed from CUDA graphs "
                              "(distill.teacher_capture='graphs')")

@@ -5,8 +5,8 @@ GEMM; at 8 scans that buffer is hundreds of MB per convolution, and the convolut
 forward's kernel time (BENCHMARKS.md). Here each program computes a (BLOCK_M, BLOCK_N) tile of the output and
 loops over the K offsets, loading the neighbours' rows straight from the features (missing neighbours read as
 zeros) and accumulating ``rows @ W_o`` in float32: no intermediate buffer, one kernel launch, capturable in a
-CUDA graph and callable inside ``torch.compile``. Forward only (inference); training keeps the gather-GEMM,
-whose backward is its own. Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (how the tests run it).
+CUDA graph and callable inside ``torch.compile``. No weight gradient: a frozen weight's input gradient is the
+same kernel over the mirrored table (``conv._ImplicitGEMM``); layers that train keep the gather-GEMM. Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (how the tests run it).
 """
 from __future__ import annotations
 
