@@ -52,7 +52,7 @@ from pointcept_distill.data.pipelines import data_config  # noqa: E402
 from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
 from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
-from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
+from pointcept_distill.models.capacity import PLAN_KEYS, pad_to_capacity  # noqa: E402
 from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_paths  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
@@ -96,7 +96,7 @@ def planned(inputs: dict, batch: dict, run_model: Any) -> dict:
     ``batch`` (depth, stage sizes; as a data pipeline would add), so the timed forward reads nothing back."""
     if isinstance(run_model, CapturedSegmentor):
         plan = run_model.plan(batch)
-        inputs.update(serialized_depth=plan["serialized_depth"], stage_sizes=plan["stage_sizes"])
+        inputs.update({key: plan[key] for key in PLAN_KEYS})
     return inputs
 
 
@@ -312,7 +312,7 @@ def train_inputs(batch: dict, distiller: Any, device: torch.device) -> dict:
     inputs = to_device(batch, TRAIN_KEYS, device)
     if distiller.captured_teacher is not None:
         plan = distiller.captured_teacher.plan(batch)
-        inputs.update(serialized_depth=plan["serialized_depth"], stage_sizes=plan["stage_sizes"])
+        inputs.update({key: plan[key] for key in PLAN_KEYS})
     return inputs
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..engine.train import AMP_DTYPES
 from ..models import LOSSES, CapturedForward
+from ..models.capacity import PLAN_KEYS
 from ..models.point import Point, batch_to_offset
 from .capture import CapturedFeature, FeatureCapture, stage_level
 from .losses.topo_kd import PendingTopology
@@ -169,8 +170,9 @@ class Distiller:
         if settings != self._captured_settings:
             captured.captures.clear()
             captured.dtype, self._captured_settings = dtype, settings
-        plan = captured.plan(input_dict) if "stage_sizes" not in input_dict else input_dict
-        input_dict = dict(input_dict, serialized_depth=plan["serialized_depth"], stage_sizes=plan["stage_sizes"])
+        planned = tuple(input_dict.get("stage_strides", ())) == tuple(captured.strides)
+        plan = input_dict if planned else captured.plan(input_dict)
+        input_dict = dict(input_dict, **{key: plan[key] for key in PLAN_KEYS})
         logits, features, grads = captured.replay(input_dict)
         sizes = input_dict["stage_sizes"]
         rows = {s: sizes[stage_level(self.teacher.model.backbone, s)] for s in features}

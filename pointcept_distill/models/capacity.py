@@ -19,10 +19,13 @@ from torch import Tensor
 from .point import offset_to_batch, serialization_depth
 from .serialization import encode
 
-__all__ = ["PADDED_KEYS", "capacity_for", "pad_to_capacity", "plan_batch", "stage_capacities", "stage_sizes"]
+__all__ = ["PADDED_KEYS", "PLAN_KEYS", "capacity_for", "pad_to_capacity", "plan_batch", "stage_capacities",
+           "stage_sizes"]
 
 # per-point model inputs that are padded; everything else in the input is dropped
 PADDED_KEYS = ("coord", "grid_coord", "feat")
+# a batch's host-side plan (``plan_batch``)
+PLAN_KEYS = ("serialized_depth", "stage_sizes", "stage_strides")
 
 
 def capacity_for(num_points: int, steps_per_octave: int = 8) -> int:
@@ -62,10 +65,11 @@ def stage_sizes(grid_coord: Tensor, offset: Tensor, strides: Sequence[int], dept
 
 
 def plan_batch(batch: dict, strides: Sequence[int]) -> dict:
-    """``batch`` with ``serialized_depth`` and ``stage_sizes`` added (host values; meant for CPU batches, e.g. in
-    a data loader's workers, so that a fixed-capacity forward of the moved batch needs no device read)."""
+    """``batch`` with its plan added: ``serialized_depth``, ``stage_sizes`` and the ``stage_strides`` they were
+    planned for (host values; meant for CPU batches, e.g. in a data loader's workers). The moved batch then needs
+    no device read, padded to fixed capacities or as it is by a backbone with these strides."""
     depth = serialization_depth(batch["grid_coord"])
-    return dict(batch, serialized_depth=depth,
+    return dict(batch, serialized_depth=depth, stage_strides=tuple(int(v) for v in strides),
                 stage_sizes=stage_sizes(batch["grid_coord"], batch["offset"], strides, depth))
 
 

@@ -6,8 +6,9 @@ import torch
 from host_reads import HostReads
 
 from pointcept_distill.models import build_model
-from pointcept_distill.models.capacity import capacity_for, pad_to_capacity, stage_capacities, stage_sizes
-from pointcept_distill.models.ptv3m1.pooling import clusters
+from pointcept_distill.models.capacity import (capacity_for, pad_to_capacity, plan_batch, stage_capacities,
+                                               stage_sizes)
+from pointcept_distill.models.ptv3m1.pooling import SerializedPooling, clusters
 
 SCENES = [((900, 500), 40), ((1100, 700, 300), 90), ((800,), 25)]      # (points per sample, extent)
 
@@ -177,3 +178,27 @@ def test_too_small_stage_capacity_fails_loudly(make_scene, tiny_config):
     sizes = stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
     with pytest.raises(RuntimeError, match="more clusters than the stage's capacity"), torch.no_grad():
         model(pad_to_capacity(scene, (2048, sizes[1] // 2, 512)))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_planned_batch_runs_unpadded_without_host_reads(make_scene, tiny_config, training):
+    """A batch planned for the backbone's strides (as DistillTrainer's loader workers plan) gives every pooling
+    its cluster count: the eager forward reads nothing from the device and computes the same features. A plan for
+    other strides is ignored (the poolings count their clusters)."""
+    model = _model(tiny_config).train(training)
+    strides = [m.stride for m in model.modules() if isinstance(m, SerializedPooling)]
+    for counts, extent in SCENES:
+        scene = make_scene(counts, extent=extent)
+        planned = plan_batch(dict(scene), strides)
+        torch.manual_seed(1)                                     # the same order shuffles in training
+        with torch.no_grad(), HostReads() as reads:
+            out = model.backbone(dict(planned)).feat
+        # shuffle_rows reads a CPU randperm in training (the CPU generator, as upstream): not a device read
+        assert {site[2] for site in reads.hits} <= {"shuffle_rows"}, dict(reads.hits)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            ref = model.backbone(dict(scene)).feat
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+        with torch.no_grad(), HostReads() as reads:
+            model.backbone(dict(planned, stage_strides=(4,) * len(strides)))
+        assert reads.by_function()["__int__"] == len(strides), dict(reads.hits)

@@ -67,6 +67,7 @@ class PointTransformerV3(PointModule):
         self.shuffle_orders = shuffle_orders
         self.enc_mode = enc_mode
         self.num_stages = len(enc_depths)
+        self.stride = tuple(int(v) for v in stride)
         _check_lengths(self.num_stages, stride, enc_depths, enc_channels, enc_num_head, enc_patch_size,
                        enc_mode, dec_depths, dec_channels, dec_num_head, dec_patch_size)
         if pdnorm_bn or pdnorm_ln:
@@ -121,9 +122,13 @@ class PointTransformerV3(PointModule):
         """Serialize, sparsify, embed and run the encoder; returns the deepest stage's Point.
 
         An input ``serialized_depth`` (e.g. from ``capacity.pad_to_capacity``, computed on the host) is used
-        as the serialization depth instead of reading the coordinates' maximum (a host sync on CUDA).
+        as the serialization depth instead of reading the coordinates' maximum (a host sync on CUDA). An input
+        planned for this backbone's strides (``capacity.plan_batch``: ``stage_sizes``, ``stage_strides``) gives
+        every pooling its number of clusters, so the forward reads nothing from the device.
         """
         point = Point(data_dict)
+        if "fixed_capacity" not in point and tuple(point.get("stage_strides", ())) == self.stride:
+            point.fixed_capacity = tuple(point.stage_sizes)      # exact sizes: no spare clusters
         point.serialization(order=self.order, depth=point.get("serialized_depth"),
                             shuffle_orders=self.shuffle_orders and self.training)
         point.sparsify()
