@@ -1,24 +1,53 @@
-"""Per-sample reductions over a batch of concatenated point clouds described by a cumulative ``offset``."""
+"""Per-sample reductions over a batch of concatenated point clouds described by a cumulative ``offset``.
+
+``x`` is (N, ...) with the points of all samples concatenated, ``batch`` (N,) the sample index of each point;
+every reduction returns (B, ...) without a host sync.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["segment_mean", "segment_min", "segment_max"]
+__all__ = ["segment_sum", "segment_mean", "segment_min", "segment_max", "segment_logsumexp",
+           "segment_log_softmax"]
+
+
+def _rows(batch: Tensor, x: Tensor) -> Tensor:
+    """``batch`` broadcast to the shape of ``x`` (N, ...), as scatter_reduce wants its index."""
+    return batch.view((-1,) + (1,) * (x.dim() - 1)).expand_as(x)
+
+
+def segment_sum(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
+    """Sum of ``x`` (N, ...) over the points of each sample: (B, ...); 0 for an empty sample."""
+    return x.new_zeros((num_segments,) + x.shape[1:]).index_add(0, batch, x)
 
 
 def segment_mean(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
     """Mean of ``x`` (N, ...) over the points of each sample: (B, ...); 0 for an empty sample."""
-    total = x.new_zeros((num_segments,) + x.shape[1:]).index_add(0, batch, x)
     count = torch.bincount(batch, minlength=num_segments).clamp_min(1).to(x.dtype)
-    return total / count.view((-1,) + (1,) * (x.dim() - 1))
+    return segment_sum(x, batch, num_segments) / count.view((-1,) + (1,) * (x.dim() - 1))
 
 
 def segment_min(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
-    """Minimum of ``x`` (N,) over each sample: (B,); differentiable (the gradient goes to the argmin)."""
-    return x.new_full((num_segments,), float("inf")).scatter_reduce(0, batch, x, "amin")
+    """Minimum of ``x`` (N, ...) over each sample: (B, ...); differentiable (the gradient goes to the argmin);
+    +inf for an empty sample."""
+    return x.new_full((num_segments,) + x.shape[1:], float("inf")).scatter_reduce(0, _rows(batch, x), x, "amin")
 
 
 def segment_max(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
-    """Maximum of ``x`` (N,) over each sample: (B,); differentiable (the gradient goes to the argmax)."""
-    return x.new_full((num_segments,), float("-inf")).scatter_reduce(0, batch, x, "amax")
+    """Maximum of ``x`` (N, ...) over each sample: (B, ...); differentiable (the gradient goes to the argmax);
+    -inf for an empty sample."""
+    return x.new_full((num_segments,) + x.shape[1:], float("-inf")).scatter_reduce(0, _rows(batch, x), x, "amax")
+
+
+def segment_logsumexp(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
+    """log sum_i exp(x_i) over the points of each sample: (B, ...), stabilised by the sample's maximum;
+    -inf for an empty sample."""
+    peak = segment_max(x.detach(), batch, num_segments)                 # (B, ...) a constant: lse is shift-free
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return peak + segment_sum(torch.exp(x - peak[batch]), batch, num_segments).log()
+
+
+def segment_log_softmax(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
+    """log softmax of ``x`` (N, ...) over the points of each sample (not over the trailing dimensions): (N, ...)."""
+    return x - segment_logsumexp(x, batch, num_segments)[batch]
