@@ -17,7 +17,7 @@ from typing import Iterator
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["CapturedFeature", "FeatureCapture", "stage_level", "stage_module"]
+__all__ = ["CapturedFeature", "FeatureCapture", "stage_channels", "stage_level", "stage_module"]
 
 
 @dataclass
@@ -41,6 +41,15 @@ def stage_level(backbone: nn.Module, stage: str) -> int:
     """The resolution level of ``stage``'s points: 0 for the input voxels, one more per pooling."""
     stage_module(backbone, stage)                       # validates the name
     return len(list(backbone.enc.children())) - 1 if stage == "bottleneck" else int(stage[3:])
+
+
+def stage_channels(backbone: nn.Module, stage: str) -> int:
+    """The width of ``stage``'s features, read from its modules (no forward pass): the output width of the
+    stage's last linear layer (its last block's MLP, or its pooling's projection in a stage without blocks)."""
+    linears = [m for m in stage_module(backbone, stage).modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"distill.stages: stage '{stage}' has no linear layer to read its width from")
+    return linears[-1].out_features
 
 
 class FeatureCapture:

@@ -1,4 +1,5 @@
-"""``Distiller``: one distillation step's losses for a student against a frozen teacher (no trainer state).
+"""``Distiller``: one distillation step's losses for a student against a frozen teacher (no trainer state; its
+only parameters are those of its losses, ``feat_kd``'s projectors, which the trainer optimises and checkpoints).
 
 Used by ``DistillTrainer`` and by ``tools/benchmark.py``, so that both time and train the same computation.
 The topology losses are started right after the teacher forward and collected last, so that their host work (the
@@ -20,25 +21,62 @@ from ..engine.train import AMP_DTYPES
 from ..models import LOSSES, CapturedForward
 from ..models.capacity import PLAN_KEYS
 from ..models.point import Point, batch_to_offset
-from .capture import CapturedFeature, FeatureCapture, stage_level
+from .capture import CapturedFeature, FeatureCapture, stage_channels, stage_level
 from .losses.topo_kd import PendingTopology
 from .matching import match_by_voxel, voxel_keys
 from .teacher import FrozenTeacher
 
-__all__ = ["Distiller", "LOSS_KEYS", "build_distill_loss", "criteria_ignore_index"]
+__all__ = ["Distiller", "LOSS_KEYS", "build_distill_loss", "build_feature_mimic", "criteria_ignore_index"]
 
-LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd")
+LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd", "cwd_kd", "feat_kd")
+SETTING_KEYS = ("stages", "teacher_amp_dtype", "teacher_capture")
 # The captured teacher's buckets and graph budget: augmented one-sweep nuScenes batches fall into 282 keys in
 # 1000 steps with 8 buckets per doubling, 91 with 4 (8 % padding), 26 with 2 (21 %; tools/capture_keys.py)
 TEACHER_STEPS_PER_OCTAVE = 4
 TEACHER_MAX_GRAPHS = 128
 
 
-def build_distill_loss(cfg: dict | str | None) -> nn.Module | None:
+def loss_is_off(cfg: dict | str | None) -> bool:
     """None (or ``--options``' string 'None') or a zero loss_weight switches a loss off."""
-    if cfg is None or cfg == "None" or float(cfg.get("loss_weight", 1.0)) == 0.0:
+    return cfg is None or cfg == "None" or float(cfg.get("loss_weight", 1.0)) == 0.0
+
+
+def build_distill_loss(cfg: dict | str | None) -> nn.Module | None:
+    """The loss of ``cfg``, or None where it is switched off (``loss_is_off``)."""
+    return None if loss_is_off(cfg) else LOSSES.build(cfg)
+
+
+def build_feature_mimic(cfg: dict | str | None, stages: list[str], student: nn.Module | None,
+                        teacher: nn.Module) -> nn.ModuleDict | None:
+    """One feature-mimicking loss (with its projector) per stage, or None where ``cfg`` switches it off.
+
+    Args:
+        cfg: the ``feat_kd`` config; ``student_channels`` and ``teacher_channels`` left out are read from the
+            stage modules of the two backbones (given ones must agree with them).
+        stages: the captured stages.
+        student: the student segmentor (None: ``cfg`` must give ``student_channels``).
+        teacher: the teacher segmentor.
+    """
+    if loss_is_off(cfg):
         return None
-    return LOSSES.build(cfg)
+    losses = {}
+    for stage in stages:
+        widths = {"student_channels": _stage_width(student, stage, cfg.get("student_channels")),
+                  "teacher_channels": _stage_width(teacher, stage, cfg.get("teacher_channels"))}
+        losses[stage] = LOSSES.build(dict(cfg, **widths))
+    return nn.ModuleDict(losses)
+
+
+def _stage_width(model: nn.Module | None, stage: str, given: int | None) -> int:
+    """``stage``'s feature width in ``model``, checked against the configured one (which is used without a model)."""
+    if model is None:
+        if given is None:
+            raise ValueError("distill.feat_kd: without the student model, set student_channels in its config")
+        return int(given)
+    width = stage_channels(model.backbone, stage)
+    if given is not None and int(given) != width:
+        raise ValueError(f"distill.feat_kd: configured width {given} differs from stage '{stage}''s {width}")
+    return width
 
 
 def criteria_ignore_index(criteria: nn.Module) -> int:
@@ -66,18 +104,25 @@ class Distiller:
 
     Args:
         teacher: the frozen teacher.
-        cfg: the ``distill`` config dict (keys: stages, teacher_amp_dtype, teacher_capture, logit_kd, grad_kd,
-            topo_kd).
+        cfg: the ``distill`` config dict (keys: ``SETTING_KEYS`` and ``LOSS_KEYS``).
         device: where the models run (the teacher's autocast applies on CUDA only).
+        student: the student segmentor, for the stage widths of ``feat_kd``'s projectors (None: its config
+            must give them).
+
+    ``loss_modules`` holds the active losses, on ``device``: the parameters among them (``feat_kd``'s
+    projectors) are trained with the student.
     """
 
-    def __init__(self, teacher: FrozenTeacher, cfg: dict, device: torch.device) -> None:
-        unknown = set(cfg) - {"stages", "teacher_amp_dtype", "teacher_capture", *LOSS_KEYS}
+    def __init__(self, teacher: FrozenTeacher, cfg: dict, device: torch.device,
+                 student: nn.Module | None = None) -> None:
+        unknown = set(cfg) - {*SETTING_KEYS, *LOSS_KEYS}
         if unknown:
             raise KeyError(f"DistillTrainer: unknown config keys distill.{sorted(unknown)}")
         self.teacher = teacher
         self.stages = list(cfg.get("stages", ["bottleneck"]))
-        self.losses = {key: build_distill_loss(cfg.get(key)) for key in LOSS_KEYS}
+        self.losses = {key: build_distill_loss(cfg.get(key)) for key in LOSS_KEYS if key != "feat_kd"}
+        self.losses["feat_kd"] = build_feature_mimic(cfg.get("feat_kd"), self.stages, student, teacher.model)
+        self.loss_modules = nn.ModuleDict({k: v for k, v in self.losses.items() if v is not None}).to(device)
         amp = cfg.get("teacher_amp_dtype", "bfloat16")
         amp = None if amp == "None" else amp                 # --options distill.teacher_amp_dtype=None
         if amp is not None and amp not in AMP_DTYPES:
@@ -90,7 +135,7 @@ class Distiller:
 
     @property
     def needs_features(self) -> bool:
-        return self.losses["grad_kd"] is not None or self.losses["topo_kd"] is not None
+        return any(self.losses[key] is not None for key in ("grad_kd", "topo_kd", "feat_kd"))
 
     def compute_loss(self, model: nn.Module, input_dict: dict) -> dict[str, Tensor]:
         """Named losses of one step; ``model`` is the student as trained (possibly DDP-wrapped)."""
@@ -107,10 +152,13 @@ class Distiller:
         losses = {"loss_seg": seg_loss}
         if self.losses["logit_kd"] is not None:
             losses.update(self.losses["logit_kd"](logits_s, logits_t, input_dict["segment"]))
+        if self.losses["cwd_kd"] is not None:
+            losses.update(self.losses["cwd_kd"](logits_s, logits_t, input_dict["offset"]))
         grads_s = self.task_gradients(seg_loss, capture_s.features, stages)
         gradient_guided = {s: self.gradient_guided(matched[s], grads_s.get(s), grads_t.get(s)) for s in stages}
         for stage in stages:
-            terms = {**gradient_guided[stage], **(topology[stage].result() if topology else {})}
+            terms = {**gradient_guided[stage], **self.feature_mimic(stage, matched[stage]),
+                     **(topology[stage].result() if topology else {})}
             suffix = f"_{stage}" if len(stages) > 1 else ""
             losses.update({f"{k}{suffix}": v for k, v in terms.items()})
         return losses
@@ -212,3 +260,9 @@ class Distiller:
             return {}
         return self.losses["grad_kd"](matched.feat_s, student_grad[matched.index_s], matched.feat_t,
                                       teacher_grad[matched.index_t], matched.offset)
+
+    def feature_mimic(self, stage: str, matched: MatchedFeatures) -> dict[str, Tensor]:
+        """The feature-mimicking loss of one stage, through its projector ({} without feat_kd)."""
+        if self.losses["feat_kd"] is None:
+            return {}
+        return self.losses["feat_kd"][stage](matched.feat_s, matched.feat_t)

@@ -3,7 +3,8 @@
 Per step: L = L_seg + gamma * L_KLD + lambda * L_grad + beta * L_topo (arXiv 2505.08101), where
 - L_KLD compares the student's and teacher's per-point logits (``LogitKD``),
 - L_grad compares per-sample gradient-weighted importance maps of captured stage features (``GradGuidedKD``),
-- L_topo compares feature-space persistence diagrams of those features (``TopologyKD``).
+- L_topo compares feature-space persistence diagrams of those features (``TopologyKD``);
+and, off by default, CWD on the logits (``ChannelWiseKD``) and FitNets feature mimicking (``FeatureMimicKD``).
 
 Config keys (beside the usual ones; the student is ``model``):
     train = dict(type="DistillTrainer")
@@ -16,38 +17,91 @@ Config keys (beside the usual ones; the student is ``model``):
         logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3),
         grad_kd=dict(type="GradGuidedKD", norm="minmax", loss_weight=10.0),
         topo_kd=dict(type="TopologyKD", num_points=64, loss_weight=0.1),
+        cwd_kd=None,                                    # e.g. dict(type="ChannelWiseKD", temperature=4.0,
+                                                        #   loss_weight=3.0): the logits' per-class maps over
+                                                        #   each sample's points (ignore-labelled ones too)
+        feat_kd=None,                                   # e.g. dict(type="FeatureMimicKD", loss_weight=1.0): a
+                                                        #   learned projector per stage; widths read from the models
     )
 A loss set to None or with loss_weight 0 is not computed at all (``--options distill.topo_kd=None``).
+
+The projectors of ``feat_kd`` are trained with the student: the optimizer holds them beside the student's
+parameters (in the same ``param_dicts`` groups, named ``distill_losses.feat_kd.<stage>.projector.*``), and
+checkpoints keep them under ``distill_state_dict`` (``state_dict`` stays the student's alone).
 """
 from __future__ import annotations
 
 from functools import partial
 from typing import Any, Callable
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ..engine.train import TRAINERS, Trainer
 from ..models.capacity import plan_batch
 from ..models.ptv3m1.pooling import SerializedPooling
+from ..utils import comm
+from ..utils.optimizer import build_optimizer
 from .distiller import Distiller
 from .teacher import FrozenTeacher, load_teacher
 
-__all__ = ["DistillTrainer"]
+__all__ = ["DistillTrainer", "DISTILL_PREFIX", "DISTILL_STATE_KEY"]
+
+DISTILL_PREFIX = "distill_losses"            # the distillation parameters' names in the optimizer
+DISTILL_STATE_KEY = "distill_state_dict"     # their checkpoint key
 
 
 @TRAINERS.register_module("DistillTrainer")
 class DistillTrainer(Trainer):
-    """Trains ``cfg.model`` (the student) against a frozen ``cfg.teacher``; checkpoints hold the student only."""
+    """Trains ``cfg.model`` (the student) against a frozen ``cfg.teacher``; the checkpoints' ``state_dict`` is the
+    student's alone (the distillation losses' parameters have a key of their own)."""
 
-    def __init__(self, cfg: Any) -> None:
-        super().__init__(cfg)
+    def build_model(self) -> nn.Module:
+        """The student, then the teacher and the ``Distiller`` (before the optimizer, which holds the
+        distillation losses' parameters too)."""
+        model = super().build_model()
+        cfg = self.cfg
         self.logger.info(f"=> Loading teacher '{cfg.get('teacher_weight')}' ...")
         teacher = load_teacher(cfg.teacher, cfg.get("teacher_weight"), self.device)
-        self.distiller = Distiller(teacher, cfg.get("distill", {}), self.device)
+        student = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        self.distiller = Distiller(teacher, cfg.get("distill", {}), self.device, student)
         n_params = sum(p.numel() for p in teacher.parameters())
+        n_distill = sum(p.numel() for p in self.distiller.loss_modules.parameters())
         active = [k for k, v in self.distiller.losses.items() if v is not None]
-        self.logger.info(f"Teacher params: {n_params}; distillation losses: {active or 'none'}; "
-                         f"stages: {self.distiller.stages}")
+        self.logger.info(f"Teacher params: {n_params}; distillation losses: {active or 'none'} "
+                         f"({n_distill} params); stages: {self.distiller.stages}")
+        return model
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """Over the student's parameters (their names unchanged, so ``param_dicts`` keywords group them as in
+        the default trainer) and the distillation losses' (named ``distill_losses.*``), in the same groups (so
+        per-group scheduler settings such as OneCycleLR's ``max_lr`` list still match)."""
+        named = [*self.model.named_parameters(),
+                 *self.distiller.loss_modules.named_parameters(prefix=DISTILL_PREFIX)]
+        return build_optimizer(self.cfg.optimizer, named, self.cfg.get("param_dicts"))
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        return [*super().trained_parameters(), *self.distiller.loss_modules.parameters()]
+
+    def optimizer_step(self) -> None:
+        # the distillation losses are outside DDP: their gradients are averaged over the processes here
+        comm.average_gradients(self.distiller.loss_modules.parameters())
+        super().optimizer_step()
+
+    def training_state(self, epochs_done: int, iters_done: int) -> dict:
+        return {**super().training_state(epochs_done, iters_done),
+                DISTILL_STATE_KEY: self.distiller.loss_modules.state_dict()}
+
+    def restore_training_state(self, ckpt: dict, source: str) -> None:
+        """The default trainer's state, then the distillation losses' (strictly); a checkpoint without them leaves
+        them at their initialisation, with a warning."""
+        super().restore_training_state(ckpt, source)
+        state = ckpt.get(DISTILL_STATE_KEY)
+        if state is not None:
+            self.distiller.loss_modules.load_state_dict(state, strict=True)
+        elif self.distiller.loss_modules.state_dict():
+            self.logger.warning(f"'{source}' has no '{DISTILL_STATE_KEY}': the distillation losses' parameters "
+                                f"(feat_kd's projectors) start from their initialisation")
 
     def train_collate_fn(self) -> Callable[[list], Any]:
         """With ``distill.teacher_capture`` the loader's workers also plan each batch's fixed capacities (the

@@ -327,13 +327,17 @@ class Trainer(TrainerBase):
         else:
             loss.backward()
 
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The parameters that ``clip_grad`` clips together: the model's (subclasses that train more add theirs)."""
+        return list(self.model.parameters())
+
     def optimizer_step(self) -> None:
         """Clip, step, and step the scheduler, which is skipped when fp16 overflow skipped the step."""
         clip = self.cfg.get("clip_grad")
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
             if clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                nn.utils.clip_grad_norm_(self.trained_parameters(), clip)
             self.scaler.step(self.optimizer)
             scale = self.scaler.get_scale()
             self.scaler.update()
@@ -341,7 +345,7 @@ class Trainer(TrainerBase):
                 self.scheduler.step()
             return
         if clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            nn.utils.clip_grad_norm_(self.trained_parameters(), clip)
         self.optimizer.step()
         self.scheduler.step()
 

@@ -1,13 +1,14 @@
 """Distributed helpers (Pointcept's ``comm`` names); every one works without an initialised process group."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["get_world_size", "get_rank", "get_local_rank", "get_local_size", "is_main_process",
-           "synchronize", "all_reduce_sum", "all_gather", "gather", "reduce_dict", "device_of_backend"]
+           "synchronize", "all_reduce_sum", "average_gradients", "all_gather", "gather", "reduce_dict",
+           "device_of_backend"]
 
 # one process group per machine, set by engine.launch; None when running a single process
 _LOCAL_PROCESS_GROUP: dist.ProcessGroup | None = None
@@ -73,6 +74,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     out = tensor.detach().to(device_of_backend()).clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out.to(tensor.device)
+
+
+def average_gradients(params: Iterable[torch.Tensor]) -> None:
+    """Average the gradients of ``params`` over all processes in place (one collective), as DDP does for the
+    parameters it wraps; parameters without a gradient must be the same on every process."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if get_world_size() == 1 or not grads:
+        return
+    total = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))
+    for grad, mean in zip(grads, (total / get_world_size()).split([g.numel() for g in grads])):
+        grad.copy_(mean.view_as(grad))
 
 
 def all_gather(data: Any) -> list[Any]:

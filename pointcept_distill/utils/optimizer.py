@@ -1,6 +1,8 @@
 """Optimizers built from config, with Pointcept's ``param_dicts`` (per-keyword learning rates)."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import nn
 
@@ -13,8 +15,10 @@ for _cls in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
     OPTIMIZERS.register_module(module=_cls)
 
 
-def build_optimizer(cfg: dict, model: nn.Module, param_dicts: list[dict] | None = None) -> torch.optim.Optimizer:
-    """Build ``cfg`` over the trainable parameters of ``model``.
+def build_optimizer(cfg: dict, model: nn.Module | Iterable[tuple[str, nn.Parameter]],
+                    param_dicts: list[dict] | None = None) -> torch.optim.Optimizer:
+    """Build ``cfg`` over the trainable parameters of ``model`` (a module, or (name, parameter) pairs, e.g.
+    several modules' named parameters).
 
     With ``param_dicts`` (e.g. ``[dict(keyword="block", lr=0.0002)]``), group 0 holds every parameter whose
     name matches no keyword, at ``cfg.lr``; group i+1 holds those whose name contains
@@ -25,7 +29,8 @@ def build_optimizer(cfg: dict, model: nn.Module, param_dicts: list[dict] | None 
     cfg = dict(cfg)
     if "lr" not in cfg:
         raise KeyError(f"optimizer config {cfg!r} has no 'lr'")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    named = model.named_parameters() if isinstance(model, nn.Module) else model
+    named = [(n, p) for n, p in named if p.requires_grad]
     if not param_dicts:
         return OPTIMIZERS.build(dict(cfg, params=[p for _, p in named]))
     groups: list[dict] = [dict(params=[], lr=cfg["lr"])]

@@ -293,3 +293,89 @@ def test_captured_teacher_replays_the_eager_outputs_on_cuda(tmp_path, sim_root):
             diff = (grads[stage][idx_p] - eager_grads[stage][idx_e]).norm() / eager_grads[stage].norm()
             assert diff < 1e-2, (stage, float(diff))
     assert 1 <= len(distiller.captured_teacher.captures) <= 2           # the second round replays
+
+
+# ------------------------------------------------------------------ distill.cwd_kd and distill.feat_kd
+CWD_FEAT = ("distill.cwd_kd.type=ChannelWiseKD", "distill.feat_kd.type=FeatureMimicKD", "distill.topo_kd=None")
+
+
+def _projectors(trainer) -> dict:
+    return {stage: loss.projector for stage, loss in trainer.distiller.losses["feat_kd"].items()}
+
+
+def test_cwd_and_feature_mimic_terms_reach_the_student(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, *CWD_FEAT, "distill.stages=[bottleneck,enc2]")
+    # the projectors' widths are read from the stages: student 16 -> teacher 32 at the bottleneck, 8 -> 16 at enc2
+    widths = {s: (p.in_features, p.out_features) for s, p in _projectors(trainer).items()}
+    assert widths == {"bottleneck": (16, 32), "enc2": (8, 16)}
+    assert trainer.distiller.needs_features
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    losses = trainer.compute_loss(batch)
+    assert {"loss_kd_cwd", "loss_kd_feat_bottleneck", "loss_kd_feat_enc2"} <= set(losses)
+    student = [p for p in trainer.model.parameters() if p.requires_grad]
+    for key in ("loss_kd_cwd", "loss_kd_feat_bottleneck", "loss_kd_feat_enc2"):
+        grads = torch.autograd.grad(losses[key], student, retain_graph=True, allow_unused=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), key
+    projector = _projectors(trainer)["enc2"]
+    grads = torch.autograd.grad(losses["loss_kd_feat_enc2"], list(projector.parameters()), retain_graph=True)
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_feature_mimic_widths_are_checked_and_needed(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    cfg = dict(trainer.cfg.distill, feat_kd=dict(type="FeatureMimicKD", teacher_channels=31))
+    with pytest.raises(ValueError, match="31 differs from stage 'bottleneck''s 32"):
+        Distiller(trainer.teacher, cfg, trainer.device, trainer.model)
+    with pytest.raises(ValueError, match="student_channels"):
+        Distiller(trainer.teacher, dict(cfg, feat_kd=dict(type="FeatureMimicKD")), trainer.device)
+    given = dict(type="FeatureMimicKD", student_channels=16, teacher_channels=32)
+    assert Distiller(trainer.teacher, dict(cfg, feat_kd=given), trainer.device).losses["feat_kd"] is not None
+    with pytest.raises(KeyError, match="distill"):
+        Distiller(trainer.teacher, dict(cfg, feat_kd=None, cwd=dict(type="ChannelWiseKD")), trainer.device)
+
+
+def test_projectors_are_trained_in_the_student_groups_and_checkpointed_apart(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, *CWD_FEAT)
+    projector = _projectors(trainer)["bottleneck"]
+    initial = {k: v.clone() for k, v in projector.state_dict().items()}
+    groups = trainer.optimizer.param_groups
+    assert len(groups) == 1 + len(trainer.cfg.param_dicts)        # no group of their own: OneCycleLR's max_lr list
+    assert {id(p) for p in projector.parameters()} <= {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(list(trainer.model.parameters())) + 2
+    assert {id(p) for p in projector.parameters()} <= {id(p) for p in trainer.trained_parameters()}  # clip_grad
+    trainer.train()
+    logged = trainer.comm_info["model_output_dict"]
+    assert torch.isfinite(logged["loss_kd_cwd"]) and torch.isfinite(logged["loss_kd_feat"])
+    assert not any(torch.equal(initial[k], v) for k, v in projector.state_dict().items())   # stepped
+    ckpt = torch.load(tmp_path / "exp" / "model" / "model_last.pth", map_location="cpu", weights_only=False)
+    assert set(ckpt["state_dict"]) == set(trainer.model.state_dict())                      # the student's alone
+    build_model(trainer.cfg.model).load_state_dict(ckpt["state_dict"], strict=True)
+    distill_state = ckpt["distill_state_dict"]
+    assert set(distill_state) == {"feat_kd.bottleneck.projector.weight", "feat_kd.bottleneck.projector.bias"}
+    assert all(torch.equal(v, projector.state_dict()[k.rsplit(".", 1)[-1]]) for k, v in distill_state.items())
+
+
+def test_resume_restores_the_projectors_and_their_optimizer_state(tmp_path, sim_root, caplog):
+    trainer, _ = _trainer(tmp_path, sim_root, *CWD_FEAT)
+    trainer.train()
+    last = tmp_path / "exp" / "model" / "model_last.pth"
+    resumed, _ = _trainer(tmp_path, sim_root, *CWD_FEAT, "resume=True", f"weight={last}")
+    before = {k: v.clone() for k, v in _projectors(resumed)["bottleneck"].state_dict().items()}
+    resumed.before_train()                                          # CheckpointLoader: weights and training state
+    want, got = _projectors(trainer)["bottleneck"], _projectors(resumed)["bottleneck"]
+    assert not all(torch.equal(before[k], v) for k, v in want.state_dict().items())
+    for key, value in want.state_dict().items():
+        assert torch.equal(got.state_dict()[key], value), key
+    for p_want, p_got in zip(want.parameters(), got.parameters()):
+        s_want, s_got = trainer.optimizer.state[p_want], resumed.optimizer.state[p_got]
+        assert s_want and all(torch.equal(s_want[k], s_got[k]) for k in s_want)
+    # a checkpoint without the projectors' state resumes from their initialisation, with a warning
+    ckpt = torch.load(last, weights_only=False)
+    del ckpt["distill_state_dict"]
+    torch.save(ckpt, tmp_path / "older.pth")
+    older, _ = _trainer(tmp_path, sim_root, *CWD_FEAT, "resume=True",
+                        f"weight={tmp_path / 'older.pth'}")
+    initial = {k: v.clone() for k, v in _projectors(older)["bottleneck"].state_dict().items()}
+    older.before_train()
+    assert all(torch.equal(initial[k], v) for k, v in _projectors(older)["bottleneck"].state_dict().items())
+    assert "has no 'distill_state_dict'" in (tmp_path / "exp" / "train.log").read_text()

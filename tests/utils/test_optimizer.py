@@ -36,3 +36,13 @@ def test_frozen_parameters_are_never_optimized():
 def test_missing_lr_is_a_clear_error():
     with pytest.raises(KeyError, match="no 'lr'"):
         build_optimizer(dict(type="SGD"), _Net())
+
+
+def test_named_parameters_of_several_modules():
+    # e.g. a student and a distillation projector: the keyword groups see every name
+    net, extra = _Net(), nn.Linear(2, 3)
+    named = [*net.named_parameters(), *extra.named_parameters(prefix="distill_losses")]
+    opt = build_optimizer(dict(type="SGD", lr=0.1), named, [dict(keyword="block", lr_scale=0.1)])
+    rest, block = opt.param_groups
+    assert {id(p) for p in rest["params"]} == {id(p) for p in [*net.head.parameters(), *extra.parameters()]}
+    assert {id(p) for p in block["params"]} == {id(p) for p in net.block1.parameters()}
