@@ -29,7 +29,7 @@ from .teacher import FrozenTeacher
 __all__ = ["Distiller", "LOSS_KEYS", "build_distill_loss", "build_feature_mimic", "criteria_ignore_index"]
 
 LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd", "cwd_kd", "feat_kd")
-SETTING_KEYS = ("stages", "teacher_amp_dtype", "teacher_capture")
+SETTING_KEYS = ("stages", "teacher_amp_dtype", "teacher_capture", "grad_norm_interval")
 # The captured teacher's buckets and graph budget: augmented one-sweep nuScenes batches fall into 282 keys in
 # 1000 steps with 8 buckets per doubling, 91 with 4 (8 % padding), 26 with 2 (21 %; tools/capture_keys.py)
 TEACHER_STEPS_PER_OCTAVE = 4
@@ -110,7 +110,8 @@ class Distiller:
             must give them).
 
     ``loss_modules`` holds the active losses, on ``device``: the parameters among them (``feat_kd``'s
-    projectors) are trained with the student.
+    projectors) are trained with the student. ``grad_norm_interval`` (0: never) is read by the trainer: every
+    that many steps it logs each loss term's gradient norm (``grad_norms.py``).
     """
 
     def __init__(self, teacher: FrozenTeacher, cfg: dict, device: torch.device,
@@ -120,6 +121,9 @@ class Distiller:
             raise KeyError(f"DistillTrainer: unknown config keys distill.{sorted(unknown)}")
         self.teacher = teacher
         self.stages = list(cfg.get("stages", ["bottleneck"]))
+        self.grad_norm_interval = int(cfg.get("grad_norm_interval", 0))
+        if self.grad_norm_interval < 0:
+            raise ValueError(f"distill.grad_norm_interval must be >= 0 (0: off), got {self.grad_norm_interval}")
         self.losses = {key: build_distill_loss(cfg.get(key)) for key in LOSS_KEYS if key != "feat_kd"}
         self.losses["feat_kd"] = build_feature_mimic(cfg.get("feat_kd"), self.stages, student, teacher.model)
         self.loss_modules = nn.ModuleDict({k: v for k, v in self.losses.items() if v is not None}).to(device)

@@ -22,6 +22,8 @@ Config keys (beside the usual ones; the student is ``model``):
                                                         #   each sample's points (ignore-labelled ones too)
         feat_kd=None,                                   # e.g. dict(type="FeatureMimicKD", loss_weight=1.0): a
                                                         #   learned projector per stage; widths read from the models
+        grad_norm_interval=0,                           # every that many steps, log each loss term's gradient
+                                                        #   norm into the student (0: off; grad_norms.py)
     )
 A loss set to None or with loss_weight 0 is not computed at all (``--options distill.topo_kd=None``).
 
@@ -43,6 +45,7 @@ from ..models.ptv3m1.pooling import SerializedPooling
 from ..utils import comm
 from ..utils.optimizer import build_optimizer
 from .distiller import Distiller
+from .grad_norms import loss_gradient_norms
 from .teacher import FrozenTeacher, load_teacher
 
 __all__ = ["DistillTrainer", "DISTILL_PREFIX", "DISTILL_STATE_KEY"]
@@ -117,7 +120,20 @@ class DistillTrainer(Trainer):
         return self.distiller.teacher
 
     def compute_loss(self, input_dict: dict) -> dict[str, Tensor]:
-        return self.distiller.compute_loss(self.model, input_dict)
+        """The distillation losses; every ``distill.grad_norm_interval`` steps also each term's gradient norm
+        into the student (``grad_norm/<term>``, ``grad_ratio/<term>``: logged, not summed), computed before the
+        step's backward from the same graph, so that the step itself is unchanged.
+
+        The norms are of the terms as computed (before the division by ``gradient_accumulation_steps``), of this
+        process's gradients (before DDP averages them).
+        """
+        losses = self.distiller.compute_loss(self.model, input_dict)
+        interval = self.distiller.grad_norm_interval
+        if interval and self.global_iter % interval == 0:
+            student = [p for p in self.model.parameters() if p.requires_grad]
+            scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+            losses.update(loss_gradient_norms(losses, student, scale))
+        return losses
 
 
 def _planned(collate: Callable[[list], dict], strides: list[int], samples: list) -> dict:

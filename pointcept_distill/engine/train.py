@@ -31,15 +31,20 @@ from .dataloader import EpochSampler, SeededCollate, SeededSamples, worker_init_
 from .defaults import create_ddp_model, default_device
 from .hooks.base import HookBase, build_hooks
 
-__all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES", "sum_losses"]
+__all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES", "is_loss_key", "sum_losses"]
 
 TRAINERS = Registry("trainers")
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def is_loss_key(key: str) -> bool:
+    """Whether a loss dict's entry is a term of the total loss: ``loss`` and ``loss_*`` (others are only logged)."""
+    return key == "loss" or key.startswith("loss_")
+
+
 def sum_losses(output: dict[str, torch.Tensor], source: str = "the model") -> torch.Tensor:
     """Sum of the ``loss`` and ``loss_*`` entries of a loss dict (other entries are only logged)."""
-    terms = [v for k, v in output.items() if k == "loss" or k.startswith("loss_")]
+    terms = [v for k, v in output.items() if is_loss_key(k)]
     if not terms:
         raise KeyError(f"{source} returned no 'loss' or 'loss_*' entry (keys: {sorted(output)})")
     return torch.stack([t.float().reshape(()) for t in terms]).sum()

@@ -379,3 +379,54 @@ def test_resume_restores_the_projectors_and_their_optimizer_state(tmp_path, sim_
     older.before_train()
     assert all(torch.equal(initial[k], v) for k, v in _projectors(older)["bottleneck"].state_dict().items())
     assert "has no 'distill_state_dict'" in (tmp_path / "exp" / "train.log").read_text()
+
+
+# ------------------------------------------------------------------ distill.grad_norm_interval
+def _flat_norm(loss, params) -> float:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return float(torch.cat([g.double().reshape(-1) for g in grads if g is not None]).norm())
+
+
+def test_logged_gradient_norms_equal_a_reference_computation(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, *CWD_FEAT, "distill.grad_norm_interval=1")
+    student = trainer.model.eval()               # deterministic forward: the reference recomputes the same graph
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    got = trainer.compute_loss(batch)
+    terms = ["loss_seg", "loss_kd_logit", "loss_kd_cwd", "loss_kd_grad", "loss_kd_feat"]
+    assert set(got) == {*terms, *(f"grad_norm/{k}" for k in terms), *(f"grad_ratio/{k}" for k in terms[1:])}
+    reference = trainer.distiller.compute_loss(student, batch)
+    params = [p for p in student.parameters() if p.requires_grad]
+    norms = {key: _flat_norm(reference[key], params) for key in terms}
+    for key in terms:
+        assert float(got[f"grad_norm/{key}"]) == pytest.approx(norms[key], rel=1e-5), key
+        assert norms[key] > 0, key
+    for key in terms[1:]:
+        assert float(got[f"grad_ratio/{key}"]) == pytest.approx(norms[key] / norms["loss_seg"], rel=1e-5), key
+    with pytest.raises(ValueError, match="grad_norm_interval"):
+        Distiller(trainer.teacher, dict(trainer.cfg.distill, grad_norm_interval=-1), trainer.device, student)
+
+
+def test_gradient_norm_steps_train_alike_and_reach_tensorboard(tmp_path, sim_root):
+    import glob
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    runs = {}
+    for interval in (0, 1):
+        trainer, _ = _trainer(tmp_path / str(interval), sim_root, "distill.topo_kd=None", "epoch=2", "eval_epoch=2",
+                              f"distill.grad_norm_interval={interval}")
+        trainer.train()
+        runs[interval] = trainer
+    logged = {i: t.comm_info["model_output_dict"] for i, t in runs.items()}
+    assert torch.equal(logged[0]["loss"], logged[1]["loss"])
+    assert not any(k.startswith("grad_") for k in logged[0]) and "grad_norm/loss_kd_grad" in logged[1]
+    weights = {i: t.model.state_dict() for i, t in runs.items()}
+    for key, value in weights[0].items():
+        assert torch.equal(weights[1][key], value), key
+    events = EventAccumulator(glob.glob(str(tmp_path / "1" / "exp" / "events.out.tfevents.*"))[0])
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("grad_norm/loss_seg", "grad_norm/loss_kd_logit", "grad_norm/loss_kd_grad",
+                "grad_ratio/loss_kd_logit", "grad_ratio/loss_kd_grad"):
+        assert f"train_batch/{tag}" in tags, tag
+        assert [e.step for e in events.Scalars(f"train_batch/{tag}")] == [1, 2]
+    assert "train_batch/grad_ratio/loss_seg" not in tags
