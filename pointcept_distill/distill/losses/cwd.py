@@ -8,13 +8,12 @@ lies in the scan, which needs no labels).
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ...models.builder import LOSSES
 from ...models.point import offset_to_batch
 from ...utils.misc import check_tensor
-from .segments import segment_log_softmax, segment_sum
+from .segments import segment_count, segment_log_softmax, segment_sum
 
 __all__ = ["ChannelWiseKD"]
 
@@ -54,6 +53,6 @@ class ChannelWiseKD(nn.Module):
         log_p = segment_log_softmax(student.float() / self.t, batch, num_samples)         # (N, C) student
         log_q = segment_log_softmax(teacher.detach().float() / self.t, batch, num_samples)  # (N, C) teacher
         kl = segment_sum(log_q.exp() * (log_q - log_p), batch, num_samples)             # (B, C) KL(q_c || p_c)
-        present = (torch.bincount(batch, minlength=num_samples) > 0).sum().clamp_min(1)
+        present = (segment_count(batch, num_samples) > 0).sum().clamp_min(1)
         kd = kl.sum() / (present * student.shape[1]) * self.t ** 2
         return {"loss_kd_cwd": kd * self.loss_weight}

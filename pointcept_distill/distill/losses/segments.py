@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["segment_sum", "segment_mean", "segment_min", "segment_max", "segment_logsumexp",
+__all__ = ["segment_count", "segment_sum", "segment_mean", "segment_min", "segment_max", "segment_logsumexp",
            "segment_log_softmax"]
 
 
@@ -22,9 +22,16 @@ def segment_sum(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
     return x.new_zeros((num_segments,) + x.shape[1:]).index_add(0, batch, x)
 
 
+def segment_count(batch: Tensor, num_segments: int) -> Tensor:
+    """(B,) float32 number of points of each sample (not ``torch.bincount``, which reads its input's maximum on
+    the host on CUDA)."""
+    ones = torch.ones(batch.shape, dtype=torch.float32, device=batch.device)
+    return ones.new_zeros(num_segments).index_add(0, batch, ones)
+
+
 def segment_mean(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
     """Mean of ``x`` (N, ...) over the points of each sample: (B, ...); 0 for an empty sample."""
-    count = torch.bincount(batch, minlength=num_segments).clamp_min(1).to(x.dtype)
+    count = segment_count(batch, num_segments).clamp_min(1).to(x.dtype)
     return segment_sum(x, batch, num_segments) / count.view((-1,) + (1,) * (x.dim() - 1))
 
 

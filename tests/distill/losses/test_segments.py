@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pointcept_distill.distill.losses.segments import (segment_log_softmax, segment_logsumexp, segment_max,
-                                                       segment_mean, segment_min, segment_sum)
+from pointcept_distill.distill.losses.segments import (segment_count, segment_log_softmax, segment_logsumexp,
+                                                       segment_max, segment_mean, segment_min, segment_sum)
 from pointcept_distill.models.point import offset_to_batch
 
 
@@ -11,6 +11,7 @@ def test_segment_reductions_match_per_sample_loops():
     offset = torch.tensor([3, 3, 6])  # the middle sample is empty
     batch = offset_to_batch(offset)
     assert batch.tolist() == [0, 0, 0, 2, 2, 2]
+    assert segment_count(batch, 3).tolist() == [3.0, 0.0, 3.0]
     assert segment_mean(x, batch, 3).tolist() == [1.0, 0.0, pytest.approx(8.5 / 3)]
     assert segment_min(x, batch, 3)[[0, 2]].tolist() == [-2.0, 0.5]
     assert segment_max(x, batch, 3)[[0, 2]].tolist() == [4.0, 5.0]
