@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pointcept_distill.distill.losses import LogitKD
 from pointcept_distill.models.builder import LOSSES
@@ -67,3 +68,15 @@ def test_built_from_registry_and_validates():
         LOSSES.build(dict(type="LogitKD", temperature=0.0))
     with pytest.raises(ValueError, match="LogitKD"):
         kd(torch.randn(3, 2), torch.randn(3, 4), torch.zeros(3, dtype=torch.long))
+
+
+def test_class_balanced_averages_per_class_then_over_present_classes():
+    torch.manual_seed(0)
+    s, t = torch.randn(9, 4), torch.randn(9, 4)
+    y = torch.tensor([0, 0, 0, 0, 0, 0, 2, 2, -1])          # class 0 frequent, class 2 rare, one ignored point
+    kl = (F.softmax(t, -1) * (F.log_softmax(t, -1) - F.log_softmax(s, -1))).sum(-1)
+    expected = (kl[:6].mean() + kl[6:8].mean()) / 2
+    out = LogitKD(class_balanced=True)(s, t, y)["loss_kd_logit"]
+    torch.testing.assert_close(out, expected)
+    # the per-point mean weighs the frequent class 6:2; the balanced one 1:1
+    assert not torch.allclose(LogitKD()(s, t, y)["loss_kd_logit"], expected)

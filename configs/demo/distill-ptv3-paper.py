@@ -1,0 +1,8 @@
+# The demo student distilled with the paper's exact weights (official code: gamma 0.3, lambda 10, beta 0.1).
+_base_ = ["./semseg-pt-v3m1-teacher.py", "../_base_/models/demo-student.py", "../_base_/distill-paper.py"]
+
+train = dict(type="DistillTrainer")
+teacher = {{ _base_.model }}
+teacher_weight = "exp/demo/teacher/model/model_best.pth"
+model = dict(backbone_out_channels=16, backbone={{ _base_.student_backbone }})
+distill = dict(topo_kd=dict(num_points=48, workers=0))

@@ -1,0 +1,78 @@
+"""tools/kd_bench.py: the KD benchmark's protocol end to end at its smoke size, its reuse of finished runs, and
+its statistics."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from scipy import stats
+
+from tool_modules import load_tool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+kd_bench = load_tool("kd_bench")
+
+
+def _bench(out, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "kd_bench.py"), "--size", "smoke", "--out", str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_smoke_size_writes_the_table_and_json_and_reuses_finished_runs(tmp_path):
+    rows = "student alone,logit KD"
+    proc = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "kd_bench.json").read_text())
+    assert len(report["teacher"]["miou"]) == 1 and 0 <= report["teacher"]["miou"][0] <= 1
+    assert list(report["rows"]) == ["student alone", "logit KD"]
+    for name, row in report["rows"].items():
+        assert len(row["miou"]) == len(row["miou_tta"]) == len(row["miou_val2"]) == 2
+        assert all(0 <= v <= 1 for v in row["miou"] + row["miou_tta"])
+    kd, alone = report["rows"]["logit KD"], report["rows"]["student alone"]
+    assert kd["diff"] == pytest.approx(sum(kd["miou"]) / 2 - sum(alone["miou"]) / 2)
+    assert kd["diff_ci95"][0] <= kd["diff"] <= kd["diff_ci95"][1]
+    assert "| logit KD | 2 |" in proc.stdout and "validation spread" in proc.stdout
+    # the data came from --data-seed, with a second validation set
+    assert json.loads((tmp_path / "data" / "settings.json").read_text())["data_seed"] == 3
+    assert (tmp_path / "data" / "nuscenes-val2" / "info" / "nuscenes_infos_10sweeps_val.pkl").is_file()
+
+    again = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "to train" not in again.stdout                     # every run was reused
+    assert json.loads((tmp_path / "kd_bench.json").read_text())["rows"]["logit KD"]["miou"] == kd["miou"]
+
+    changed = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--student-epochs", "2")
+    assert changed.returncode != 0 and "other settings" in changed.stderr
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    values, baseline = [0.41, 0.44, 0.40, 0.43], [0.39, 0.41, 0.40, 0.40]
+    diff, low, high = kd_bench.paired_interval(values, baseline)
+    d = [v - b for v, b in zip(values, baseline)]
+    expected = stats.t.interval(0.95, len(d) - 1, loc=sum(d) / len(d), scale=stats.sem(d))
+    assert diff == pytest.approx(sum(d) / len(d))
+    assert (low, high) == pytest.approx(expected)
+
+
+def test_rows_are_checked_and_extra_rows_are_built(tmp_path):
+    with pytest.raises(SystemExit):
+        kd_bench.parse_args(["--size", "smoke", "--out", str(tmp_path), "--rows", "student alone,nonsense"])
+    spec = {"logit T2": {"config": "paper", "keep": ["logit_kd"],
+                         "add": {"logit_kd": {"type": "LogitKD", "temperature": 2.0, "loss_weight": 1.0}}}}
+    kd_bench.parse_args(["--size", "smoke", "--out", str(tmp_path), "--extra-rows", json.dumps(spec),
+                         "--rows", "logit T2"])
+    section = kd_bench.distill_section(kd_bench.SIZES["smoke"], kd_bench.ROWS["logit T2"])
+    assert section["logit_kd"]["temperature"] == 2.0
+    assert section["grad_kd"] is None and section["topo_kd"] is None
+    assert kd_bench.distill_section(kd_bench.SIZES["smoke"], kd_bench.ROWS["student alone"]) is None
+    with pytest.raises(SystemExit, match="config"):
+        kd_bench.load_extra_rows(json.dumps({"x": {"config": "nope"}}))
+
+
+@pytest.mark.parametrize("df", [1, 2, 5, 20, 21, 40, 200])
+def test_t_quantile(df):
+    assert kd_bench.t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)

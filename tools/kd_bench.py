@@ -1,0 +1,440 @@
+"""Does distillation make a better student? One fixed protocol, several seeds, paired differences.
+
+    python tools/kd_bench.py --size cpu --data-seed 0 --seeds 3 --out exp/kd_bench/cpu
+    python tools/kd_bench.py --size cpu --data-seed 7 --seeds 3 --rows "student alone,distill" --out DIR
+    python tools/kd_bench.py --size gpu --data-seed 0 --seeds 3 --jobs 6 --out exp/kd_bench/gpu
+
+Protocol (the same for every row, fixed before any result was seen):
+1. the simulator writes nuScenes-format scans from ``--data-seed`` (train frames, and two validation sets: the
+   benchmark's, and a second one from another seed that only measures how much one model's mIoU moves between
+   validation sets);
+2. the size's teacher config trains once (seed 0) for its fixed schedule;
+3. every row x seed trains the size's student for the same schedule: ``student alone`` with the student config,
+   the others with the distillation config and the row's losses; seed k of every row shares the student's
+   initialisation and data order;
+4. every run is scored with its last checkpoint (no selection on the validation data) by ``SemSegTester``:
+   single-pass and Pointcept's fragment voting with the config's test-time views (TTA); mIoU over the 16 classes.
+
+Prints one table (mean +- std per row, the paired difference to ``student alone`` with its 95 % t-interval, the
+share of the teacher-student gap recovered, minutes per run) and writes ``<out>/kd_bench.json``:
+``{"teacher": {"miou": [...]}, "rows": {"<row>": {"miou": [...], "miou_tta": [...], ...}}, "settings": ...}``.
+Runs whose result file exists are not trained again, so a table can be completed across several calls.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+@dataclass(frozen=True)
+class Size:
+    """One benchmark size: data, configs and the fixed schedule every run of it uses."""
+
+    configs: str                 # folder of configs/ with the teacher, student and distillation configs
+    teacher_config: str
+    student_config: str
+    distill_config: str
+    paper_config: str            # the paper's weights, for the per-loss rows
+    scale: float                 # simulator azimuth factor (points per scan)
+    train_frames: int
+    val_frames: int
+    teacher_epochs: int
+    student_epochs: int
+    threads: int                 # torch threads per run
+    jobs: int                    # runs at a time
+    amp: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+SIZES = {
+    "cpu": Size("demo", "semseg-pt-v3m1-teacher", "semseg-pt-v3m1-student", "distill-ptv3", "distill-ptv3-paper",
+                scale=0.1, train_frames=48, val_frames=32, teacher_epochs=40, student_epochs=30,
+                threads=1, jobs=2),
+    # the mechanics in about a minute (tests): a few tiny scans, one epoch
+    "smoke": Size("demo", "semseg-pt-v3m1-teacher", "semseg-pt-v3m1-student", "distill-ptv3", "distill-ptv3-paper",
+                  scale=0.05, train_frames=4, val_frames=2, teacher_epochs=1, student_epochs=1, threads=1, jobs=2),
+    "gpu": Size("nuscenes", "semseg-pt-v3m1-0-base", "semseg-pt-v3m1-student", "distill-ptv3",
+                "distill-ptv3-paper", scale=1.0, train_frames=240, val_frames=48, teacher_epochs=24,
+                student_epochs=24, threads=2, jobs=6, amp=True,
+                extra=dict(batch_size=4, batch_size_val=4, num_worker=2, mix_prob=0.0)),
+}
+
+LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd", "cwd_kd", "feat_kd")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A benchmark row: which config trains the student and which distillation losses stay on."""
+
+    config: str                  # "student", "distill" (the shipped recipe) or "paper" (the paper's weights)
+    keep: tuple = ()             # losses of that config kept (the others off); () keeps the config's own set
+    add: dict = field(default_factory=dict)   # losses added to the config's distill section
+
+
+ROWS = {
+    "student alone": Row("student"),
+    "logit KD": Row("paper", ("logit_kd",)),
+    "gradient-guided": Row("paper", ("grad_kd",)),
+    "topology": Row("paper", ("topo_kd",)),
+    "paper (all three)": Row("paper"),
+    "CWD": Row("paper", ("cwd_kd",), dict(cwd_kd=dict(type="ChannelWiseKD", temperature=4.0, loss_weight=3.0))),
+    "FitNets": Row("paper", ("feat_kd",), dict(feat_kd=dict(type="FeatureMimicKD", loss_weight=1.0))),
+    "distill": Row("distill"),
+}
+BASELINE = "student alone"
+# Student's t 97.5 % quantiles by degrees of freedom (beyond 20: the Cornish-Fisher expansion, t_quantile)
+T_975 = {1: 12.7062047, 2: 4.30265273, 3: 3.18244631, 4: 2.77644511, 5: 2.57058184, 6: 2.44691185,
+         7: 2.36462425, 8: 2.30600414, 9: 2.26215716, 10: 2.22813885, 11: 2.20098516, 12: 2.17881283,
+         13: 2.16036866, 14: 2.14478669, 15: 2.13144955, 16: 2.11990530, 17: 2.10981558, 18: 2.10092204,
+         19: 2.09302405, 20: 2.08596345}
+
+
+# ------------------------------------------------------------------------------------------------- data
+def data_roots(out: str) -> dict[str, str]:
+    return {"data": os.path.join(out, "data", "nuscenes"), "val2": os.path.join(out, "data", "nuscenes-val2")}
+
+
+def generate_data(size: Size, data_seed: int, out: str) -> dict[str, str]:
+    """The benchmark's scans from ``data_seed`` and a second validation set from another seed (once)."""
+    from pointcept_distill.data.simulator import generate
+    roots = data_roots(out)
+    stamp = os.path.join(out, "data", "settings.json")
+    wanted = dict(data_seed=data_seed, scale=size.scale, train=size.train_frames, val=size.val_frames)
+    if os.path.isfile(stamp):
+        with open(stamp, encoding="utf-8") as f:
+            found = json.load(f)
+        if found != wanted:
+            raise SystemExit(f"kd_bench: {out} holds data made with {found}, not {wanted}; use another --out")
+        return roots
+    generate("nuscenes", roots["data"], train=size.train_frames, val=size.val_frames, seed=data_seed,
+             scale=size.scale)
+    generate("nuscenes", roots["val2"], train=0, val=size.val_frames, seed=data_seed + 100_003, scale=size.scale)
+    with open(stamp, "w", encoding="utf-8") as f:
+        json.dump(wanted, f)
+    return roots
+
+
+# ------------------------------------------------------------------------------------------- one run
+@dataclass(frozen=True)
+class Run:
+    name: str                    # "teacher" or a row name
+    seed: int
+    folder: str
+    config: str                  # config file
+    epochs: int
+    distill: dict | None         # the distillation section, None for plain training
+    teacher_weight: str | None
+    size: Size
+    roots: dict
+    threads: int                 # torch threads of this run
+
+
+def config_path(size: Size, name: str) -> str:
+    return os.path.join(REPO, "configs", size.configs, f"{name}.py")
+
+
+def distill_section(size: Size, row: Row) -> dict | None:
+    """The ``distill`` dict a row trains with (None: the student alone)."""
+    if row.config == "student":
+        return None
+    from pointcept_distill.engine import default_config_parser
+    name = size.distill_config if row.config == "distill" else size.paper_config
+    section = copy.deepcopy(dict(default_config_parser(config_path(size, name), {}, dump=False).distill))
+    section.update(copy.deepcopy(row.add))
+    if row.keep:
+        for key in LOSS_KEYS:
+            if key not in row.keep and key in section:
+                section[key] = None
+    return section
+
+
+def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict) -> tuple[Run, list[Run]]:
+    teacher = Run("teacher", 0, os.path.join(out, "teacher"), config_path(size, size.teacher_config),
+                  size.teacher_epochs, None, None, size, roots, size.threads * size.jobs)  # alone: all cores
+    weight = os.path.join(teacher.folder, "model", "model_last.pth")
+    runs = []
+    for name in rows:
+        row = ROWS[name]
+        config = size.student_config if row.config == "student" else size.distill_config
+        for seed in range(seeds):
+            folder = os.path.join(out, "runs", slug(name), f"seed{seed}")
+            runs.append(Run(name, seed, folder, config_path(size, config), size.student_epochs,
+                            distill_section(size, row), None if row.config == "student" else weight, size, roots,
+                            size.threads))
+    return teacher, runs
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def build_config(run: Run):
+    from pointcept_distill.engine import default_config_parser
+    options = dict(save_path=run.folder, seed=run.seed, epoch=run.epochs, eval_epoch=run.epochs, evaluate=False,
+                   enable_amp=run.size.amp, **run.size.extra)
+    options.setdefault("num_worker", 0)
+    cfg = default_config_parser(run.config, options, dump=False)
+    for split in ("train", "val", "test"):
+        cfg.data[split].data_root = run.roots["data"]
+    cfg.hooks = [h for h in cfg.hooks if h.type not in ("PreciseEvaluator", "SemSegEvaluator")]
+    if run.distill is not None:
+        cfg.distill = run.distill
+        cfg.teacher_weight = run.teacher_weight
+    return cfg
+
+
+def evaluate(cfg, weight: str, roots: dict) -> dict:
+    """mIoU of ``weight``: single-pass and TTA on the benchmark's validation set, single-pass on the second."""
+    from pointcept_distill.engine.test import SemSegTester
+    cfg.weight = weight
+    single = SemSegTester(cfg, single_pass=True)
+    summary = single.test()
+    result = dict(miou=summary["mIoU"], iou_per_class=summary["iou_per_class"])
+    result["miou_tta"] = SemSegTester(cfg, model=single.model).test()["mIoU"]
+    cfg.data.val.data_root = roots["val2"]
+    result["miou_val2"] = SemSegTester(cfg, model=single.model, single_pass=True).test()["mIoU"]
+    cfg.data.val.data_root = roots["data"]
+    return result
+
+
+def result_file(run: Run) -> str:
+    return os.path.join(run.folder, "kd_bench_result.json")
+
+
+def execute(run: Run) -> dict:
+    """Train and score one run (in a worker process; its console output goes to ``<folder>/run.log``)."""
+    os.makedirs(run.folder, exist_ok=True)
+    log = open(os.path.join(run.folder, "run.log"), "w", encoding="utf-8")  # noqa: SIM115 (the worker's stdout)
+    sys.stdout = sys.stderr = log
+    import torch
+    torch.set_num_threads(run.threads)
+    import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
+    import pointcept_distill.distill  # noqa: F401  (registers the distillation trainer and losses)
+    import pointcept_distill.models  # noqa: F401
+    from pointcept_distill.engine import TRAINERS, default_setup
+    from pointcept_distill.utils.misc import atomic_write
+    start = time.perf_counter()
+    cfg = default_setup(build_config(run))
+    cfg.dump(os.path.join(run.folder, "config.py"))
+    TRAINERS.build(dict(type=cfg.train.type, cfg=cfg)).train()
+    minutes = (time.perf_counter() - start) / 60
+    result = dict(evaluate(cfg, os.path.join(run.folder, "model", "model_last.pth"), run.roots),
+                  train_minutes=minutes, name=run.name, seed=run.seed, signature=signature(run))
+
+    def write(path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+
+    atomic_write(result_file(run), write)
+    log.flush()
+    return result
+
+
+def signature(run: Run) -> dict:
+    """What a run's result depends on: a stored result is reused only for the same signature."""
+    data = {k: getattr(run.size, k) for k in ("scale", "train_frames", "val_frames", "amp", "extra")}
+    return dict(config=os.path.relpath(run.config, REPO), epochs=run.epochs, seed=run.seed, distill=run.distill,
+                teacher_weight=run.teacher_weight and os.path.relpath(run.teacher_weight, os.path.dirname(run.folder)),
+                **data)
+
+
+def load_result(run: Run) -> dict | None:
+    if not os.path.isfile(result_file(run)):
+        return None
+    with open(result_file(run), encoding="utf-8") as f:
+        result = json.load(f)
+    if result.get("signature") != json.loads(json.dumps(signature(run))):
+        raise SystemExit(f"kd_bench: {result_file(run)} was made with other settings than this run's; "
+                         "use another --out (or delete that folder)")
+    return result
+
+
+def run_all(runs: list[Run], jobs: int, started: float) -> list[dict]:
+    """The results of ``runs`` (in order): those missing are trained, ``jobs`` at a time in fresh processes,
+    with their progress on the console."""
+    results = [load_result(r) for r in runs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if not todo:
+        return results
+    done = 0
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(execute, runs[i]): i for i in todo}
+        print(f"[kd_bench] {len(todo)} run(s) to train, {jobs} at a time", flush=True)
+        for future in as_completed(futures):
+            i = futures[future]
+            run = runs[i]
+            try:
+                results[i] = future.result()
+            except Exception as err:  # the others go on; the failure is named with its log
+                raise SystemExit(f"kd_bench: {run.name} seed {run.seed} failed: {err!r}; see "
+                                 f"{os.path.join(run.folder, 'run.log')}") from err
+            done += 1
+            elapsed = time.perf_counter() - started
+            left = elapsed / done * (len(todo) - done)
+            print(f"[kd_bench] {done}/{len(todo)} {run.name} seed {run.seed}: mIoU {results[i]['miou']:.4f} "
+                  f"(TTA {results[i]['miou_tta']:.4f}), {results[i]['train_minutes']:.1f} min; "
+                  f"{elapsed / 60:.1f} min so far, about {left / 60:.0f} min left", flush=True)
+    return results
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom."""
+    if df in T_975:
+        return T_975[df]
+    z = 1.959963985
+    return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3))
+
+
+def paired_interval(values: list[float], baseline: list[float]) -> tuple[float, float, float]:
+    """Mean paired difference and its 95 % t-interval (seed k against seed k)."""
+    diffs = [v - b for v, b in zip(values, baseline)]
+    mean, std = mean_std(diffs)
+    if len(diffs) < 2:
+        return mean, float("nan"), float("nan")
+    half = t_quantile(len(diffs) - 1) * std / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def summarize(teacher: dict, rows: dict[str, list[dict]]) -> dict:
+    """The JSON's ``rows`` section: per-seed values and the statistics the table prints."""
+    base = [r["miou"] for r in rows.get(BASELINE, [])]
+    gap = teacher["miou"] - (mean_std(base)[0] if base else float("nan"))
+    summary = {}
+    for name, results in rows.items():
+        miou = [r["miou"] for r in results]
+        entry = dict(miou=miou, miou_tta=[r["miou_tta"] for r in results],
+                     miou_val2=[r["miou_val2"] for r in results], seeds=[r["seed"] for r in results],
+                     train_minutes=[r["train_minutes"] for r in results])
+        if base and name != BASELINE and len(base) == len(miou):
+            diff, low, high = paired_interval(miou, base)
+            entry.update(diff=diff, diff_ci95=[low, high], gap_recovered=diff / gap if gap > 0 else float("nan"))
+        summary[name] = entry
+    return summary
+
+
+def pct(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.1f}"
+
+
+def table(teacher: dict, summary: dict) -> str:
+    lines = ["| row | seeds | mIoU single-pass | mIoU TTA | vs student alone (95% CI) | gap recovered | "
+             "min/run |", "|---|---|---|---|---|---|---|"]
+    lines.append(f"| teacher | 1 | {pct(teacher['miou'])} | {pct(teacher['miou_tta'])} | | | "
+                 f"{teacher['train_minutes']:.1f} |")
+    for name, e in summary.items():
+        m, s = mean_std(e["miou"])
+        mt, st = mean_std(e["miou_tta"])
+        diff = (f"{100 * e['diff']:+.2f} [{100 * e['diff_ci95'][0]:+.2f}, {100 * e['diff_ci95'][1]:+.2f}]"
+                if "diff" in e else "")
+        gap = f"{100 * e['gap_recovered']:.0f} %" if "gap_recovered" in e else ""
+        lines.append(f"| {name} | {len(e['miou'])} | {pct(m)} ± {pct(s)} | {pct(mt)} ± {pct(st)} | {diff} | {gap} "
+                     f"| {mean_std(e['train_minutes'])[0]:.1f} |")
+    return "\n".join(lines)
+
+
+def validation_spread(teacher: dict, summary: dict) -> str:
+    """How far one model's mIoU moves between the two validation sets (mean |val - val2| over all runs)."""
+    pairs = [(teacher["miou"], teacher["miou_val2"])]
+    pairs += [(a, b) for e in summary.values() for a, b in zip(e["miou"], e["miou_val2"])]
+    spread = [abs(a - b) for a, b in pairs]
+    return (f"validation spread: one model's single-pass mIoU on two validation sets of different seeds differs "
+            f"by {100 * sum(spread) / len(spread):.2f} points on average (max {100 * max(spread):.2f}, "
+            f"{len(spread)} models)")
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=sorted(SIZES), required=True)
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the simulated scans")
+    p.add_argument("--seeds", type=int, default=3, help="student seeds per row (0..K-1)")
+    p.add_argument("--rows", default=None, help=f"comma-separated rows (default: all of {list(ROWS)})")
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the size's)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the size's)")
+    p.add_argument("--student-epochs", type=int, default=None, help="override the size's student schedule")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="override the size's teacher schedule")
+    p.add_argument("--extra-rows", default=None, metavar="JSON",
+                   help='more rows, e.g. \'{"logit T2": {"config": "paper", "keep": ["logit_kd"], "add": '
+                        '{"logit_kd": {"type": "LogitKD", "temperature": 2.0, "loss_weight": 1.0}}}}\' or a file')
+    p.add_argument("--teacher-only", action="store_true", help="train and score the teacher, then stop")
+    p.add_argument("--out", required=True, help="output folder (data, runs, kd_bench.json)")
+    args = p.parse_args(argv)
+    for name, spec in load_extra_rows(args.extra_rows).items():
+        ROWS[name] = Row(spec["config"], tuple(spec.get("keep", ())), spec.get("add", {}))
+    args.rows = [r.strip() for r in args.rows.split(",")] if args.rows else list(ROWS)
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown:
+        p.error(f"--rows {unknown} unknown; rows are {list(ROWS)}")
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    return args
+
+
+def load_extra_rows(spec: str | None) -> dict:
+    if not spec:
+        return {}
+    if os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as f:
+            spec = f.read()
+    rows = json.loads(spec)
+    bad = {n: r for n, r in rows.items() if r.get("config") not in ("student", "distill", "paper")}
+    if bad:
+        raise SystemExit(f"kd_bench: --extra-rows {sorted(bad)} need config 'student', 'distill' or 'paper'")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    overrides = dict(jobs=args.jobs, threads=args.threads, student_epochs=args.student_epochs,
+                     teacher_epochs=args.teacher_epochs)
+    size = replace(SIZES[args.size], **{k: v for k, v in overrides.items() if v is not None})
+    started = time.perf_counter()
+    roots = generate_data(size, args.data_seed, args.out)
+    teacher, runs = plan_runs(size, args.rows, args.seeds, args.out, roots)
+    print(f"[kd_bench] size {args.size}, data seed {args.data_seed}: teacher ({size.teacher_epochs} epochs), then "
+          f"{len(runs)} student runs ({size.student_epochs} epochs each)", flush=True)
+    (teacher_result,) = run_all([teacher], 1, started)
+    if args.teacher_only:
+        return dict(teacher=teacher_result)
+    results = run_all(runs, size.jobs, started)
+    rows: dict[str, list[dict]] = {}
+    for run, result in zip(runs, results):
+        rows.setdefault(run.name, []).append(result)
+    summary = summarize(teacher_result, rows)
+    text = table(teacher_result, summary)
+    spread = validation_spread(teacher_result, summary)
+    print(f"\n{text}\n\n{spread}", flush=True)
+    report = dict(teacher=dict(miou=[teacher_result["miou"]], miou_tta=[teacher_result["miou_tta"]],
+                               miou_val2=[teacher_result["miou_val2"]],
+                               train_minutes=teacher_result["train_minutes"]),
+                  rows=summary, validation_spread=spread, table=text,
+                  settings=dict(size=args.size, data_seed=args.data_seed, seeds=args.seeds, **asdict(size)),
+                  minutes=(time.perf_counter() - started) / 60)
+    with open(os.path.join(args.out, "kd_bench.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
