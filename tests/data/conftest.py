@@ -9,7 +9,7 @@ from pointcept_distill.data.simulator import generate
 
 SMALL_SCALE = 0.1  # a tenth of the azimuth columns: a few thousand points per frame
 
-REAL_ROOT = Path(__file__).parents[2] / ".." / "shared" / "data" / "real"
+REAL_ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "real"  # see tests/fixtures/README.md
 
 
 @pytest.fixture(scope="session")
@@ -30,5 +30,5 @@ def sim_root(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def real_root() -> Path:
     if not REAL_ROOT.is_dir():
-        pytest.fail(f"real LiDAR fixtures not found at {REAL_ROOT.resolve()}: clone beside ../shared (CI has it)")
+        pytest.fail(f"real LiDAR fixtures not found at {REAL_ROOT} (they are committed under tests/fixtures/)")
     return REAL_ROOT

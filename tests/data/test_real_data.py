@@ -1,4 +1,4 @@
-"""Every real frame in ../shared/data/real read through the dataset classes (README + notes D16)."""
+"""Every real frame in tests/fixtures/real read through the dataset classes (tests/fixtures/README.md)."""
 import os
 import pickle
 
@@ -9,7 +9,7 @@ from pointcept_distill.data import build_dataset
 from pointcept_distill.data.pipelines import train_transform
 
 KITTI_COUNTS = {"00_000000": 124668, "00_000001": 124605, "00_000002": 124478}
-# train-id histograms after the learning map (engine-data-notes.md D16)
+# train-id histograms: the raw counts in tests/fixtures/README.md through the learning map
 KITTI_HIST = {
     "00_000000": {-1: 4886, 0: 4234, 7: 88, 8: 35281, 9: 3268, 10: 26360, 12: 18268, 13: 370,
                   14: 27123, 15: 1192, 16: 2964, 17: 532, 18: 102},

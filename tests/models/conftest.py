@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "ptv3m1"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ptv3m1"  # see tests/fixtures/README.md
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"reference fixtures not found at {FIXTURES}: clone beside ../shared (CI has it)")
+        pytest.fail(f"reference fixtures not found at {FIXTURES} (they are committed under tests/fixtures/)")
     return FIXTURES
 
 
