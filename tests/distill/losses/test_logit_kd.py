@@ -80,3 +80,12 @@ def test_class_balanced_averages_per_class_then_over_present_classes():
     torch.testing.assert_close(out, expected)
     # the per-point mean weighs the frequent class 6:2; the balanced one 1:1
     assert not torch.allclose(LogitKD()(s, t, y)["loss_kd_logit"], expected)
+
+
+def test_teacher_correct_only_leaves_out_the_teachers_mistakes():
+    torch.manual_seed(1)
+    s, t = torch.randn(8, 3), torch.randn(8, 3)
+    y = t.argmax(-1).clone()
+    y[:3] = (y[:3] + 1) % 3                                   # the teacher is wrong on the first three points
+    out = LogitKD(teacher_correct_only=True)(s, t, y)["loss_kd_logit"]
+    torch.testing.assert_close(out, LogitKD()(s[3:], t[3:], y[3:])["loss_kd_logit"])
