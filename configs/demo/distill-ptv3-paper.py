@@ -6,3 +6,5 @@ teacher = {{ _base_.model }}
 teacher_weight = "exp/demo/teacher/model/model_best.pth"
 model = dict(backbone_out_channels=16, backbone={{ _base_.student_backbone }})
 distill = dict(topo_kd=dict(num_points=48, workers=0))
+epoch = 30
+eval_epoch = 30

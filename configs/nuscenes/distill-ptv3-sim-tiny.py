@@ -2,7 +2,7 @@
 # semseg-pt-v3m1-sim-tiny (train it first) distilled into a narrower tiny student.
 #   sh scripts/train.sh -g 1 -d nuscenes -c semseg-pt-v3m1-sim-tiny -n sim-tiny
 #   sh scripts/train.sh -g 1 -d nuscenes -c distill-ptv3-sim-tiny -n distill-sim-tiny
-_base_ = ["./semseg-pt-v3m1-sim-tiny.py", "../_base_/distill.py", "../_base_/models/sim-tiny-student.py"]
+_base_ = ["./semseg-pt-v3m1-sim-tiny.py", "../_base_/distill-paper.py", "../_base_/models/sim-tiny-student.py"]
 
 train = dict(type="DistillTrainer")
 teacher = {{ _base_.model }}

@@ -46,33 +46,3 @@ def test_sources_run_in_parallel_processes_give_the_same_matrix(tmp_path):
     assert list(parallel["results"]["teacher"]) == ["waymo", "nuscenes"]
     for source in ("waymo", "nuscenes"):  # each source ran in its own process, with its own log
         assert "trained and evaluated" in (tmp_path / "parallel" / source / "matrix.log").read_text()
-
-
-@pytest.mark.slow
-def test_sim_loss_ablation_trains_every_row_from_one_teacher(tmp_path):
-    tool = _load_tool("sim_loss_ablation")
-    out = tmp_path / "exp"
-    results = tool.main(["--generate", str(tmp_path / "data"), "--train-frames", "1", "--val-frames", "1",
-                         "--scale", "0.02", "--epochs", "1", "--grad-weights", "10,1", "--out", str(out)])
-    assert list(results) == ["teacher", "student alone", "+logit KD", "+gradient-guided (λ 10)",
-                             "+gradient-guided (λ 1)", "+topology", "all three (λ 10)", "all three (λ 1)"]
-    assert all(0.0 <= r[m] <= 1.0 for r in results.values() for m in ("single_pass", "tta"))
-    logs = {p.parent.name: p.read_text() for p in out.glob("*/train.log")}
-    assert "loss_kd" not in logs["student_alone"]
-    assert "loss_kd_logit" in logs["logit_KD"] and "loss_kd_grad" not in logs["logit_KD"]
-    assert "loss_kd_grad" in logs["gradient-guided_1"] and "loss_kd_topo" not in logs["gradient-guided_1"]
-    assert all(f"loss_{k}" in logs["all_three_1"] for k in ("kd_logit", "kd_grad", "kd_topo"))
-    configs = {p.parent.name: p.read_text() for p in out.glob("*/config.py")}
-    assert "'loss_weight': 1.0" in configs["all_three_1"] and "'loss_weight': 10.0" in configs["all_three_10"]
-    assert "| +topology |" in (out / "ablation.md").read_text()
-
-
-def test_sim_loss_ablation_rows_are_selected_by_name():
-    tool = _load_tool("sim_loss_ablation")
-    rows = tool.variants([10.0, 1.0])
-    assert tool.select(rows, None) is rows
-    picked = tool.select(rows, "all three (λ 1), student alone")
-    assert list(picked) == ["all three (λ 1)", "student alone"]
-    assert picked["all three (λ 1)"] == {"grad_kd": {"loss_weight": 1.0}}
-    with pytest.raises(SystemExit, match="all three"):
-        tool.select(rows, "all three")
