@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pointcept_distill.data.simulator import generate  # noqa: E402
+from pointcept_distill.engine.checkpoint import load_checkpoint  # noqa: E402  (weights_only: no code from files)
 
 
 class MemoryPeak:
@@ -63,8 +64,8 @@ def step_seconds(train_log: Path) -> float:
 
 
 def max_difference(a: Path, b: Path) -> dict:
-    sa = torch.load(a, map_location="cpu", weights_only=False)["state_dict"]
-    sb = torch.load(b, map_location="cpu", weights_only=False)["state_dict"]
+    sa = load_checkpoint(str(a))["state_dict"]
+    sb = load_checkpoint(str(b))["state_dict"]
     sa = {k.removeprefix("module."): v for k, v in sa.items()}
     sb = {k.removeprefix("module."): v for k, v in sb.items()}
     floats = [k for k, v in sa.items() if v.is_floating_point()]
@@ -87,7 +88,7 @@ def kill_mid_epoch(proc: subprocess.Popen, ckpt: Path) -> dict:
     """SIGKILL the run's process group once its checkpoint is an iteration checkpoint of the second epoch."""
     while proc.poll() is None:
         if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            state = load_checkpoint(str(ckpt))
             if state.get("epoch", 0) >= 1 and state.get("iter", 0) > 0:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -4,13 +4,21 @@ Pointcept's keys: ``epoch`` (completed trainer epochs), ``state_dict``, ``optimi
 ``scaler`` (None without fp16 AMP), ``best_metric_value``. Ours add, all optional on load:
 ``iter`` (iterations done inside ``epoch``; 0 at an epoch boundary), ``rng_states`` (one per rank:
 python, numpy, torch, CUDA), ``seed`` and ``world_size``.
+
+Checkpoints are data: ``load_checkpoint`` reads them with ``torch.load(weights_only=True)``, which builds
+tensors and plain Python types only and refuses anything else (a pickled call would run code). The one
+exception is what checkpoints written before the random states were stored as tensors hold: numpy's
+random state, a ``uint32`` array, whose exact globals are allowed while loading.
 """
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import shutil
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..utils.misc import atomic_write
@@ -28,13 +36,51 @@ def is_none_path(path: Any) -> bool:
     return path is None or (isinstance(path, str) and path.strip() in ("", "None"))
 
 
+def _legacy_numpy_globals() -> list:
+    """Exactly the globals of a pickled ``np.random.get_state()`` (a ``uint32`` array), under numpy 2's and
+    numpy 1's module names."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return [(_reconstruct, "numpy._core.multiarray._reconstruct"),
+            (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _refused_globals(path: str, err: Exception) -> list[str]:
+    """The globals ``torch.load(weights_only=True)`` refused in ``path`` ([] when ``err`` is another error)."""
+    message = str(err)
+    if not isinstance(err, pickle.UnpicklingError) or not ("Unsupported global" in message
+                                                             or "Can only build" in message):
+        return []
+    try:
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 (only for the message)
+        names = []
+    return names or re.findall(r"GLOBAL (\S+) was not an allowed global", message) or ["a non-allowed type"]
+
+
 def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint on the CPU; a bare state dict is wrapped as ``{"state_dict": ...}``."""
+    """Read a checkpoint on the CPU; a bare state dict is wrapped as ``{"state_dict": ...}``.
+
+    Only tensors and plain Python types are built (``torch.load(weights_only=True)``); a file holding other
+    objects is refused with ``CheckpointError`` and nothing in it is executed.
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        refused = _refused_globals(path, err)
+        if refused:
+            raise CheckpointError(
+                f"checkpoint '{path}' is refused: it holds objects other than tensors and plain data "
+                f"({', '.join(refused)}), and unpickling them could run code; nothing was loaded. Checkpoints "
+                f"are read with torch.load(weights_only=True). If you trust the file's source, load it once "
+                f"yourself with weights_only=False and torch.save only its tensors.") from None
         raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated and cannot be read "
                               f"({type(err).__name__}: {err}); nothing was loaded or overwritten") from err
     if not isinstance(ckpt, dict):

@@ -28,9 +28,27 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(1)[0])
 
 
+def _plain_numpy_state(state: tuple) -> dict[str, Any]:
+    """``np.random.get_state()`` as tensors and plain types (a checkpoint of them loads with
+    ``torch.load(weights_only=True)``, no numpy globals needed)."""
+    name, key, pos, has_gauss, cached_gaussian = state
+    return {"bit_generator": str(name), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+
+
+def _numpy_state(state: Any) -> Any:
+    """What ``np.random.set_state`` takes, from ``_plain_numpy_state``'s dict or a legacy ``get_state()`` tuple."""
+    if isinstance(state, dict) and "key" in state:
+        key = state["key"]
+        key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+        return (state["bit_generator"], key.astype(np.uint32), int(state["pos"]), int(state["has_gauss"]),
+                float(state["cached_gaussian"]))
+    return state
+
+
 def get_rng_state() -> dict[str, Any]:
-    """The global random states of python, numpy, torch and (if present) CUDA."""
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """The global random states of python, numpy, torch and (if present) CUDA, as tensors and plain types."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": _plain_numpy_state(np.random.get_state()),
                              "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -38,11 +56,12 @@ def get_rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``get_rng_state`` captured; missing entries are left alone."""
+    """Restore what ``get_rng_state`` captured (numpy's state also as ``np.random.get_state()``'s tuple, as
+    older checkpoints hold it); missing entries are left alone."""
     if "python" in state:
         random.setstate(state["python"])
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        np.random.set_state(_numpy_state(state["numpy"]))
     if "torch" in state:
         torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():

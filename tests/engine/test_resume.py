@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,12 +44,28 @@ def _assert_same_weights(a: Trainer, b: Trainer) -> None:
 def test_resume_after_crash_repeats_the_uninterrupted_run(tmp_path, crash_at, workers, save_freq_iter, saved):
     reference = _run(tmp_path / "ref", num_worker=workers)
     _run(tmp_path / "run", crash_at=crash_at, num_worker=workers, save_freq_iter=save_freq_iter)
-    ckpt = torch.load(tmp_path / "run" / "model" / "model_last.pth", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "model" / "model_last.pth", weights_only=True)
     assert (ckpt["epoch"], ckpt["iter"]) == saved
     resumed = _run(tmp_path / "run", num_worker=workers, resume=True,
                    weight=str(tmp_path / "run" / "model" / "model_last.pth"))
     _assert_same_weights(reference, resumed)
     assert resumed.best_metric_value == reference.best_metric_value
+
+
+def test_resume_from_a_checkpoint_with_numpy_random_states_is_exact(tmp_path):
+    """Checkpoints written before the random states were stored as tensors (numpy's state as
+    ``np.random.get_state()``'s tuple with a uint32 array) still resume bit for bit."""
+    reference = _run(tmp_path / "ref")
+    _run(tmp_path / "run", crash_at=6)
+    path = tmp_path / "run" / "model" / "model_last.pth"
+    ckpt = torch.load(path, weights_only=True)
+    for state in ckpt["rng_states"]:
+        s = state["numpy"]
+        state["numpy"] = (s["bit_generator"], s["key"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
+                          s["cached_gaussian"])
+    torch.save(ckpt, path)
+    resumed = _run(tmp_path / "run", resume=True, weight=str(path))
+    _assert_same_weights(reference, resumed)
 
 
 def test_different_seed_gives_different_weights(tmp_path):
@@ -61,7 +78,7 @@ def test_checkpoint_has_pointcept_keys_and_files(tmp_path):
     model_dir = tmp_path / "model"
     assert {"model_last.pth", "model_best.pth"} <= set(os.listdir(model_dir))
     assert not [f for f in os.listdir(model_dir) if ".tmp" in f]
-    ckpt = torch.load(model_dir / "model_last.pth", weights_only=False)
+    ckpt = torch.load(model_dir / "model_last.pth", weights_only=True)
     for key in ("epoch", "state_dict", "optimizer", "scheduler", "scaler", "best_metric_value"):
         assert key in ckpt
     assert ckpt["epoch"] == 2 and ckpt["iter"] == 0 and ckpt["scaler"] is None
@@ -72,7 +89,7 @@ def test_checkpoint_has_pointcept_keys_and_files(tmp_path):
 def test_pointcept_checkpoint_without_extra_keys_resumes(tmp_path):
     _run(tmp_path / "run", crash_at=5, save_freq_iter=None)
     path = tmp_path / "run" / "model" / "model_last.pth"
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     upstream = {k: ckpt[k] for k in ("epoch", "state_dict", "optimizer", "scheduler", "scaler",
                                      "best_metric_value")}
     upstream["state_dict"] = {f"module.{k}": v for k, v in upstream["state_dict"].items()}
@@ -104,7 +121,7 @@ def test_failed_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, str(path))
     monkeypatch.undo()
-    assert torch.equal(torch.load(path, weights_only=False)["state_dict"]["w"], torch.ones(2))
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(2))
     assert os.listdir(tmp_path) == ["model_last.pth"]
 
 
