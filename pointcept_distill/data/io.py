@@ -7,7 +7,45 @@ import pickle
 import numpy as np
 
 __all__ = ["read_records", "read_labels", "read_pickle", "build_lookup", "apply_learning_map",
-           "check_count"]
+           "check_count", "UnsafePickleError"]
+
+
+class UnsafePickleError(ValueError, pickle.UnpicklingError):
+    """A data pickle names a global outside the allowed plain types: it is not loaded (it could run code)."""
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The globals a pickle of numpy arrays, dtypes and scalars needs, under numpy 2's and numpy 1's module
+    names (``numpy._core`` / ``numpy.core``)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    return allowed
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """Builds only what an info file holds: dicts, lists, tuples, strings, bytes, numbers, booleans, None
+    (no global needed) and numpy arrays, dtypes and scalars; any other global is refused before it is
+    looked up, so nothing in the file is imported or called."""
+
+    allowed = _numpy_globals()
+
+    def __init__(self, file, path: str) -> None:
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self.path}: refused to unpickle global '{module}.{name}': data pickles may hold only dicts, "
+                f"lists, strings, numbers and numpy arrays, and loading anything else could run code") from None
 
 
 def _require_file(path: str) -> None:
@@ -32,11 +70,14 @@ def read_labels(path: str, dtype: np.dtype | type) -> np.ndarray:
 
 
 def read_pickle(path: str) -> object:
-    """Load a pickle, naming the file when it is missing or unreadable."""
+    """Load a data pickle (e.g. an info file) with ``_DataUnpickler``: plain types and numpy arrays only,
+    nothing executed; errors name the file (``UnsafePickleError``, a ``ValueError``, for a refused global)."""
     _require_file(path)
     with open(path, "rb") as f:
         try:
-            return pickle.load(f)
+            return _DataUnpickler(f, path).load()
+        except UnsafePickleError:
+            raise
         except Exception as err:
             raise ValueError(f"{path}: not a readable pickle ({err})") from err
 

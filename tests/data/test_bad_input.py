@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pointcept_distill.data import build_dataset
+from payloads import WritesMarker
 
 
 def kitti(root, seq="00"):
@@ -94,6 +95,30 @@ def test_nuscenes_mmdet3d_info_is_rejected_with_hint(tmp_path):
         pickle.dump({"metainfo": {}, "data_list": []}, f)
     with pytest.raises(ValueError, match=r"nuscenes_infos_10sweeps_val\.pkl: expected Pointcept's info"):
         build_dataset(dict(type="NuScenesDataset", data_root=str(tmp_path), split="val"))
+
+
+def test_nuscenes_info_that_would_run_code_is_refused(tmp_path):
+    """The info pickle is data: only dicts, lists, strings, numbers and numpy arrays are built from it."""
+    marker = tmp_path / "marker"
+    (tmp_path / "info").mkdir()
+    with open(tmp_path / "info" / "nuscenes_infos_10sweeps_val.pkl", "wb") as f:
+        pickle.dump([{"lidar_path": "x.bin", "lidar_token": "tok", "note": WritesMarker(marker)}], f)
+    with pytest.raises(ValueError, match=r"nuscenes_infos_10sweeps_val\.pkl: refused .*'pathlib\.Path\.write_text'"):
+        build_dataset(dict(type="NuScenesDataset", data_root=str(tmp_path), split="val"))
+    assert not marker.exists()
+
+
+def test_nuscenes_info_with_numpy_values_loads(tmp_path):
+    """What Pointcept's info files hold besides plain types: numpy arrays (float, bool, str) and scalars."""
+    info = {"lidar_path": "x.bin", "lidar_token": "tok", "ref_from_car": np.eye(4), "timestamp": np.float64(1.5),
+            "gt_names": np.array(["car", "pedestrian"]), "valid_flag": np.array([True, False]),
+            "sweeps": [{"transform_matrix": None, "time_lag": 0.05}], "num_lidar_pts": np.int64(3)}
+    (tmp_path / "info").mkdir()
+    with open(tmp_path / "info" / "nuscenes_infos_10sweeps_val.pkl", "wb") as f:
+        pickle.dump([info], f)
+    loaded = build_dataset(dict(type="NuScenesDataset", data_root=str(tmp_path), split="val")).data_list[0]
+    assert np.array_equal(loaded["ref_from_car"], np.eye(4)) and loaded["gt_names"].tolist() == ["car", "pedestrian"]
+    assert loaded["timestamp"] == 1.5 and loaded["valid_flag"].dtype == bool and loaded["sweeps"][0]["time_lag"] == 0.05
 
 
 def test_waymo_missing_coord_and_bad_segment(sim_root, tmp_path):
