@@ -96,16 +96,47 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def _listed_name(sums: str, name: str) -> str:
+    """A ``SHA256SUMS`` entry as a path relative to the release folder; absolute names and names that leave
+    the folder are refused."""
+    normal = os.path.normpath(name)
+    if os.path.isabs(name) or normal == ".." or normal.startswith(".." + os.sep) or name in ("", "."):
+        raise CheckpointError(f"{sums} lists '{name}', a path outside the release folder; refusing the release")
+    return normal
+
+
 def verify_sha256sums(release_dir: str) -> None:
-    """Check every file listed in ``release_dir/SHA256SUMS``; raise ``CheckpointError`` naming a mismatch."""
+    """Check a release folder against its ``SHA256SUMS`` (``sha256sum`` format); raise ``CheckpointError``
+    naming the file when ``SHA256SUMS`` is missing or malformed, lists a name that is absolute or leaves the
+    folder, does not list a file of the folder, or when a file is missing or its SHA-256 differs."""
     sums = os.path.join(release_dir, "SHA256SUMS")
+    if not os.path.isfile(sums):
+        raise CheckpointError(f"{sums} does not exist: a release must list the SHA-256 of each of its files "
+                              f"(tools/release.py writes it); refusing {release_dir}")
+    listed: dict[str, str] = {}
     with open(sums, encoding="utf-8") as f:
-        for line in filter(str.strip, f):
-            digest, name = line.split(maxsplit=1)
-            path = os.path.join(release_dir, name.strip().lstrip("*"))
-            actual = sha256_file(path)
-            if actual != digest:
-                raise CheckpointError(f"{path}: SHA-256 {actual} differs from {digest} in {sums}")
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if len(parts) != 2 or len(parts[0]) != 64:
+                raise CheckpointError(f"{sums}, line {number}: not '<sha256>  <name>': {line.strip()!r}")
+            digest, name = parts
+            name = name.strip()
+            listed[_listed_name(sums, name[1:] if name.startswith("*") else name)] = digest.lower()
+    present = {os.path.relpath(os.path.join(root, name), release_dir)
+               for root, _, names in os.walk(release_dir) for name in names}
+    unlisted = sorted(present - set(listed) - {"SHA256SUMS"})
+    if unlisted:
+        raise CheckpointError(f"{sums} does not list {unlisted}: every file of a release must be listed; "
+                              f"refusing {release_dir}")
+    for name, digest in listed.items():
+        path = os.path.join(release_dir, name)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: listed in {sums} but missing")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise CheckpointError(f"{path}: SHA-256 {actual} differs from {digest} in {sums}")
 
 
 def load_model(cfg: Config, weight: str, device: torch.device) -> nn.Module:
@@ -176,8 +207,11 @@ class Segmenter:
     @classmethod
     def from_release(cls, release_dir: str, device: str | torch.device | None = None, verify: bool = True,
                      options: dict | None = None, **kwargs) -> "Segmenter":
-        """A release folder (``config.py``, ``model.pth``); ``verify`` checks ``SHA256SUMS`` first."""
-        if verify and os.path.isfile(os.path.join(release_dir, "SHA256SUMS")):
+        """A release folder (``config.py``, ``model.pth``). ``verify`` (default) first checks ``SHA256SUMS``
+        (``verify_sha256sums``: it must exist, list every file and only files inside the folder, and match);
+        ``verify=False`` skips that check. Either way ``model.pth`` is read as data (no pickled code runs),
+        while ``config.py`` is Python and runs as code, as every config does: use releases you trust."""
+        if verify:
             verify_sha256sums(release_dir)
         return cls.from_checkpoint(os.path.join(release_dir, "config.py"),
                                    os.path.join(release_dir, "model.pth"), device, options, **kwargs)

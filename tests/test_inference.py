@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -13,9 +15,10 @@ from pointcept_distill.data.simulator import generate
 from pointcept_distill.data.transforms import Compose
 from pointcept_distill.engine import SemSegTester
 from pointcept_distill.engine.checkpoint import CheckpointError
-from pointcept_distill.inference import Segmenter
+from pointcept_distill.inference import Segmenter, sha256_file
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
+from payloads import WritesMarker
 from tiny_configs import tiny_config
 from tool_modules import load_tool
 
@@ -129,6 +132,58 @@ def test_from_release_and_errors(nuscenes, tmp_path):
         f.write(b"\0")
     with pytest.raises(CheckpointError, match="model.pth"):
         Segmenter.from_release(out)
+
+
+def _release_folder(folder, config: str, weight: str, sums: bool = True):
+    """A hand-made release: config.py, model.pth and (``sums``) their SHA256SUMS."""
+    os.makedirs(folder)
+    shutil.copyfile(config, os.path.join(folder, "config.py"))
+    shutil.copyfile(weight, os.path.join(folder, "model.pth"))
+    if sums:
+        _write_sums(folder, ["config.py", "model.pth"])
+    return str(folder)
+
+
+def _write_sums(folder, names):
+    with open(os.path.join(folder, "SHA256SUMS"), "w") as f:
+        f.writelines(f"{sha256_file(os.path.join(folder, n)) if os.path.isfile(os.path.join(folder, n)) else '0' * 64}"
+                     f"  {n}\n" for n in names)
+
+
+def test_from_release_refuses_unverifiable_releases(nuscenes, tmp_path):
+    config, weight, _ = nuscenes
+    good = _release_folder(tmp_path / "good", config, weight)
+    assert Segmenter.from_release(good, device="cpu").num_classes == len(NUSCENES_NAMES)
+
+    bare = _release_folder(tmp_path / "bare", config, weight, sums=False)
+    with pytest.raises(CheckpointError, match=r"bare/SHA256SUMS.*does not exist"):
+        Segmenter.from_release(bare)
+
+    extra = _release_folder(tmp_path / "extra", config, weight)
+    (tmp_path / "extra" / "notes.txt").write_text("not listed")
+    with pytest.raises(CheckpointError, match=r"extra/SHA256SUMS does not list.*notes\.txt"):
+        Segmenter.from_release(extra)
+
+    (tmp_path / "outside.txt").write_text("outside")
+    for name, bad in (("up", "../outside.txt"), ("abs", str(tmp_path / "outside.txt")),
+                      ("sub", "sub/../../outside.txt")):
+        folder = _release_folder(tmp_path / name, config, weight)
+        _write_sums(folder, ["config.py", "model.pth", bad])
+        with pytest.raises(CheckpointError, match=rf"{name}/SHA256SUMS lists '{re.escape(bad)}'.*outside the release"):
+            Segmenter.from_release(folder)
+
+
+def test_release_whose_weights_would_run_code_is_refused(nuscenes, tmp_path):
+    """A release is data: even with matching SHA-256 sums, its model.pth is loaded without executing code."""
+    config, weight, _ = nuscenes
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": torch.load(weight, weights_only=True)["state_dict"], "card": WritesMarker(marker)},
+               evil)
+    folder = _release_folder(tmp_path / "evil", config, str(evil))
+    with pytest.raises(CheckpointError, match=r"model\.pth' is refused"):
+        Segmenter.from_release(folder)
+    assert not marker.exists()
 
 
 def test_captured_segmenter_gives_the_eager_result(nuscenes):

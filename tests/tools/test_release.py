@@ -17,6 +17,7 @@ from pointcept_distill.engine.checkpoint import CheckpointError
 from pointcept_distill.inference import sha256_file
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
+from payloads import WritesMarker
 from tiny_configs import tiny_config
 from tool_modules import load_tool
 
@@ -117,6 +118,39 @@ def test_evaluate_matches_exp_results_and_verify_catches_tampering(tiny_exp, tmp
     release.write_sha256sums(tampered)
     with pytest.raises(release.ReleaseMismatch, match="single_pass"):
         release.verify_release(tampered)
+
+
+def test_verify_refuses_incomplete_or_escaping_sums_and_pickled_code(tiny_exp, tmp_path):
+    exp, _, _ = tiny_exp
+    out = str(tmp_path / "rel")
+    release.make_release(exp, out, latency_runs=0)
+
+    def copy(name: str) -> str:
+        return shutil.copytree(out, str(tmp_path / name))
+
+    bare = copy("bare")
+    os.remove(os.path.join(bare, "SHA256SUMS"))
+    with pytest.raises(CheckpointError, match=r"bare/SHA256SUMS does not exist"):
+        release.verify_release(bare)
+    extra = copy("extra")
+    with open(os.path.join(extra, "run.py"), "w") as f:
+        f.write("print('unlisted')\n")
+    with pytest.raises(CheckpointError, match=r"does not list \['run\.py'\]"):
+        release.verify_release(extra)
+    escaping = copy("escaping")
+    with open(os.path.join(escaping, "SHA256SUMS"), "a") as f:
+        f.write(f"{'0' * 64}  ../rel/model.pth\n")
+    with pytest.raises(CheckpointError, match=r"lists '\.\./rel/model\.pth', a path outside the release"):
+        release.verify_release(escaping)
+
+    marker = tmp_path / "marker"
+    evil = copy("evil")
+    state = torch.load(os.path.join(out, "model.pth"), weights_only=True)
+    torch.save({**state, "card": WritesMarker(marker)}, os.path.join(evil, "model.pth"))
+    release.write_sha256sums(evil)
+    with pytest.raises(CheckpointError, match=r"model\.pth' is refused"):
+        release.verify_release(evil)
+    assert not marker.exists()
 
 
 def test_model_zoo_rows(tiny_exp, tmp_path):
