@@ -9,6 +9,8 @@
 #     host of $SLURM_NODELIST; elsewhere set DIST_URL=tcp://<rank-0 host>:<port> and MACHINE_RANK).
 # -r true: resume exp/<DATASET>/<NAME> from model/model_last.pth with its saved config.py.
 # Arguments after -- are config overrides, passed on as --options KEY=VALUE ...
+# An experiment that already holds a run (model/model_last.pth, model/model_best.pth or a non-empty train.log) is
+# refused before anything is written, unless -r true or -- overwrite=True (a new run there, replacing the old one).
 set -e
 cd "$(dirname "$0")/.." || exit 1
 ROOT_DIR=$(pwd)
@@ -18,6 +20,15 @@ WEIGHT="None"
 parse_flags "p:d:c:n:w:g:m:r:" "$@"
 shift $((OPTIND - 1))
 [ "${1:-}" = "--" ] && shift
+
+# true when the config overrides ask for overwrite=True (as tools/train.py parses it: true, True, 1)
+wants_overwrite() {
+  for arg in "$@"; do
+    case $arg in overwrite=[Tt]rue|overwrite=TRUE|overwrite=1) return 0 ;; esac
+  done
+  return 1
+}
+
 pick_python
 default_num_gpu
 
@@ -37,6 +48,13 @@ else
   [ "$RESUME" = "true" ] && echo "No experiment at $EXP_DIR to resume: starting a new run"
   RESUME=false
   [ -f "$CONFIG_DIR" ] || { echo "Config $CONFIG_DIR does not exist" >&2; exit 1; }
+  if ! wants_overwrite "$@" && { [ -f "$MODEL_DIR/model_last.pth" ] || [ -f "$MODEL_DIR/model_best.pth" ] ||
+                                 [ -s "$EXP_DIR/train.log" ]; }; then
+    echo "Experiment $EXP_DIR already holds a run (model/model_last.pth, model/model_best.pth or train.log):" \
+         "not overwriting it. Resume it with -r true, choose another name with -n, or pass -- overwrite=True" \
+         "to start a new run there (its log, checkpoints and code snapshot are replaced)." >&2
+    exit 1
+  fi
   mkdir -p "$MODEL_DIR" "$CODE_DIR"
   # code snapshot (as Pointcept) plus the git commit and uncommitted changes it was taken from
   rm -rf "${CODE_DIR:?}"/*

@@ -169,8 +169,9 @@ def main() -> None:
 
     def start(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False,
               extra: tuple[str, ...] = exact) -> subprocess.Popen:
+        # a rerun of this tool replaces its own earlier runs: overwrite=True (no effect when resuming)
         cmd = ["sh", "scripts/train.sh", "-p", sys.executable, "-g", str(n), "-d", "nuscenes", "-c", config,
-               "-n", name, *(["-r", "true"] if resume else []), "--", *common, f"batch_size={batch}",
+               "-n", name, *(["-r", "true"] if resume else []), "--", "overwrite=True", *common, f"batch_size={batch}",
                f"epoch={epochs}", f"eval_epoch={epochs}", *extra]
         log = open(exp.parent / f"{name}{'.resume' if resume else ''}.out", "w")
         return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

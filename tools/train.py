@@ -1,7 +1,9 @@
 """Train with a config: ``python tools/train.py --config-file CFG [--num-gpus N] [--options k=v ...]``.
 
 Pointcept's entry point: the config is parsed once here, then ``launch`` runs ``main_worker`` in one
-process, in one process per GPU, or in the processes torchrun started.
+process, in one process per GPU, or in the processes torchrun started. A ``save_path`` that already holds a
+run (``model/model_last.pth``, ``model/model_best.pth`` or a non-empty ``train.log``) is refused unless
+``resume=True`` or ``overwrite=True``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ def main() -> None:
     args = default_argument_parser().parse_args()
     # only the first machine's (first torchrun process's) config.py is written: its seed is the one used
     first = args.machine_rank == 0 and os.environ.get("RANK", "0") == "0"
-    cfg = default_config_parser(args.config_file, args.options, dump=first)
+    try:  # an earlier run in save_path is refused before anything is written (unless resume or overwrite=True)
+        cfg = default_config_parser(args.config_file, args.options, dump=first, for_training=True)
+    except FileExistsError as err:
+        raise SystemExit(f"tools/train.py: {err}") from None
     launch(main_worker, num_gpus_per_machine=args.num_gpus, num_machines=args.num_machines,
            machine_rank=args.machine_rank, dist_url=args.dist_url, cfg=(cfg,))
 

@@ -16,7 +16,7 @@ from ..utils.config import Config, parse_options
 from ..utils.misc import set_seed
 
 __all__ = ["default_argument_parser", "default_config_parser", "default_setup", "create_ddp_model",
-           "default_device"]
+           "default_device", "check_new_run"]
 
 
 class _DictAction(argparse.Action):
@@ -52,10 +52,37 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     return parser
 
 
-def default_config_parser(file_path: str, options: dict | None, dump: bool = True) -> Config:
+def check_new_run(cfg: Config) -> None:
+    """Refuse to start a run in a ``save_path`` that already holds one (``model/model_last.pth``,
+    ``model/model_best.pth`` or a non-empty ``train.log``) unless ``resume`` or ``overwrite=True``: a new run
+    would truncate its log and replace its checkpoints."""
+    overwrite = cfg.get("overwrite", False)
+    if overwrite not in (True, False, None):
+        raise ValueError(f"overwrite must be True or False, not {overwrite!r}")
+    if cfg.get("resume", False) or overwrite:
+        return
+    save_path = str(cfg.save_path)
+    found = [os.path.join("model", name) for name in ("model_last.pth", "model_best.pth")
+             if os.path.isfile(os.path.join(save_path, "model", name))]
+    log = os.path.join(save_path, "train.log")
+    if os.path.isfile(log) and os.path.getsize(log) > 0:
+        found.append("train.log")
+    if found:
+        raise FileExistsError(
+            f"save_path '{save_path}' already holds a run ({', '.join(found)}): not overwriting it. Resume it "
+            f"(scripts/train.sh -r true, or resume=True weight=<its model_last.pth>), choose another experiment "
+            f"name or save_path, or pass overwrite=True (scripts/train.sh ... -- overwrite=True) to start a new "
+            f"run there, which truncates train.log and replaces its checkpoints.")
+
+
+def default_config_parser(file_path: str, options: dict | None, dump: bool = True,
+                          for_training: bool = False) -> Config:
     """Load a config (a file, or ``dataset-name`` for ``configs/dataset/name.py``), apply ``options``,
     draw a seed if none, set ``data.train.loop = epoch // eval_epoch``, create ``save_path/model`` and,
-    unless resuming or ``dump=False``, write the merged config to ``save_path/config.py``."""
+    unless resuming or ``dump=False``, write the merged config to ``save_path/config.py``.
+
+    ``for_training`` (``tools/train.py``): first ``check_new_run``, so that starting a run in the folder of
+    an earlier one is refused before anything is written."""
     if not os.path.isfile(file_path):
         dataset, _, name = file_path.partition("-")
         candidate = os.path.join("configs", dataset, f"{name}.py")
@@ -66,6 +93,8 @@ def default_config_parser(file_path: str, options: dict | None, dump: bool = Tru
     cfg = Config.fromfile(file_path)
     if options:
         cfg.merge_from_dict(options)
+    if for_training:
+        check_new_run(cfg)
     if cfg.get("seed") is None:
         cfg.seed = int.from_bytes(os.urandom(2), "little") + os.getpid() + int(time.time()) % 2**20
     for key in ("epoch", "eval_epoch"):
