@@ -42,7 +42,7 @@ from .models.captured import build_captured
 from .utils.config import Config
 
 __all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
-           "verify_sha256sums"]
+           "read_sha256sums", "verify_sha256sums"]
 
 INTENSITY_CONVERSIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "nuscenes": lambda x: x / np.float32(255),
@@ -105,10 +105,9 @@ def _listed_name(sums: str, name: str) -> str:
     return normal
 
 
-def verify_sha256sums(release_dir: str) -> None:
-    """Check a release folder against its ``SHA256SUMS`` (``sha256sum`` format); raise ``CheckpointError``
-    naming the file when ``SHA256SUMS`` is missing or malformed, lists a name that is absolute or leaves the
-    folder, does not list a file of the folder, or when a file is missing or its SHA-256 differs."""
+def read_sha256sums(release_dir: str) -> dict[str, str]:
+    """``{name: digest}`` of ``release_dir/SHA256SUMS`` (``sha256sum`` format); ``CheckpointError`` naming the
+    file when it is missing or malformed or lists a name that is absolute or leaves the folder."""
     sums = os.path.join(release_dir, "SHA256SUMS")
     if not os.path.isfile(sums):
         raise CheckpointError(f"{sums} does not exist: a release must list the SHA-256 of each of its files "
@@ -124,6 +123,15 @@ def verify_sha256sums(release_dir: str) -> None:
             digest, name = parts
             name = name.strip()
             listed[_listed_name(sums, name[1:] if name.startswith("*") else name)] = digest.lower()
+    return listed
+
+
+def verify_sha256sums(release_dir: str) -> None:
+    """Check a release folder against its ``SHA256SUMS`` (``sha256sum`` format); raise ``CheckpointError``
+    naming the file when ``SHA256SUMS`` is missing or malformed, lists a name that is absolute or leaves the
+    folder, does not list a file of the folder, or when a file is missing or its SHA-256 differs."""
+    sums = os.path.join(release_dir, "SHA256SUMS")
+    listed = read_sha256sums(release_dir)
     present = {os.path.relpath(os.path.join(root, name), release_dir)
                for root, _, names in os.walk(release_dir) for name in names}
     unlisted = sorted(present - set(listed) - {"SHA256SUMS"})

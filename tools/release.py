@@ -37,7 +37,8 @@ import pointcept_distill.models  # noqa: F401  (registers models and losses)
 from pointcept_distill.data import DATASETS, build_dataset, collate_fn
 from pointcept_distill.engine import SemSegTester
 from pointcept_distill.engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
-from pointcept_distill.inference import load_model, resolve_device, sha256_file, verify_sha256sums
+from pointcept_distill.inference import (load_model, read_sha256sums, resolve_device, sha256_file,
+                                         verify_sha256sums)
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config, parse_options
 from pointcept_distill.utils.logger import LOGGER_NAME
@@ -278,6 +279,25 @@ Pointcept: the state-dict keys are PT-v3m1's (`DefaultSegmentorV2` with `backbon
 
 
 # ------------------------------------------------------------------------------------------- release
+def _prepare_out_dir(out_dir: str) -> None:
+    """Make ``out_dir`` ready for a release. Only a new or empty folder, or an unchanged release made here
+    (its ``SHA256SUMS`` lists exactly the folder's files and they match), is written into; the files of such a
+    release are removed one by one (no other file is ever deleted). Anything else is refused untouched."""
+    if not os.path.isdir(out_dir):
+        os.makedirs(out_dir)
+        return
+    if not os.listdir(out_dir):
+        return
+    try:
+        verify_sha256sums(out_dir)
+    except CheckpointError as err:
+        raise FileExistsError(f"make_release: {out_dir} is not empty and is not a release made by tools/release.py "
+                              f"and unchanged since ({err}); not writing into it: choose a new or empty "
+                              f"folder") from None
+    for name in [*read_sha256sums(out_dir), "SHA256SUMS"]:
+        os.remove(os.path.join(out_dir, name))
+
+
 def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: bool = False,
                  metrics_from: Iterable[str] = (), evaluate_now: bool = False, options: dict | None = None,
                  latency_runs: int = 5, device: str | None = None, name: str | None = None,
@@ -286,7 +306,8 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
 
     Args:
         exp_dir: ``exp/<dataset>/<name>`` with ``config.py`` and ``model/``.
-        out_dir: the release folder (created; an earlier release there is replaced, other folders are refused).
+        out_dir: the release folder: new, empty, or an unchanged earlier release made here (replaced);
+            any other folder is refused and left untouched.
         weight: checkpoint name in ``exp_dir/model`` or a path to a ``.pth``.
         half: also write ``model_fp16.pth``.
         metrics_from: tester ``summary.json`` files beside those found under ``exp_dir/result``.
@@ -310,11 +331,7 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
     if options:
         eval_cfg.merge_from_dict(options)
 
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if not os.path.isfile(os.path.join(out_dir, "metrics.json")):
-            raise FileExistsError(f"make_release: {out_dir} exists and is not a release; not replacing it")
-        shutil.rmtree(out_dir)
-    os.makedirs(out_dir)
+    _prepare_out_dir(out_dir)
     model_path = os.path.join(out_dir, "model.pth")
     torch.save({"state_dict": state}, model_path)
     if half:

@@ -181,6 +181,38 @@ def test_rejects_weights_of_another_model(tiny_exp, tmp_path):
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
 
+def test_release_writes_only_into_a_new_empty_or_its_own_folder(tiny_exp, tmp_path):
+    exp, _, _ = tiny_exp
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    release.make_release(exp, str(empty), latency_runs=0)
+    release.make_release(exp, str(empty), latency_runs=0, half=True)     # its own release: replaced
+    assert "model_fp16.pth" in os.listdir(empty)
+    release.make_release(exp, str(empty), latency_runs=0)                # ... and no stale fp16 weights left
+    assert "model_fp16.pth" not in os.listdir(empty)
+    release.verify_sha256sums(str(empty))
+
+    def refused(folder, match: str) -> None:
+        before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        with pytest.raises(FileExistsError, match=match):
+            release.make_release(exp, str(folder), latency_runs=0)
+        assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+    mine = tmp_path / "mine"                                              # looks like a release, is not one
+    mine.mkdir()
+    (mine / "metrics.json").write_text("{}")
+    (mine / "results.csv").write_text("my numbers")
+    refused(mine, r"mine.*not a release made by tools/release\.py")
+    extra = tmp_path / "extra"                                            # a release plus a file of the user's
+    shutil.copytree(empty, extra)
+    (extra / "notes.txt").write_text("mine")
+    refused(extra, r"extra.*notes\.txt")
+    edited = tmp_path / "edited"                                          # a release edited since
+    shutil.copytree(empty, edited)
+    (edited / "README.md").write_text("my edits")
+    refused(edited, r"edited.*README\.md")
+
+
 def test_command_line(tiny_exp, tmp_path, capsys):
     exp, single, _ = tiny_exp
     out = str(tmp_path / "cli")
