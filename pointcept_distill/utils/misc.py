@@ -1,15 +1,18 @@
 """Seeding, RNG-state capture, segmentation counts, atomic file writes and sync-free tensor checks."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import re
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 __all__ = ["check_tensor", "set_seed", "derive_seed", "get_rng_state", "set_rng_state", "fork_rng_seeded",
-           "intersection_and_union", "intersection_and_union_torch", "semseg_metrics", "atomic_write"]
+           "intersection_and_union", "intersection_and_union_torch", "semseg_metrics", "atomic_write",
+           "remove_stale_temporaries"]
 
 
 def set_seed(seed: int) -> None:
@@ -125,7 +128,10 @@ def semseg_metrics(intersection: np.ndarray, union: np.ndarray, target: np.ndarr
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync it, then ``os.replace`` it onto ``path``.
 
-    A crash at any point leaves either the old ``path`` or the new one, never a partial file.
+    A crash at any point leaves either the old ``path`` or the new one, never a partial file. A failed write
+    (e.g. a full disk) removes the temporary file and raises ``OSError`` naming ``path`` and the cause (same
+    errno); a killed process's temporary file (``<path>.tmp.<pid>``) is left for
+    ``remove_stale_temporaries``.
     """
     directory = os.path.dirname(os.path.abspath(path))
     tmp = f"{path}.tmp.{os.getpid()}"
@@ -134,15 +140,49 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if isinstance(err, OSError):
+            message = (f"could not write '{path}': {err.strerror or err}; "
+                       f"{'the previous file is kept' if os.path.exists(path) else 'nothing was written'}")
+            raise (OSError(err.errno, message) if err.errno is not None else OSError(message)) from err
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+_TEMPORARY = re.compile(r".+\.tmp\.(\d+)")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Remove the temporary files ``atomic_write`` left in ``directory`` when its process was killed
+    (``<name>.tmp.<pid>`` whose process no longer runs); return their paths."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in sorted(os.listdir(directory)):
+        match = _TEMPORARY.fullmatch(name)
+        path = os.path.join(directory, name)
+        if match and os.path.isfile(path) and not _process_alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 def check_tensor(condition: torch.Tensor, message: str) -> None:

@@ -1,14 +1,17 @@
 """Checkpoints: exact resume mid-epoch and at epoch boundaries, Pointcept keys, corrupt files, atomicity."""
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
 from pointcept_distill.engine import Trainer, default_setup
-from pointcept_distill.engine.checkpoint import CheckpointError, save_checkpoint
+from pointcept_distill.engine.checkpoint import CheckpointError, copy_checkpoint, save_checkpoint
 from toy_components import toy_cfg
 
 HOOKS = [dict(type="CheckpointLoader"), dict(type="InformationWriter"), dict(type="SemSegEvaluator"),
@@ -123,6 +126,62 @@ def test_failed_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(2))
     assert os.listdir(tmp_path) == ["model_last.pth"]
+
+
+def _no_space(obj, f):
+    with open(f, "wb") as handle:
+        handle.write(b"partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_names_the_path_and_the_cause_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "model_last.pth"
+    save_checkpoint({"state_dict": {"w": torch.ones(2)}}, str(path))
+    monkeypatch.setattr(torch, "save", _no_space)
+    with pytest.raises(OSError, match=rf"{path}.*No space left on device") as err:
+        save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, str(path))
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "copyfile", _no_space)
+    with pytest.raises(OSError, match=r"model_best\.pth.*No space left on device"):
+        copy_checkpoint(str(path), str(tmp_path / "model_best.pth"))
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(2))
+    assert os.listdir(tmp_path) == ["model_last.pth"]
+
+
+def test_disk_full_during_training_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
+    saved = []
+    real_save = torch.save
+
+    def fills_up(obj, f):
+        if len(saved) == 2:
+            _no_space(obj, f)
+        saved.append(obj["iter"])
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", fills_up)
+    trainer = Trainer(default_setup(toy_cfg(tmp_path, hooks=HOOKS)))
+    with pytest.raises(OSError, match=r"model_last\.pth.*No space left on device"):
+        trainer.train()
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "model" / "model_last.pth", weights_only=True)["iter"] == saved[-1] == 2
+    assert not [f for f in os.listdir(tmp_path / "model") if ".tmp" in f]
+
+
+def test_temporary_files_of_interrupted_writes_are_removed_when_a_run_starts(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    model = tmp_path / "model"
+    model.mkdir()
+    stale = [model / f"model_last.pth.tmp.{dead.pid}", model / f"model_best.pth.tmp.{dead.pid}"]
+    kept = [model / f"epoch_1.pth.tmp.{os.getppid()}",  # a live process's write in progress
+            model / "notes.tmp.txt", tmp_path / "my.tmp.1"]
+    for f in stale + kept:
+        f.write_bytes(b"x")
+    trainer = Trainer(default_setup(toy_cfg(tmp_path, hooks=HOOKS)))
+    trainer.before_train()
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in kept)
 
 
 def test_weight_that_is_not_a_file_is_an_error(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ...utils import comm
+from ...utils.misc import remove_stale_temporaries
 from ..checkpoint import copy_checkpoint, save_checkpoint
 from .base import HOOKS, HookBase
 
@@ -15,7 +16,8 @@ __all__ = ["CheckpointSaver"]
 class CheckpointSaver(HookBase):
     """Writes Pointcept's checkpoint dict (plus our resume keys) atomically under ``save_path/model``.
 
-    Put it after the evaluator: it reads ``comm_info['current_metric_value']``.
+    Put it after the evaluator: it reads ``comm_info['current_metric_value']``. At the start of a run it removes
+    the temporary files of checkpoint writes interrupted by a killed process.
 
     Args:
         save_freq: also keep ``epoch_<N>.pth`` every ``save_freq`` trainer epochs.
@@ -25,6 +27,13 @@ class CheckpointSaver(HookBase):
 
     def __init__(self, save_freq: int | None = None, save_freq_iter: int | None = None) -> None:
         self.save_freq, self.save_freq_iter = save_freq, save_freq_iter
+
+    def before_train(self) -> None:
+        """Remove what writes interrupted by a killed process left (``*.pth.tmp.<pid>``), before the run
+        writes its own checkpoints."""
+        if comm.is_main_process():
+            for path in remove_stale_temporaries(os.path.dirname(self._path("model_last.pth"))):
+                self.trainer.logger.info(f"Removed {path}, left by an interrupted checkpoint write")
 
     def _path(self, name: str) -> str:
         return os.path.join(self.trainer.cfg.save_path, "model", name)
