@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pointcept_distill.data.simulator import generate  # noqa: E402
+from pointcept_distill.engine.checkpoint import load_checkpoint  # noqa: E402
 from release import make_release  # noqa: E402  (tools/release.py)
 from visualize import render_bev_scan, render_curves  # noqa: E402  (tools/visualize.py)
 
@@ -81,8 +82,7 @@ def run(cmd: list[str], log: Path) -> None:
 
 
 def parameters(exp_dir: Path) -> int:
-    import torch
-    ckpt = torch.load(exp_dir / "model" / "model_best.pth", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(str(exp_dir / "model" / "model_best.pth"))
     return sum(v.numel() for k, v in ckpt["state_dict"].items() if not k.endswith(("running_mean", "running_var",
                                                                                      "num_batches_tracked")))
 

@@ -162,7 +162,8 @@ def distill_section(size: Size, row: Row) -> dict | None:
     return section
 
 
-def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict) -> tuple[Run, list[Run]]:
+def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict,
+              grad_norm_interval: int = 0) -> tuple[Run, list[Run]]:
     teacher = Run("teacher", 0, os.path.join(out, "teacher"), config_path(size, size.teacher_config),
                   size.teacher_epochs, None, None, size, roots, size.threads * size.jobs)  # alone: all cores
     weight = os.path.join(teacher.folder, "model", "model_last.pth")
@@ -170,11 +171,13 @@ def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict) ->
     for name in rows:
         row = ROWS[name]
         config = size.student_config if row.config == "student" else size.distill_config
+        section = distill_section(size, row)
+        if section is not None and grad_norm_interval:
+            section["grad_norm_interval"] = grad_norm_interval
         for seed in range(seeds):
             folder = os.path.join(out, "runs", slug(name), f"seed{seed}")
-            runs.append(Run(name, seed, folder, config_path(size, config), size.student_epochs,
-                            distill_section(size, row), None if row.config == "student" else weight, size, roots,
-                            size.threads))
+            runs.append(Run(name, seed, folder, config_path(size, config), size.student_epochs, section,
+                            None if row.config == "student" else weight, size, roots, size.threads))
     return teacher, runs
 
 
@@ -211,12 +214,41 @@ def evaluate(cfg, weight: str, roots: dict) -> dict:
     return result
 
 
+def mean_grad_ratios(folder: str) -> dict[str, float]:
+    """Mean over the logged steps of each KD term's gradient norm into the student divided by the segmentation
+    loss's (``distill.grad_norm_interval``, TensorBoard ``train_batch/grad_ratio/<term>``); {} when not logged."""
+    import glob
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ratios: dict[str, list[float]] = {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        events = EventAccumulator(path, size_guidance={"scalars": 0})
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            if tag.startswith("train_batch/grad_ratio/"):
+                ratios.setdefault(tag.rsplit("/", 1)[1], []).extend(e.value for e in events.Scalars(tag))
+    return {term: sum(v) / len(v) for term, v in ratios.items()}
+
+
 def result_file(run: Run) -> str:
     return os.path.join(run.folder, "kd_bench_result.json")
 
 
-def execute(run: Run) -> dict:
+def exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """End this worker when the benchmark's process is gone (killed or interrupted), instead of training on."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def execute(run: Run, parent: int | None = None) -> dict:
     """Train and score one run (in a worker process; its console output goes to ``<folder>/run.log``)."""
+    if parent is not None:
+        exit_with_parent(parent)
     os.makedirs(run.folder, exist_ok=True)
     log = open(os.path.join(run.folder, "run.log"), "w", encoding="utf-8")  # noqa: SIM115 (the worker's stdout)
     sys.stdout = sys.stderr = log
@@ -233,7 +265,8 @@ def execute(run: Run) -> dict:
     TRAINERS.build(dict(type=cfg.train.type, cfg=cfg)).train()
     minutes = (time.perf_counter() - start) / 60
     result = dict(evaluate(cfg, os.path.join(run.folder, "model", "model_last.pth"), run.roots),
-                  train_minutes=minutes, name=run.name, seed=run.seed, signature=signature(run))
+                  train_minutes=minutes, name=run.name, seed=run.seed, signature=signature(run),
+                  grad_ratio=mean_grad_ratios(run.folder))
 
     def write(path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -263,17 +296,17 @@ def load_result(run: Run) -> dict | None:
     return result
 
 
-def run_all(runs: list[Run], jobs: int, started: float) -> list[dict]:
+def run_all(runs: list[Run], jobs: int, started: float) -> list[dict]:  # started: the benchmark's start
     """The results of ``runs`` (in order): those missing are trained, ``jobs`` at a time in fresh processes,
     with their progress on the console."""
     results = [load_result(r) for r in runs]
     todo = [i for i, r in enumerate(results) if r is None]
     if not todo:
         return results
-    done = 0
+    done, began = 0, time.perf_counter()
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(execute, runs[i]): i for i in todo}
+        futures = {pool.submit(execute, runs[i], os.getpid()): i for i in todo}
         print(f"[kd_bench] {len(todo)} run(s) to train, {jobs} at a time", flush=True)
         for future in as_completed(futures):
             i = futures[future]
@@ -285,7 +318,7 @@ def run_all(runs: list[Run], jobs: int, started: float) -> list[dict]:
                                  f"{os.path.join(run.folder, 'run.log')}") from err
             done += 1
             elapsed = time.perf_counter() - started
-            left = elapsed / done * (len(todo) - done)
+            left = (time.perf_counter() - began) / done * (len(todo) - done)
             print(f"[kd_bench] {done}/{len(todo)} {run.name} seed {run.seed}: mIoU {results[i]['miou']:.4f} "
                   f"(TTA {results[i]['miou_tta']:.4f}), {results[i]['train_minutes']:.1f} min; "
                   f"{elapsed / 60:.1f} min so far, about {left / 60:.0f} min left", flush=True)
@@ -328,12 +361,18 @@ def summarize(teacher: dict, rows: dict[str, list[dict]]) -> dict:
         miou = [r["miou"] for r in results]
         entry = dict(miou=miou, miou_tta=[r["miou_tta"] for r in results],
                      miou_val2=[r["miou_val2"] for r in results], seeds=[r["seed"] for r in results],
-                     train_minutes=[r["train_minutes"] for r in results])
+                     train_minutes=[r["train_minutes"] for r in results],
+                     grad_ratio=mean_dicts([r.get("grad_ratio", {}) for r in results]))
         if base and name != BASELINE and len(base) == len(miou):
             diff, low, high = paired_interval(miou, base)
             entry.update(diff=diff, diff_ci95=[low, high], gap_recovered=diff / gap if gap > 0 else float("nan"))
         summary[name] = entry
     return summary
+
+
+def mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for d in dicts for k in d})
+    return {k: sum(d[k] for d in dicts if k in d) / sum(k in d for d in dicts) for k in keys}
 
 
 def pct(value: float) -> str:
@@ -342,17 +381,18 @@ def pct(value: float) -> str:
 
 def table(teacher: dict, summary: dict) -> str:
     lines = ["| row | seeds | mIoU single-pass | mIoU TTA | vs student alone (95% CI) | gap recovered | "
-             "min/run |", "|---|---|---|---|---|---|---|"]
+             "min/run | KD gradient / seg. gradient |", "|---|---|---|---|---|---|---|---|"]
     lines.append(f"| teacher | 1 | {pct(teacher['miou'])} | {pct(teacher['miou_tta'])} | | | "
-                 f"{teacher['train_minutes']:.1f} |")
+                 f"{teacher['train_minutes']:.1f} | |")
     for name, e in summary.items():
         m, s = mean_std(e["miou"])
         mt, st = mean_std(e["miou_tta"])
         diff = (f"{100 * e['diff']:+.2f} [{100 * e['diff_ci95'][0]:+.2f}, {100 * e['diff_ci95'][1]:+.2f}]"
                 if "diff" in e else "")
         gap = f"{100 * e['gap_recovered']:.0f} %" if "gap_recovered" in e else ""
+        ratios = ", ".join(f"{k.removeprefix('loss_kd_')} {v:.2f}" for k, v in e.get("grad_ratio", {}).items())
         lines.append(f"| {name} | {len(e['miou'])} | {pct(m)} ± {pct(s)} | {pct(mt)} ± {pct(st)} | {diff} | {gap} "
-                     f"| {mean_std(e['train_minutes'])[0]:.1f} |")
+                     f"| {mean_std(e['train_minutes'])[0]:.1f} | {ratios} |")
     return "\n".join(lines)
 
 
@@ -380,6 +420,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--extra-rows", default=None, metavar="JSON",
                    help='more rows, e.g. \'{"logit T2": {"config": "paper", "keep": ["logit_kd"], "add": '
                         '{"logit_kd": {"type": "LogitKD", "temperature": 2.0, "loss_weight": 1.0}}}}\' or a file')
+    p.add_argument("--grad-norm-interval", type=int, default=0, metavar="N",
+                   help="log every N steps each KD term's gradient norm into the student against the segmentation "
+                        "loss's (distill.grad_norm_interval); the table then shows their mean ratios")
     p.add_argument("--teacher-only", action="store_true", help="train and score the teacher, then stop")
     p.add_argument("--out", required=True, help="output folder (data, runs, kd_bench.json)")
     args = p.parse_args(argv)
@@ -414,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict:
     size = replace(SIZES[args.size], **{k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
     roots = generate_data(size, args.data_seed, args.out)
-    teacher, runs = plan_runs(size, args.rows, args.seeds, args.out, roots)
+    teacher, runs = plan_runs(size, args.rows, args.seeds, args.out, roots, args.grad_norm_interval)
     print(f"[kd_bench] size {args.size}, data seed {args.data_seed}: teacher ({size.teacher_epochs} epochs), then "
           f"{len(runs)} student runs ({size.student_epochs} epochs each)", flush=True)
     (teacher_result,) = run_all([teacher], 1, started)

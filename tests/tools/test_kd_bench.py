@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from scipy import stats
@@ -24,7 +25,7 @@ def _bench(out, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_smoke_size_writes_the_table_and_json_and_reuses_finished_runs(tmp_path):
     rows = "student alone,logit KD"
-    proc = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3")
+    proc = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--grad-norm-interval", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "kd_bench.json").read_text())
     assert len(report["teacher"]["miou"]) == 1 and 0 <= report["teacher"]["miou"][0] <= 1
@@ -35,17 +36,20 @@ def test_smoke_size_writes_the_table_and_json_and_reuses_finished_runs(tmp_path)
     kd, alone = report["rows"]["logit KD"], report["rows"]["student alone"]
     assert kd["diff"] == pytest.approx(sum(kd["miou"]) / 2 - sum(alone["miou"]) / 2)
     assert kd["diff_ci95"][0] <= kd["diff"] <= kd["diff_ci95"][1]
+    # the KD term's gradient into the student against the segmentation loss's, read back from TensorBoard
+    assert kd["grad_ratio"]["loss_kd_logit"] > 0 and alone["grad_ratio"] == {}
     assert "| logit KD | 2 |" in proc.stdout and "validation spread" in proc.stdout
     # the data came from --data-seed, with a second validation set
     assert json.loads((tmp_path / "data" / "settings.json").read_text())["data_seed"] == 3
     assert (tmp_path / "data" / "nuscenes-val2" / "info" / "nuscenes_infos_10sweeps_val.pkl").is_file()
 
-    again = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3")
+    again = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--grad-norm-interval", "1")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "to train" not in again.stdout                     # every run was reused
     assert json.loads((tmp_path / "kd_bench.json").read_text())["rows"]["logit KD"]["miou"] == kd["miou"]
 
-    changed = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--student-epochs", "2")
+    changed = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--student-epochs", "2",
+                     "--grad-norm-interval", "1")
     assert changed.returncode != 0 and "other settings" in changed.stderr
 
 
@@ -76,3 +80,54 @@ def test_rows_are_checked_and_extra_rows_are_built(tmp_path):
 @pytest.mark.parametrize("df", [1, 2, 5, 20, 21, 40, 200])
 def test_t_quantile(df):
     assert kd_bench.t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_workers_end_with_the_benchmark_process(tmp_path):
+    """SIGKILL of the benchmark leaves no worker training on (their console goes to run.log, so find them by it)."""
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "kd_bench.py"), "--size", "smoke", "--out", str(tmp_path),
+           "--seeds", "2", "--rows", "student alone", "--student-epochs", "50"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = tmp_path / "runs" / "student_alone"
+    deadline = time.time() + 300
+    while not list(logs.glob("seed*/train.log")) and time.time() < deadline:
+        time.sleep(0.5)
+    assert list(logs.glob("seed*/train.log")), "no student run started"
+    workers = [pid for pid in _children(proc.pid) if b"spawn_main" in _cmdline(pid)]
+    assert workers
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while any(_running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in workers if _running(pid)], "workers outlived the benchmark"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _stat(int(entry)) and int(_stat(int(entry))[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _stat(pid: int) -> list[str]:
+    """(state, ppid) of a process from /proc, [] when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[:2]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    stat = _stat(pid)
+    return bool(stat) and stat[0] != "Z"
