@@ -93,9 +93,9 @@ def table(rows: list[dict], val_frames: int) -> str:
     for r in rows:
         lines.append(f"| {r['label']} | {r['params']:,} | {r['seconds_per_scan']:.3f} | {r['mIoU']:.4f} | "
                      f"{r['mIoU_tta']:.4f} | {r['mAcc']:.4f} | {r['allAcc']:.4f} |")
-    lines.append(f"\nOne seed, {val_frames} validation frames: one run's difference between the students is within "
-                 "seed-to-seed noise (about 1 mIoU point). Several seeds and the paired differences with their 95 % "
-                 "intervals: docs/kd_results.md (tools/kd_bench.py --size cpu).")
+    lines.append(f"\nOne seed, {val_frames} validation frames: the student alone varies by 1-2 mIoU points from seed to "
+                 "seed, so one run's difference between the students says little. Several seeds and the paired "
+                 "differences with their 95 % intervals: docs/kd_results.md (tools/kd_bench.py --size cpu).")
     return "\n".join(lines)
 
 
