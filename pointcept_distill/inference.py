@@ -36,6 +36,7 @@ from torch import nn
 
 from .data import DATASETS, DefaultDataset, collate_fn
 from .data.transforms import Compose
+from .data.validate import check_grid_coord, check_points
 from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
 from .models import build_model
 from .models.captured import build_captured
@@ -43,6 +44,8 @@ from .utils.config import Config
 
 __all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
            "read_sha256sums", "verify_sha256sums"]
+
+INPUT = "Segmenter input"  # how errors about the values of a scan given to Segmenter name it
 
 INTENSITY_CONVERSIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "nuscenes": lambda x: x / np.float32(255),
@@ -63,6 +66,9 @@ class _Scan(DefaultDataset):
 
     def get_data_list(self) -> list:
         return ["scan"]
+
+    def get_data_path(self, idx: int) -> str:
+        return INPUT
 
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         return dict(self.sample)
@@ -242,6 +248,7 @@ class Segmenter:
 
     def _single_pass(self, sample: dict) -> torch.Tensor:
         data = self.transform(sample, np.random.default_rng(0))
+        check_grid_coord(data, INPUT)
         if "inverse" not in data:
             raise KeyError(f"Segmenter: data.val.transform of {self.cfg.filename} yields no 'inverse' "
                            f"(use GridSample(return_inverse=True) and Collect it)")
@@ -268,6 +275,7 @@ class Segmenter:
         n = len(coord)
         sample = {"coord": coord, "strength": np.asarray(strength, dtype=np.float32).reshape(n, 1),
                   "segment": np.full(n, -1, dtype=np.int64)}
+        check_points(sample, INPUT)
         probs = self._voting(sample) if tta else self._single_pass(sample)  # (N, K)
         return Result(labels=probs.argmax(1).numpy().astype(np.int64), probs=probs.numpy(),
                       class_names=list(self.class_names))
@@ -277,6 +285,8 @@ class Segmenter:
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] < 4:
             raise ValueError(f"Segmenter: points must be (N, 4) x, y, z, intensity; got {points.shape}")
+        # before the conversion, which can hide a bad value (tanh(inf) = 1)
+        check_points({"coord": points[:, :3], "strength": points[:, 3]}, INPUT)
         convert = INTENSITY_CONVERSIONS[_convention(self.cfg, dataset)]
         return self.predict(points[:, :3], convert(points[:, 3].astype(np.float32)), tta)
 

@@ -104,6 +104,27 @@ def test_intensity_convention_follows_the_config(tmp_path, dataset, convert):
     assert len(result.class_names) == result.probs.shape[1] == seg.cfg.data.num_classes
 
 
+def test_bad_input_values_are_refused_naming_the_input(nuscenes):
+    config, weight, data_root = nuscenes
+    seg = Segmenter.from_checkpoint(config, weight, device="cpu")
+    points = raw_scan(data_root)
+    nan = points.copy()
+    nan[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"Segmenter input: 1 of \d+ points have non-finite coordinates .*index 3"):
+        seg(nan)
+    inf = points.copy()
+    inf[0, 3] = np.inf
+    with pytest.raises(ValueError, match=r"Segmenter input: 1 of \d+ points have a non-finite intensity"):
+        seg(inf, dataset="waymo")  # tanh(inf) = 1 would hide it
+    with pytest.raises(ValueError, match=r"Segmenter input: empty scan \(0 points\)"):
+        seg(points[:0])
+    far = points.copy()
+    far[0, 0] = 1e4  # 200000 voxels of 5 cm: beyond 16 bits per axis
+    for tta in (False, True):
+        with pytest.raises(ValueError, match=r"Segmenter input: the scan spans .*below 65536"):
+            seg(far, tta=tta)
+
+
 def test_from_release_and_errors(nuscenes, tmp_path):
     config, weight, data_root = nuscenes
     release = load_tool("release")

@@ -18,6 +18,7 @@ from .builder import DATASETS, TRANSFORMS
 from .cache import cached_sample
 from .rng import sample_rng
 from .transforms import Compose
+from .validate import check_grid_coord, check_points
 
 __all__ = ["DefaultDataset", "as_split_list"]
 
@@ -107,6 +108,10 @@ class DefaultDataset(Dataset):
     def get_data_name(self, idx: int) -> str:
         return os.path.basename(self.data_list[idx % len(self.data_list)])
 
+    def get_data_path(self, idx: int) -> str:
+        """The file (or folder) sample ``idx`` is read from, as errors about its values name it."""
+        return str(self.data_list[idx % len(self.data_list)])
+
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         """Decode sample ``idx`` from disk into numpy arrays (subclasses say how)."""
         return self.load_npy_assets(self.data_list[idx % len(self.data_list)])
@@ -136,21 +141,32 @@ class DefaultDataset(Dataset):
             elif value.size != n:
                 raise ValueError(f"{os.path.join(folder, key + '.npy')}: {value.size} labels but "
                                  f"coord.npy has {n} points")
+            elif not np.issubdtype(value.dtype, np.integer):  # a cast would silently truncate them
+                raise ValueError(f"{os.path.join(folder, key + '.npy')}: labels stored as {value.dtype}; "
+                                 f"expected integers")
             else:
                 data[key] = value.reshape(-1).astype(np.int64)
         return data
 
+    def load_checked(self, idx: int) -> dict[str, np.ndarray]:
+        """``load_data`` with its values checked (``check_points``: not empty, finite), errors naming the file."""
+        arrays = self.load_data(idx)
+        check_points(arrays, self.get_data_path(idx))
+        return arrays
+
     def get_data(self, idx: int) -> dict:
-        """The decoded sample (cached in shared memory when ``cache``) plus ``name`` and ``dataset``."""
+        """The decoded, checked sample (cached in shared memory when ``cache``) plus ``name`` and ``dataset``."""
         name = self.get_data_name(idx)
         if self.cache:
-            arrays = cached_sample(self.data_root, name, lambda: self.load_data(idx))
+            arrays = cached_sample(self.data_root, name, lambda: self.load_checked(idx))
         else:
-            arrays = self.load_data(idx)
+            arrays = self.load_checked(idx)
         return {**arrays, "name": name, "dataset": self.dataset_name}
 
     def prepare_train_data(self, idx: int) -> dict:
-        return self.transform(self.get_data(idx), self.sample_rng(idx))
+        data = self.transform(self.get_data(idx), self.sample_rng(idx))
+        check_grid_coord(data, self.get_data_path(idx))
+        return data
 
     def prepare_test_data(self, idx: int) -> dict:
         """Pointcept's test protocol: transform, pop labels, TTA views, voxel parts, crop, post."""
@@ -175,6 +191,8 @@ class DefaultDataset(Dataset):
                 cropped = self.test_crop(part, rng) if self.test_crop is not None else [part]
                 fragments += cropped if isinstance(cropped, list) else [cropped]
         result["fragment_list"] = [self.post_transform(f, rng) for f in fragments]
+        for fragment in result["fragment_list"]:
+            check_grid_coord(fragment, self.get_data_path(idx))
         return result
 
     def __getitem__(self, idx: int) -> dict:

@@ -63,10 +63,13 @@ class NuScenesDataset(DefaultDataset):
     def get_data_name(self, idx: int) -> str:
         return self.data_list[idx % len(self.data_list)]["lidar_token"]
 
+    def get_data_path(self, idx: int) -> str:
+        return os.path.join(self.data_root, "raw", self.data_list[idx % len(self.data_list)]["lidar_path"])
+
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         info = self.data_list[idx % len(self.data_list)]
         raw_root = os.path.join(self.data_root, "raw")
-        lidar_path = os.path.join(raw_root, info["lidar_path"])
+        lidar_path = self.get_data_path(idx)
         points = read_records(lidar_path, np.float32, 5)
         if "gt_segment_path" in info:
             label_path = os.path.join(raw_root, info["gt_segment_path"])

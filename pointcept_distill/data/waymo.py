@@ -26,6 +26,7 @@ class WaymoDataset(DefaultDataset):
     """Waymo frames; ``name`` = ``"<segment>_<timestamp>"``. Multi-frame ``timestamp`` is not supported."""
 
     dataset_name = "waymo"
+    labelled_splits = ("training", "validation")  # every frame has segment.npy; "testing" frames have none
 
     def __init__(self, timestamp: Sequence[int] = (0,), reference_label: bool = True,
                  timing_embedding: bool = False, **kwargs) -> None:
@@ -54,6 +55,11 @@ class WaymoDataset(DefaultDataset):
 
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         folder = self.data_list[idx % len(self.data_list)]
+        split = os.path.basename(os.path.dirname(os.path.dirname(folder)))
+        labels = os.path.join(folder, "segment.npy")
+        if split in self.labelled_splits and not os.path.isfile(labels):
+            raise FileNotFoundError(f"{labels}: no such file, and '{split}' is a labelled split (unlabelled "
+                                    f"frames get ignore labels only in other splits, e.g. 'testing')")
         data = self.load_npy_assets(folder)
         segment = data["segment"]
         bad = (segment < -1) | (segment >= len(WAYMO_NAMES))
