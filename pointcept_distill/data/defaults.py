@@ -169,11 +169,14 @@ class DefaultDataset(Dataset):
         return data
 
     def prepare_test_data(self, idx: int) -> dict:
-        """Pointcept's test protocol: transform, pop labels, TTA views, voxel parts, crop, post."""
+        """Pointcept's test protocol: transform, pop labels, TTA views, voxel parts, crop, post; ``num_points``
+        is the scan's point count before any transform."""
         rng = self.sample_rng(idx)
-        data = self.transform(self.get_data(idx), rng)
+        raw = self.get_data(idx)
+        num_points = len(raw["coord"])  # of the scan's file: a submission must predict each of them
+        data = self.transform(raw, rng)
         result = {"segment": data.pop("segment"), "name": data.pop("name"),
-                  "dataset": data.pop("dataset")}
+                  "dataset": data.pop("dataset"), "num_points": num_points}
         if "origin_segment" in data:
             if "inverse" not in data:
                 raise KeyError(f"{type(self).__name__}: test transform made 'origin_segment' "

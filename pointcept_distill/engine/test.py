@@ -11,9 +11,16 @@ Single-pass mode (``test = dict(type="SemSegTester", single_pass=True)``): each 
 Both write ``result/<scan>_pred.npy`` (train ids per original point) and ``result/summary.json``
 (per-class IoU and accuracy, mIoU, mAcc, allAcc, seconds per scan). Unlike Pointcept, existing
 ``_pred.npy`` files are never loaded unless ``reuse_pred=True`` (and then with a warning).
+
+``submission=True`` (``-- test.submission=true``) also writes each scan's prediction in its benchmark's
+format under ``result/submit/`` (``pointcept_distill.data.submission``: SemanticKITTI ``.label`` files,
+nuScenes-lidarseg ``.bin`` files and ``submission.json``); a prediction that does not cover every point of
+the scan's file is an error. Progress (``Test: [i/N] <scan> Remain h:mm:ss``) is logged after the
+first and the last scan and at most every 10 s in between (every scan with ``verbose``).
 """
 from __future__ import annotations
 
+import datetime
 import glob
 import json
 import os
@@ -113,14 +120,35 @@ class SemSegTester(TesterBase):
         capture: None (eager), "graphs" or "compiled": run the model through ``CapturedSegmentor``
             (fixed-capacity batches replayed from CUDA graphs; same predictions, faster on a GPU).
         capture_dtype: autocast of the captured model ("bfloat16", "float16"), or None for float32.
+        submission: also write the benchmark's submission files (see the module docstring).
+        submission_options: options of the dataset's format, e.g. ``dict(meta=dict(use_external=True))`` for
+            nuScenes (``-- test.submission_options.meta.use_external=true``).
     """
 
     def __init__(self, cfg: Any, model: nn.Module | None = None, test_loader: DataLoader | None = None,
                  verbose: bool = False, single_pass: bool = False, reuse_pred: bool = False,
-                 capture: str | None = None, capture_dtype: str | None = None) -> None:
+                 capture: str | None = None, capture_dtype: str | None = None,
+                 submission: bool = False, submission_options: dict | None = None) -> None:
         self.single_pass, self.reuse_pred = single_pass, reuse_pred
         super().__init__(cfg, model, test_loader, verbose)
         self.captured = build_captured(self.model, capture, capture_dtype)
+        self.submission = self.build_submission(submission_options) if submission else None
+
+    def dataset(self) -> Any:
+        """The test dataset (unwrapped from the loader's seeding wrapper)."""
+        return getattr(self.test_loader.dataset, "dataset", self.test_loader.dataset)
+
+    def build_submission(self, options: dict | None) -> Any:
+        from ..data.submission import build_submission
+        writer = build_submission(self.dataset(), os.path.join(self.cfg.save_path, "result", "submit"),
+                                  dict(options or {}))
+        if writer.num_classes != self.cfg.data.num_classes:
+            raise ValueError(f"test.submission: the {type(writer).__name__} format takes {writer.num_classes} "
+                             f"classes, the model predicts data.num_classes={self.cfg.data.num_classes}")
+        if not writer.is_test_set():
+            self.logger.warning(f"test.submission: the test split is {writer.splits}, not the benchmark's test "
+                                f"split (data.test.split=test): the files are for a local check only")
+        return writer
 
     def test_dataset_cfg(self) -> dict:
         return self.cfg.data.val if self.single_pass else self.cfg.data.test
@@ -128,7 +156,7 @@ class SemSegTester(TesterBase):
     def scan_name(self, index: int, data: dict) -> str:
         if isinstance(data.get("name"), str):
             return data["name"]
-        dataset = getattr(self.test_loader.dataset, "dataset", self.test_loader.dataset)
+        dataset = self.dataset()
         if hasattr(dataset, "get_data_name"):
             return str(dataset.get_data_name(index))
         return f"scan_{index:06d}"
@@ -176,7 +204,15 @@ class SemSegTester(TesterBase):
         mode = "single_pass" if self.single_pass else "fragment_voting"
         logger.info(f">>>>>>>>>>>>>>>> Start Evaluation ({mode}) >>>>>>>>>>>>>>>>")
         self.model.eval()
+        if self.submission is not None:
+            submit_root = self.submission.root
+            if comm.is_main_process() and os.path.isdir(submit_root) and any(os.scandir(submit_root)):
+                logger.warning(f"{submit_root} holds files of an earlier run: same-named ones are replaced, "
+                               f"others stay (remove the folder before packing a submission)")
+            if comm.is_main_process():
+                self.submission.prepare()
         records: dict[str, dict] = {}
+        total, started, self._last_progress = len(self.test_loader), time.perf_counter(), None
         for i, ((index, data),) in enumerate(self.test_loader):
             name = self.scan_name(index, data)
             pred_file = os.path.join(result_dir, f"{name}_pred.npy")
@@ -192,18 +228,48 @@ class SemSegTester(TesterBase):
                 self._sync()
                 seconds = time.perf_counter() - start
                 np.save(pred_file, pred)
+            if self.submission is not None:
+                self.write_submission(name, pred, data)
             inter, union, target = intersection_and_union(pred, labels, num_classes, ignore)
             records[name] = dict(intersection=inter, union=union, target=target, seconds=seconds)
             if self.verbose:
                 scan = semseg_metrics(inter, union, target)
-                logger.info(f"Test: {name} [{i + 1}/{len(self.test_loader)}]-{len(labels)} "
-                            f"Time {seconds:.3f}s mIoU {scan['mIoU']:.4f} allAcc {scan['allAcc']:.4f}")
+                logger.info(f"Test: {name} [{i + 1}/{total}]-{len(labels)} Time {seconds:.3f}s "
+                            f"mIoU {scan['mIoU']:.4f} allAcc {scan['allAcc']:.4f} "
+                            f"Remain {self.remaining(i, total, started)}")
+            else:
+                self.log_progress(i, total, started, name)
         merged: dict[str, dict] = {}
         for part in comm.gather(records):
             merged.update(part)
         summary = self._summarize(merged, names, mode) if comm.is_main_process() else None
         comm.synchronize()
         return summary
+
+    @staticmethod
+    def remaining(i: int, total: int, started: float) -> datetime.timedelta:
+        """Time left after scan ``i`` (0-based) of ``total``, at the mean pace so far."""
+        elapsed = time.perf_counter() - started
+        return datetime.timedelta(seconds=int(elapsed / (i + 1) * (total - i - 1)))
+
+    def log_progress(self, i: int, total: int, started: float, name: str, every: float = 10.0) -> None:
+        """``Test: [i/N] <scan> Remain h:mm:ss`` after the first and last scan and at most every ``every`` s."""
+        now = time.perf_counter()
+        last = getattr(self, "_last_progress", None)
+        if i == 0 or i + 1 == total or last is None or now - last >= every:
+            self._last_progress = now
+            self.logger.info(f"Test: [{i + 1}/{total}] {name} Remain {self.remaining(i, total, started)}")
+
+    def write_submission(self, name: str, pred: np.ndarray, data: dict) -> None:
+        """The scan's submission file; it must hold one prediction per point of the scan's file."""
+        expected = data.get("num_points")
+        if expected is not None and len(pred) != int(expected):
+            raise ValueError(f"test.submission: scan {name}: {len(pred)} predictions for {int(expected)} points; "
+                             f"the test transform must keep every point or map back to all of them "
+                             f"(GridSample(return_inverse=True) with Copy(segment -> origin_segment))")
+        path = self.submission.write(name, pred)
+        if self.verbose:
+            self.logger.info(f"Submission: {path}")
 
     def _summarize(self, records: dict[str, dict], names: list[str], mode: str) -> dict:
         logger = self.logger
@@ -214,6 +280,8 @@ class SemSegTester(TesterBase):
         metrics = semseg_metrics(inter, union, target)
         timed = [r["seconds"] for r in records.values() if not np.isnan(r["seconds"])]
         seconds = float(np.mean(timed)) if timed else float("nan")
+        if not np.any(target):
+            logger.warning("No labelled point in the test set (an unlabelled test split?): the metrics below are 0")
         logger.info(f"Val result: mIoU/mAcc/allAcc {metrics['mIoU']:.4f}/{metrics['mAcc']:.4f}/"
                     f"{metrics['allAcc']:.4f}")
         for c, name in enumerate(names):
