@@ -28,7 +28,7 @@ def main() -> None:
     first = args.machine_rank == 0 and os.environ.get("RANK", "0") == "0"
     try:  # an earlier run in save_path is refused before anything is written (unless resume or overwrite=True)
         cfg = default_config_parser(args.config_file, args.options, dump=first, for_training=True)
-    except FileExistsError as err:
+    except (FileExistsError, ImportError) as err:  # ImportError: enable_wandb=True without wandb
         raise SystemExit(f"tools/train.py: {err}") from None
     launch(main_worker, num_gpus_per_machine=args.num_gpus, num_machines=args.num_machines,
            machine_rank=args.machine_rank, dist_url=args.dist_url, cfg=(cfg,))

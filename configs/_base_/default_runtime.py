@@ -1,4 +1,5 @@
-# Runtime defaults, as Pointcept's configs/_base_/default_runtime.py (wandb off: not supported here).
+# Runtime defaults, as Pointcept's configs/_base_/default_runtime.py (wandb off by default; enable_wandb=True logs
+# the TensorBoard scalars to Weights & Biases too, with the wandb extra: docs/submission.md).
 weight = None  # path to a checkpoint: initial weights, or the state to resume with resume=True
 resume = False
 evaluate = True  # validate after each trainer epoch (needed for model_best.pth)

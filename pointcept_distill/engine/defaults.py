@@ -95,6 +95,9 @@ def default_config_parser(file_path: str, options: dict | None, dump: bool = Tru
         cfg.merge_from_dict(options)
     if for_training:
         check_new_run(cfg)
+        if cfg.get("enable_wandb", False):
+            from .writers import require_wandb
+            require_wandb()  # before config.py and the run's folders are written
     if cfg.get("seed") is None:
         cfg.seed = int.from_bytes(os.urandom(2), "little") + os.getpid() + int(time.time()) % 2**20
     for key in ("epoch", "eval_epoch"):

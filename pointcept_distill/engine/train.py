@@ -30,6 +30,7 @@ from .checkpoint import CheckpointError
 from .dataloader import EpochSampler, SeededCollate, SeededSamples, worker_init_fn
 from .defaults import create_ddp_model, default_device
 from .hooks.base import HookBase, build_hooks
+from .writers import require_wandb
 
 __all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES", "is_loss_key", "sum_losses"]
 
@@ -130,6 +131,8 @@ class Trainer(TrainerBase):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__()
+        if cfg.get("enable_wandb", False) and comm.is_main_process():
+            require_wandb()  # a missing package stops the run before anything is written
         self.cfg = cfg
         self.max_epoch = cfg.eval_epoch
         self.best_metric_value = -float("inf")
@@ -174,13 +177,20 @@ class Trainer(TrainerBase):
                                 find_unused_parameters=self.cfg.get("find_unused_parameters", False))
 
     def build_writer(self) -> Any:
+        """TensorBoard's ``SummaryWriter`` on the main process; with ``enable_wandb`` it and a
+        ``WandbWriter`` (the same scalars and steps) behind one ``MultiWriter``."""
         if not comm.is_main_process():
             return None
-        if self.cfg.get("enable_wandb", False):
-            self.logger.warning("enable_wandb=True is not supported; logging to TensorBoard only")
         from torch.utils.tensorboard import SummaryWriter
         self.logger.info(f"Tensorboard writer logging dir: {self.cfg.save_path}")
-        return SummaryWriter(self.cfg.save_path)
+        writer = SummaryWriter(self.cfg.save_path)
+        if not self.cfg.get("enable_wandb", False):
+            return writer
+        from .writers import MultiWriter, WandbWriter
+        wandb_writer = WandbWriter(self.cfg)
+        self.logger.info(f"Weights & Biases run {wandb_writer.run.name!r} in project "
+                         f"{self.cfg.get('wandb_project')!r}: the TensorBoard scalars")
+        return MultiWriter([writer, wandb_writer])
 
     def train_collate_fn(self) -> Callable[[list], Any]:
         from ..data.collate import point_collate_fn
