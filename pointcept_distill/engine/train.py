@@ -2,8 +2,9 @@
 
 ``Trainer`` follows Pointcept's ``DefaultTrainer``: the same config keys, build order, hook lifecycle,
 ``comm_info`` and checkpoint dict. What it adds: exact resume (random states and the position inside
-an epoch are saved), deterministic data loading (``engine/dataloader.py``), non-finite losses skipped,
-loss dicts with several ``loss_*`` terms, and a training step split into overridable parts
+an epoch are saved), deterministic data loading (``engine/dataloader.py``), non-finite losses skipped (an
+update that makes weights non-finite, or an epoch whose every step was skipped, stops the run before that
+state is evaluated or saved), loss dicts with several ``loss_*`` terms, and a training step split into overridable parts
 (``compute_loss``, ``total_loss``, ``backward``, ``optimizer_step``) for subclasses such as a
 distillation trainer.
 """
@@ -138,6 +139,7 @@ class Trainer(TrainerBase):
         self.best_metric_value = -float("inf")
         self.accumulation_counter = 0
         self.bad_steps = 0
+        self.epoch_good_steps = 0  # steps of this epoch whose loss was finite (backpropagated)
         self._pending_rng_state: dict | None = None
         self.logger = get_root_logger(os.path.join(cfg.save_path, "train.log"),
                                       "a" if cfg.get("resume") else "w")
@@ -275,11 +277,18 @@ class Trainer(TrainerBase):
             # of the resumed run draws from the generators in one run and not the other
             set_rng_state(self._pending_rng_state)
             self._pending_rng_state = None
+        self.epoch_good_steps = 0
         for i, input_dict in enumerate(self.train_loader, start=start):
             self.comm_info["iter"], self.comm_info["input_dict"] = i, input_dict
             self.before_step()
             self.run_step()
             self.after_step()
+        skipped = len(self.train_loader) - start
+        if skipped and not self.epoch_good_steps:
+            # evaluating and saving an epoch that trained nothing would report the run as done
+            raise FloatingPointError(f"all {skipped} steps of epoch {self.epoch + 1} were skipped (non-finite "
+                                     f"losses): stopping before evaluating or saving it. Check the data for "
+                                     f"NaN/inf values; try a lower lr, clip_grad, or amp_dtype='bfloat16'.")
         self.after_epoch()
         if self.cfg.get("empty_cache_per_epoch", False) and self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -302,6 +311,7 @@ class Trainer(TrainerBase):
         loss = self.total_loss(output)
         if self.loss_is_finite(loss):
             self.bad_steps = 0
+            self.epoch_good_steps += 1
             self.backward(loss / self.accum_steps)
             self.accumulation_counter += 1
         else:
@@ -310,6 +320,7 @@ class Trainer(TrainerBase):
         if self.accumulation_counter and (self.accumulation_counter >= self.accum_steps or last):
             self.optimizer_step()
             self.accumulation_counter = 0
+            self.check_weights_finite()
         if self.cfg.get("empty_cache", False) and self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.comm_info["model_output_dict"] = self.loggable_outputs(output, loss)
@@ -326,9 +337,28 @@ class Trainer(TrainerBase):
         bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0])
         return float(comm.all_reduce_sum(bad)) == 0
 
+    def where(self) -> str:
+        """The current step, for messages: ``epoch E, iteration I (global G)``, all 1-based."""
+        return f"epoch {self.epoch + 1}, iteration {self.comm_info['iter'] + 1} (global {self.global_iter})"
+
+    def check_weights_finite(self) -> None:
+        """After an optimizer step: raise ``FloatingPointError`` if the update made a trained parameter NaN or
+        infinite (on any process), so that the run stops before hooks evaluate or save that state."""
+        params = self.trained_parameters()
+        finite = torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
+        bad = torch.tensor([0.0 if bool(finite) else 1.0])
+        if float(comm.all_reduce_sum(bad)) == 0:
+            return
+        names = [n for n, p in self.model_without_ddp.named_parameters() if not torch.isfinite(p.detach()).all()]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise FloatingPointError(f"update at {self.where()} made weights non-finite ({shown or 'on another process'})"
+                                 f" although the loss was finite; stopping before this state is evaluated or "
+                                 f"saved (model_last.pth keeps the last saved state). Try a lower lr, clip_grad, or "
+                                 f"amp_dtype='bfloat16'.")
+
     def skip_bad_step(self, loss: torch.Tensor) -> None:
         self.bad_steps += 1
-        where = f"epoch {self.epoch + 1}, iteration {self.comm_info['iter'] + 1} (global {self.global_iter})"
+        where = self.where()
         self.logger.warning(f"Non-finite loss ({float(loss.detach()):.4g} here) at {where}: step skipped "
                             f"({self.bad_steps}/{self.max_bad_steps} consecutive)")
         if self.bad_steps >= self.max_bad_steps:

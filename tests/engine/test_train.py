@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from pointcept_distill.engine import Trainer, default_setup
-from toy_components import toy_cfg
+from pointcept_distill.engine.hooks import HookBase
+from pointcept_distill.utils.config import Config
+from toy_components import toy_cfg, toy_cfg_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _trainer(tmp_path, **overrides) -> Trainer:
@@ -64,7 +71,8 @@ def test_nonfinite_loss_skips_step_and_warns(tmp_path, caplog):
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     logging.getLogger("pointcept_distill").propagate = True
     with caplog.at_level(logging.WARNING, logger="pointcept_distill"):
-        trainer.train()
+        with pytest.raises(FloatingPointError, match="all 1 steps of epoch 1 were skipped"):  # its only step
+            trainer.train()
     assert "Non-finite loss" in caplog.text and "iteration 1" in caplog.text
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -78,6 +86,66 @@ def test_consecutive_nonfinite_losses_stop_training(tmp_path):
                                  val=dict(type="ToyPointDataset")))
     with pytest.raises(FloatingPointError, match="3 consecutive non-finite losses.*max_bad_steps=3"):
         trainer.train()
+
+
+class _BlowUpAt(HookBase):
+    """Sets an infinite learning rate before ``global_iter``: that update makes the weights infinite
+    although its loss is finite."""
+
+    def __init__(self, global_iter: int) -> None:
+        self.global_iter = global_iter
+
+    def before_step(self) -> None:
+        if self.trainer.global_iter == self.global_iter:
+            for group in self.trainer.optimizer.param_groups:
+                group["lr"] = float("inf")
+
+
+SAVING = [dict(type="SemSegEvaluator"), dict(type="CheckpointSaver", save_freq_iter=1)]
+CONSTANT_LR = dict(type="MultiStepLR", milestones=[0.5], gamma=1.0)
+
+
+def _finite_checkpoints(model_dir) -> list[str]:
+    names = sorted(n for n in os.listdir(model_dir) if n.endswith(".pth"))
+    for name in names:
+        state = torch.load(model_dir / name, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values()), name
+    return names
+
+
+def test_update_that_makes_weights_nonfinite_stops_before_they_are_saved(tmp_path):
+    trainer = _trainer(tmp_path, hooks=SAVING, scheduler=CONSTANT_LR)
+    trainer.register_hooks([_BlowUpAt(6)])
+    with pytest.raises(FloatingPointError, match=r"update at epoch 2, iteration 2 \(global 6\) made weights "
+                                                 r"non-finite \(block\.weight.*stopping before"):
+        trainer.train()
+    # the epoch-1 files and the iteration-5 state were written; nothing after the bad update
+    assert _finite_checkpoints(tmp_path / "model") == ["model_best.pth", "model_last.pth"]
+    assert torch.load(tmp_path / "model" / "model_last.pth", weights_only=True)["iter"] == 1
+
+
+def test_epoch_whose_every_step_was_skipped_stops_before_evaluating_or_saving(tmp_path):
+    trainer = _trainer(tmp_path, hooks=[dict(type="SemSegEvaluator"), dict(type="CheckpointSaver")], max_bad_steps=100,
+                       data=dict(num_classes=4, ignore_index=-1, names=list("abcd"),
+                                 train=dict(type="ToyPointDataset", nan_samples=tuple(range(8))),
+                                 val=dict(type="ToyPointDataset", val=True)))
+    with pytest.raises(FloatingPointError, match=r"all 4 steps of epoch 1 were skipped"):
+        trainer.train()
+    assert os.listdir(tmp_path / "model") == []
+    assert "current_metric_value" not in trainer.comm_info
+
+
+def test_tools_train_exits_nonzero_when_every_step_was_skipped(tmp_path):
+    cfg = toy_cfg_dict(str(tmp_path / "exp"), max_bad_steps=100, evaluate=False,
+                       data=dict(num_classes=4, ignore_index=-1, names=list("abcd"),
+                                 train=dict(type="ToyPointDataset", nan_samples=tuple(range(8))),
+                                 val=dict(type="ToyPointDataset", val=True)))
+    Config(cfg).dump(str(tmp_path / "toy.py"))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "--config-file",
+                           str(tmp_path / "toy.py")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "were skipped" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "exp" / "model" / "model_last.pth").exists()
 
 
 def test_param_dicts_give_keyword_lr(tmp_path):
