@@ -10,6 +10,7 @@ import pointcept_distill.distill  # noqa: F401  (registers distillation models a
 import pointcept_distill.models  # noqa: F401  (registers models and losses)
 from pointcept_distill.engine import (TESTERS, default_argument_parser, default_config_parser, default_setup,
                                       launch)
+from pointcept_distill.utils.config import OptionError
 
 
 def main_worker(cfg) -> None:
@@ -20,7 +21,10 @@ def main_worker(cfg) -> None:
 
 def main() -> None:
     args = default_argument_parser().parse_args()
-    cfg = default_config_parser(args.config_file, args.options, dump=False)
+    try:
+        cfg = default_config_parser(args.config_file, args.options, dump=False)
+    except OptionError as err:  # a bad --options value: the message says which and what is expected
+        raise SystemExit(f"tools/test.py: {err}") from None
     launch(main_worker, num_gpus_per_machine=args.num_gpus, num_machines=args.num_machines,
            machine_rank=args.machine_rank, dist_url=args.dist_url, cfg=(cfg,))
 

@@ -14,6 +14,7 @@ import pointcept_distill.distill  # noqa: F401  (registers the distillation trai
 import pointcept_distill.models  # noqa: F401  (registers models and losses)
 from pointcept_distill.engine import (TRAINERS, default_argument_parser, default_config_parser, default_setup,
                                       launch)
+from pointcept_distill.utils.config import OptionError
 
 
 def main_worker(cfg) -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     first = args.machine_rank == 0 and os.environ.get("RANK", "0") == "0"
     try:  # an earlier run in save_path is refused before anything is written (unless resume or overwrite=True)
         cfg = default_config_parser(args.config_file, args.options, dump=first, for_training=True)
-    except (FileExistsError, ImportError) as err:  # ImportError: enable_wandb=True without wandb
+    except (FileExistsError, ImportError, OptionError) as err:  # ImportError: enable_wandb=True without wandb
         raise SystemExit(f"tools/train.py: {err}") from None
     launch(main_worker, num_gpus_per_machine=args.num_gpus, num_machines=args.num_machines,
            machine_rank=args.machine_rank, dist_url=args.dist_url, cfg=(cfg,))

@@ -12,11 +12,18 @@ import torch
 from torch import nn
 
 from ..utils import comm
-from ..utils.config import Config, parse_options
+from ..utils.config import Config, OptionError, apply_options, parse_options
 from ..utils.misc import set_seed
 
 __all__ = ["default_argument_parser", "default_config_parser", "default_setup", "create_ddp_model",
-           "default_device", "check_new_run"]
+           "default_device", "check_new_run", "RUNTIME_KEYS", "AMP_DTYPE_NAMES"]
+
+# keys the engine reads with a default, so that a config may leave them out and an override may still set them
+RUNTIME_KEYS = ("weight", "resume", "overwrite", "evaluate", "test_only", "seed", "num_worker", "batch_size_val",
+                "batch_size_test", "gradient_accumulation_steps", "clip_grad", "max_bad_steps", "deterministic",
+                "sync_bn", "enable_amp", "amp_dtype", "empty_cache", "empty_cache_per_epoch", "find_unused_parameters",
+                "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports")
+AMP_DTYPE_NAMES = ("float16", "bfloat16")
 
 
 class _DictAction(argparse.Action):
@@ -77,8 +84,8 @@ def check_new_run(cfg: Config) -> None:
 
 def default_config_parser(file_path: str, options: dict | None, dump: bool = True,
                           for_training: bool = False) -> Config:
-    """Load a config (a file, or ``dataset-name`` for ``configs/dataset/name.py``), apply ``options``,
-    draw a seed if none, set ``data.train.loop = epoch // eval_epoch``, create ``save_path/model`` and,
+    """Load a config (a file, or ``dataset-name`` for ``configs/dataset/name.py``), apply ``options`` (checked by
+    ``apply_options``: ``OptionError`` for an unknown top-level key or a malformed value), draw a seed if none, set ``data.train.loop = epoch // eval_epoch``, create ``save_path/model`` and,
     unless resuming or ``dump=False``, write the merged config to ``save_path/config.py``.
 
     ``for_training`` (``tools/train.py``): first ``check_new_run``, so that starting a run in the folder of
@@ -92,7 +99,11 @@ def default_config_parser(file_path: str, options: dict | None, dump: bool = Tru
         file_path = candidate
     cfg = Config.fromfile(file_path)
     if options:
-        cfg.merge_from_dict(options)
+        apply_options(cfg, options, RUNTIME_KEYS)
+    amp_dtype = cfg.get("amp_dtype", "float16")
+    if amp_dtype not in AMP_DTYPE_NAMES:
+        raise OptionError(f"{file_path}: amp_dtype={amp_dtype!r}: expected one of "
+                          f"{', '.join(repr(n) for n in AMP_DTYPE_NAMES)}")
     if for_training:
         check_new_run(cfg)
         if cfg.get("enable_wandb", False):

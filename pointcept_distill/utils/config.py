@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import importlib
 import os
 import pprint
 import re
 import types
-from typing import Any
+from typing import Any, Iterable
 
-__all__ = ["Config", "ConfigDict", "parse_option_value", "parse_options"]
+__all__ = ["Config", "ConfigDict", "OptionError", "parse_option_value", "parse_options", "apply_options"]
 
 _RESERVED = ("filename", "text", "pretty_text")
 
@@ -155,9 +156,26 @@ def _read_file(filename: str) -> dict:
     return _merge_into(cfg, merged_base)
 
 
+class OptionError(ValueError):
+    """A ``--options KEY=VALUE`` override that cannot apply; the message names the key and what is expected."""
+
+
+def _check_brackets(text: str) -> None:
+    depth = 0
+    for ch in text:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if depth < 0:
+            break
+    if depth:
+        raise ValueError(f"unbalanced brackets in {text!r}; write a list as [a,b] or a tuple as (a,b)")
+
+
 def parse_option_value(text: str) -> Any:
-    """Pointcept's ``--options`` value parsing: int, float, bool, [list], (tuple), a,b lists, else str."""
+    """Pointcept's ``--options`` value parsing: int, float, bool, [list], (tuple), a,b lists, else str;
+    ``ValueError`` for unbalanced brackets."""
     text = text.strip()
+    _check_brackets(text)
     for cast in (int, float):
         try:
             return cast(text)
@@ -197,8 +215,105 @@ def parse_options(options: list[str]) -> dict:
         if "=" not in option:
             raise ValueError(f"--options: '{option}' is not of the form KEY=VALUE")
         key, value = option.split("=", 1)
-        parsed[key.strip()] = parse_option_value(value)
+        try:
+            parsed[key.strip()] = parse_option_value(value)
+        except ValueError as err:
+            raise OptionError(f"--options {option}: {err}") from None
     return parsed
+
+
+def _kind(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _expected(existing: Any, value: Any) -> str | None:
+    """What a command-line value replacing ``existing`` should look like, or None when it fits."""
+    if isinstance(existing, bool):
+        return None if isinstance(value, bool) or value in (0, 1) else "expected True or False"
+    if isinstance(existing, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"expected an integer (the config has {existing!r})"
+    if isinstance(existing, float):
+        numbers = value if isinstance(value, (list, tuple)) else [value]  # per-group lists, e.g. max_lr
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+        return None if ok else f"expected a number (the config has {existing!r})"
+    if isinstance(existing, dict) and not isinstance(value, dict) and value is not None:
+        return "expected a dict (set its entries with {key}.KEY=VALUE, or None)"
+    return None
+
+
+def _lookup(cfg: "Config", dotted: str) -> tuple[bool, Any]:
+    """(whether ``dotted`` exists, its value); ``OptionError`` when a part on the way is a plain value."""
+    node: Any = cfg._cfg_dict
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            child = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            child = node[int(part)]
+        else:
+            return False, None
+        if i < len(parts) - 1 and child is not None and not isinstance(child, (dict, list, tuple)):
+            raise OptionError(f"'{'.'.join(parts[: i + 1])}' is {_kind(child)}, not a dict: it has no entry "
+                              f"'{parts[i + 1]}'")
+        node = child
+    return True, node
+
+
+def _data_roots(node: Any, path: str = "data") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every ``data_root`` under ``node`` (the ``data`` section)."""
+    found = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, (list, tuple)) else []
+    for key, value in items:
+        if key == "data_root":
+            found.append((f"{path}.{key}", value))
+        else:
+            found += _data_roots(value, f"{path}.{key}")
+    return found
+
+
+def _follow_root(cfg: "Config", dotted: str, old: Any, new: Any) -> dict:
+    """The data sections' ``data_root`` entries a config built from the top-level root ``dotted`` (``data_root``,
+    ``data_roots.<dataset>``) when it was read, set to ``new``; ``OptionError`` listing the keys to set when no
+    data section holds its value."""
+    roots = _data_roots(cfg._cfg_dict.get("data") or {})
+    copies = {key: new for key, value in roots if old is not None and value == old}
+    if not copies:
+        keys = ", ".join(key for key, _ in roots) or "the data sections' data_root"
+        raise OptionError(f"--options {dotted}={new}: the config's data sections do not use {dotted} ({old!r}), "
+                          f"so this would change nothing; set {keys} instead")
+    return copies
+
+
+def apply_options(cfg: "Config", options: dict, known: Iterable[str] = ()) -> None:
+    """Apply command-line overrides to ``cfg`` after checking each: its top-level key must be a key of the config
+    or of ``known`` (else ``OptionError`` with the closest known keys), no part of the key on the way may be a plain
+    value, and a value replacing a bool, number or dict must be one. ``"None"`` replacing a value that is not a
+    string becomes None. A top-level data root (``data_root``, ``data_roots.<name>``) also replaces the copies of
+    its value the config put into ``data`` when it was read (see ``_follow_root``)."""
+    known = set(cfg.keys()) | set(known)
+    for dotted, value in options.items():
+        top = dotted.split(".")[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, sorted(known), n=3, cutoff=0.6)
+            hint = (f"closest known keys: {', '.join(repr(k) for k in close)}" if close
+                    else f"known keys: {', '.join(sorted(known))}")
+            raise OptionError(f"--options {dotted}={value}: unknown config key '{top}' in "
+                              f"{cfg.filename or 'the config'}; {hint}")
+        try:
+            exists, existing = _lookup(cfg, dotted)
+        except OptionError as err:
+            raise OptionError(f"--options {dotted}={value}: {err}") from None
+        if exists and value == "None" and not isinstance(existing, str):
+            value = None
+        problem = _expected(existing, value) if exists else None
+        if problem:
+            raise OptionError(f"--options {dotted}={value}: {problem.format(key=dotted)}")
+        update = {dotted: value}
+        if exists and isinstance(existing, (str, type(None))) and (
+                dotted == "data_root" or dotted.startswith("data_roots.")):
+            update.update(_follow_root(cfg, dotted, existing, value))
+        cfg.merge_from_dict(update)
 
 
 class Config:
