@@ -33,6 +33,7 @@ checkpoints keep them under ``distill_state_dict`` (``state_dict`` stays the stu
 """
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from typing import Any, Callable
 
@@ -66,6 +67,7 @@ class DistillTrainer(Trainer):
         cfg = self.cfg
         self.logger.info(f"=> Loading teacher '{cfg.get('teacher_weight')}' ...")
         teacher = load_teacher(cfg.teacher, cfg.get("teacher_weight"), self.device)
+        self.teacher_sha256 = _sha256(cfg.teacher_weight)
         student = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         self.distiller = Distiller(teacher, cfg.get("distill", {}), self.device, student)
         n_params = sum(p.numel() for p in teacher.parameters())
@@ -94,6 +96,11 @@ class DistillTrainer(Trainer):
     def training_state(self, epochs_done: int, iters_done: int) -> dict:
         return {**super().training_state(epochs_done, iters_done),
                 DISTILL_STATE_KEY: self.distiller.loss_modules.state_dict()}
+
+    def run_settings(self) -> dict:
+        """The default trainer's, plus the teacher file's SHA-256: a resumed run must distil from the same teacher
+        (a moved copy of the file is the same teacher; a retrained one is not)."""
+        return {**super().run_settings(), "teacher_weight_sha256": self.teacher_sha256}
 
     def restore_training_state(self, ckpt: dict, source: str) -> None:
         """The default trainer's state, then the distillation losses' (strictly); a checkpoint without them leaves
@@ -134,6 +141,14 @@ class DistillTrainer(Trainer):
             scale = self.scaler.get_scale() if self.scaler is not None else 1.0
             losses.update(loss_gradient_norms(losses, student, scale))
         return losses
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _planned(collate: Callable[[list], dict], strides: list[int], samples: list) -> dict:

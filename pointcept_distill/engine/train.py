@@ -44,6 +44,24 @@ def is_loss_key(key: str) -> bool:
     return key == "loss" or key.startswith("loss_")
 
 
+def _plain(value: Any) -> Any:
+    """A config value as plain dicts and lists (what a checkpoint loaded with ``weights_only`` may hold)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
 def sum_losses(output: dict[str, torch.Tensor], source: str = "the model") -> torch.Tensor:
     """Sum of the ``loss`` and ``loss_*`` entries of a loss dict (other entries are only logged)."""
     terms = [v for k, v in output.items() if is_loss_key(k)]
@@ -414,7 +432,39 @@ class Trainer(TrainerBase):
             "rng_states": rng_states,
             "seed": self.cfg.seed,
             "world_size": comm.get_world_size(),
+            "run_settings": self.run_settings(),
         }
+
+    def run_settings(self) -> dict:
+        """What a resumed run must share with the run that wrote the checkpoint (``check_run_settings``): the
+        optimizer, the schedule with the ``total_steps`` it was built for, ``param_dicts`` and the epoch counts.
+        Plain types only; subclasses add theirs."""
+        cfg = self.cfg
+        return _plain({"optimizer": cfg.optimizer, "scheduler": cfg.scheduler, "param_dicts": cfg.get("param_dicts"),
+                       "epoch": cfg.epoch, "eval_epoch": cfg.eval_epoch})
+
+    def check_run_settings(self, saved: dict | None, source: str) -> None:
+        """Refuse (``CheckpointError``) to resume with settings that differ from the checkpoint's ``run_settings``,
+        naming each change: the saved optimizer state and schedule would override them silently, or fail inside
+        the scheduler. A checkpoint without them (Pointcept's, older ones) is not compared."""
+        if saved is None:
+            self.logger.info(f"'{source}' does not record its run's optimizer, schedule and epochs: not compared")
+            return
+        old, new = _flatten(saved), _flatten(self.run_settings())
+        unset = object()
+
+        def shown(values: dict, key: str) -> str:
+            return repr(values[key]) if key in values else "unset"
+
+        changes = [f"{key}: {shown(old, key)} -> {shown(new, key)}"
+                   for key in sorted(old.keys() | new.keys()) if old.get(key, unset) != new.get(key, unset)]
+        if changes:
+            raise CheckpointError(
+                f"resume from '{source}': the config differs from the run that wrote it ({'; '.join(changes)}). "
+                f"Resuming continues that run's optimizer state and learning-rate schedule, so these changes are "
+                f"refused: undo them (scripts/train.sh -r true resumes with the run's own config.py), or start a "
+                f"new run from these weights with resume=False weight={source} (a fresh optimizer and schedule; "
+                f"another save_path, or overwrite=True)")
 
     def restore_training_state(self, ckpt: dict, source: str) -> None:
         """Resume from ``ckpt``; our extra keys are optional, so Pointcept checkpoints resume too."""
@@ -425,6 +475,7 @@ class Trainer(TrainerBase):
         self.start_epoch = int(ckpt["epoch"])
         self.start_iter = int(ckpt.get("iter", 0) or 0)
         self.best_metric_value = ckpt.get("best_metric_value", -float("inf"))
+        self.check_run_settings(ckpt.get("run_settings"), source)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler") is not None:

@@ -13,7 +13,7 @@ from pointcept_distill.distill.capture import FeatureCapture
 from pointcept_distill.distill.distiller import Distiller, criteria_ignore_index
 from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
 from pointcept_distill.engine import default_config_parser, default_setup
-from pointcept_distill.engine.checkpoint import CheckpointError
+from pointcept_distill.engine.checkpoint import CheckpointError, save_checkpoint
 from pointcept_distill.engine.train import TRAINERS
 from pointcept_distill.models import LovaszLoss, build_criteria, build_model
 from pointcept_distill.models.point import Point
@@ -430,3 +430,20 @@ def test_gradient_norm_steps_train_alike_and_reach_tensorboard(tmp_path, sim_roo
         assert f"train_batch/{tag}" in tags, tag
         assert [e.step for e in events.Scalars(f"train_batch/{tag}")] == [1, 2]
     assert "train_batch/grad_ratio/loss_seg" not in tags
+
+
+def test_resume_with_another_teacher_file_is_refused_naming_it(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    last = tmp_path / "exp" / "model" / "model_last.pth"
+    save_checkpoint(trainer.training_state(1, 0), str(last))
+    other = tmp_path / "retrained_teacher.pth"
+    ckpt = torch.load(tmp_path / "teacher.pth", weights_only=True)
+    first = next(iter(ckpt["state_dict"]))
+    ckpt["state_dict"][first] = ckpt["state_dict"][first] + 1
+    torch.save(ckpt, other)
+    resumed, _ = _trainer(tmp_path, sim_root, "resume=True", f"weight={last}", f"teacher_weight={other}")
+    with pytest.raises(CheckpointError, match=r"teacher_weight_sha256: '[0-9a-f]{64}' -> '[0-9a-f]{64}'.*refused"):
+        resumed.before_train()
+    same, _ = _trainer(tmp_path, sim_root, "resume=True", f"weight={last}")
+    same.before_train()
+    assert same.start_epoch == 1

@@ -199,3 +199,18 @@ def test_loader_keyword_replacement_and_module_prefix(tmp_path):
                                             evaluate=False, weight=str(tmp_path / "renamed.pth"))))
     trainer.before_train()
     _assert_same_weights(source, trainer)
+
+
+@pytest.mark.parametrize("change,shown", [
+    (dict(optimizer=dict(type="SGD", lr=0.5, momentum=0.9)), r"optimizer\.lr: 0\.1 -> 0\.5"),
+    (dict(optimizer=dict(type="AdamW", lr=0.1)), r"optimizer\.type: 'SGD' -> 'AdamW'"),
+    (dict(scheduler=dict(type="OneCycleLR", max_lr=0.1, pct_start=0.5)), r"scheduler\.pct_start: 0\.3 -> 0\.5"),
+    (dict(epoch=4), r"epoch: 2 -> 4.*scheduler\.total_steps: 8 -> 16"),
+])
+def test_resume_with_a_changed_optimizer_schedule_or_epoch_count_is_refused_naming_the_change(tmp_path, change, shown):
+    _run(tmp_path, crash_at=6)
+    last = tmp_path / "model" / "model_last.pth"
+    saved = last.read_bytes()
+    with pytest.raises(CheckpointError, match=rf"{shown}.*refused.*resume=False"):
+        _run(tmp_path, resume=True, weight=str(last), **change)
+    assert last.read_bytes() == saved
