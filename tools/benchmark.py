@@ -59,6 +59,7 @@ from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
 from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure, top_ops,  # noqa: E402
                                               peak_memory_mib, range_times)
+from pointcept_distill.utils.progress import StageProgress  # noqa: E402
 
 DEFAULT_CONFIGS = ["configs/nuscenes/semseg-pt-v3m1-0-base.py", "configs/nuscenes/semseg-pt-v3m1-student.py"]
 DEFAULT_DISTILL = "configs/nuscenes/distill-ptv3.py"
@@ -147,6 +148,13 @@ def captured(model: nn.Module, amp: Any, args: argparse.Namespace) -> tuple[Any,
                              implicit_gemm=args.implicit_gemm), None
 
 
+def stage(args: argparse.Namespace, what: str) -> None:
+    """Announce one measured row on the console (stage k/N, time left), when ``run`` set up the progress."""
+    progress = getattr(args, "progress", None)
+    if progress is not None:
+        progress.start(f"{getattr(args, 'stage_prefix', '')}{what}")
+
+
 def bench_inference(model: nn.Module, batches: dict[int, list[dict]], device: torch.device, dtype_name: str,
                     args: argparse.Namespace) -> list[dict]:
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
@@ -159,6 +167,7 @@ def bench_inference(model: nn.Module, batches: dict[int, list[dict]], device: to
 def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batches: list[dict],
                    device: torch.device, dtype_name: str, args: argparse.Namespace) -> dict[str, Any]:
     """One row: forwards cycling through ``batches`` (``--inputs`` distinct batches of b scans)."""
+    stage(args, f"inference {dtype_name} x{b}")
     row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batches[0]["offset"][-1]),
                            "inputs": len(batches), "compile": args.compile, "capture": args.capture}
     inputs = itertools.cycle([planned(to_device(batch, INFER_KEYS, device, feat_dtype), batch, run_model)
@@ -231,6 +240,7 @@ def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_n
 
     Under ``--capture`` the profiled forward is the one a ``CapturedSegmentor`` captures (padded batch, gather
     path), run eagerly: the same kernels its graph replays, without the compilation's fusion."""
+    stage(args, f"breakdown {dtype_name} (profiled forwards)")
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
         inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
         conv_path: Callable[[], Any] = contextlib.nullcontext
@@ -337,7 +347,10 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
         base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
                 "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(all_losses)
+        if getattr(args, "progress", None) is not None and b == next(iter(batches)):
+            args.progress.add(len(batches) * len(cases))
         for name, losses in cases:
+            stage(args, f"training step {name} x{b} ({args.train_dtype})")
             if losses is None:
                 compute = student
             else:
@@ -548,6 +561,7 @@ def bench_model(config: str, batches: dict[int, list[dict]], device: torch.devic
     model = build_model(cfg.model).to(device).eval()
     name = os.path.splitext(os.path.basename(config))[0]
     print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+    args.stage_prefix = f"{name}: "
     result: dict[str, Any] = {"name": name, "config": config,
                               "params": sum(p.numel() for p in model.parameters()), "inference": [],
                               "breakdown": []}
@@ -588,6 +602,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batches = {b: all_batches[b][:args.inputs] for b in args.batch_list}
     report: dict[str, Any] = {"environment": environment(args, device), "models": [], "train": []}
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
+    per_model = len(args.dtype_list) * (len(args.batch_list) + (0 if args.no_breakdown else 1))
+    args.progress = StageProgress("benchmark", len(args.config) * per_model)  # training rows: added when known
     for config in args.config:
         report["models"].append(bench_model(config, batches, device, args))
         save(report, args)                      # partial results survive a run cut short
@@ -597,8 +613,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.teacher_capture:
             cfg.distill = dict(cfg.get("distill", {}), teacher_capture="graphs")
         torch.manual_seed(args.seed)
+        args.stage_prefix = f"{os.path.splitext(os.path.basename(args.distill_config))[0]}: "
         report["train"] = bench_train(cfg, {b: all_batches[b][:args.train_inputs] for b in args.train_batch_list},
                                       device, args)
+    args.progress.done()
     print(save(report, args))
     return report
 

@@ -30,6 +30,7 @@ import pointcept_distill.models  # noqa: F401  (registers models and losses)
 from pointcept_distill.data.simulator import generate
 from pointcept_distill.engine import TRAINERS, default_config_parser, default_setup
 from pointcept_distill.engine.cross_eval import cross_eval_table, parse_roots
+from pointcept_distill.utils.progress import StageProgress, wait_with_progress
 
 DATASETS = ("nuscenes", "semantic_kitti", "waymo")
 SOURCES = DATASETS + ("joint",)
@@ -109,19 +110,23 @@ def run_sources(args: argparse.Namespace, roots: dict[str, str], modes: list[str
     """Train and evaluate every model of ``args.sources`` here, one after another."""
     results: dict[str, dict] = {"teacher": {}} if args.no_distill else {"teacher": {}, "student": {}}
     stages: dict[str, float] = {}
+    kinds = [("teacher", "semseg-pt-v3m1")] + ([] if args.no_distill else [("student", "distill-ptv3")])
+    progress = StageProgress("cross_dataset_matrix", 2 * len(args.sources) * len(kinds))
     for source in args.sources:
         folder = os.path.join(args.out, source)
-        kinds = [("teacher", "semseg-pt-v3m1")] + ([] if args.no_distill else [("student", "distill-ptv3")])
         teacher = None
         for kind, config in kinds:
             tick = time.perf_counter()
+            progress.start(f"{source} {kind}: train ({args.epochs} epochs)")
             cfg = load_config(source, config, os.path.join(folder, kind), args, roots, teacher)
             weight = train(cfg)
+            progress.start(f"{source} {kind}: evaluate on {', '.join(args.targets)} ({', '.join(modes)})")
             results[kind][source] = evaluate(cfg, weight, roots, args.targets, modes)
             teacher = weight
             seconds = stages[f"{source}/{kind}"] = time.perf_counter() - tick
             print(f"[cross_dataset_matrix] {source} {kind}: trained and evaluated in {seconds:.1f} s "
                   f"({time.perf_counter() - start:.1f} s so far)", flush=True)
+    progress.done()
     return results, stages
 
 
@@ -137,12 +142,16 @@ def run_on_gpus(args: argparse.Namespace, roots: dict[str, str]) -> tuple[dict, 
     for i, source in enumerate(args.sources):
         folder = os.path.join(args.out, source)
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "matrix.log"), "w", encoding="utf-8") as log:  # the child keeps its copy
-            procs[source] = subprocess.Popen(
+        path = os.path.join(folder, "matrix.log")
+        with open(path, "w", encoding="utf-8") as log:  # the child keeps its copy
+            procs[source] = (subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), *settings, "--sources", source, "--out", folder],
                 stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]})
-    failed = [s for s, p in procs.items() if p.wait() != 0]
+                env={**os.environ, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], "PYTHONUNBUFFERED": "1"}), path)
+    print(f"[cross_dataset_matrix] {len(procs)} sources in parallel on GPUs {args.gpus} (logs: "
+          f"{args.out}/<source>/matrix.log); progress every 30 s", flush=True)
+    codes = wait_with_progress(procs, every=30.0)
+    failed = [s for s, code in codes.items() if code != 0]
     if failed:
         raise SystemExit(f"cross_dataset_matrix: the runs of {failed} failed; see {args.out}/<source>/matrix.log")
     results: dict[str, dict] = {}
@@ -188,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.generate:
         roots = {p: os.path.join(args.generate, p) for p in DATASETS}
         for profile, root in roots.items():
+            print(f"[cross_dataset_matrix] simulating {args.train_frames}+{args.val_frames} {profile} frames into "
+                  f"{root}", flush=True)
             generate(profile, root, train=args.train_frames, val=args.val_frames, seed=args.seed, scale=args.scale)
     else:
         roots = parse_roots(args.root)

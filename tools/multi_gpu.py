@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.engine.checkpoint import load_checkpoint  # noqa: E402  (weights_only: no code from files)
+from pointcept_distill.utils.progress import StageProgress, wait_with_progress  # noqa: E402
 
 
 class MemoryPeak:
@@ -173,20 +174,28 @@ def main() -> None:
         cmd = ["sh", "scripts/train.sh", "-p", sys.executable, "-g", str(n), "-d", "nuscenes", "-c", config,
                "-n", name, *(["-r", "true"] if resume else []), "--", "overwrite=True", *common, f"batch_size={batch}",
                f"epoch={epochs}", f"eval_epoch={epochs}", *extra]
-        log = open(exp.parent / f"{name}{'.resume' if resume else ''}.out", "w")
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**env, "CUDA_VISIBLE_DEVICES": ",".join(gpus[:n])})
+        path = exp.parent / f"{name}{'.resume' if resume else ''}.out"
+        progress.start(f"{name}{' (resumed)' if resume else ''}: {n} process(es), batch {batch}, {epochs} epoch(s); "
+                       f"log {path}")
+        with open(path, "w") as log:  # the child keeps its copy
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**env, "CUDA_VISIBLE_DEVICES": ",".join(gpus[:n])})
+        proc.log_path = str(path)  # type: ignore[attr-defined]
+        return proc
 
     def run(name: str, config: str, n: int, batch: int, epochs: int, resume: bool = False,
             extra: tuple[str, ...] = exact) -> float:
         began = time.time()
-        code = start(name, config, n, batch, epochs, resume, extra).wait()
+        proc = start(name, config, n, batch, epochs, resume, extra)
+        code = wait_with_progress({name: (proc, proc.log_path)}, every=30.0)[name]
         if code != 0:
             raise RuntimeError(f"run {name} failed (exit {code}); see {exp.parent / name}.out")
         return time.time() - began
 
     report: dict = {"gpus": n_max, "per_gpu_batch": args.per_gpu_batch}
     phases = args.phases.split(",")
+    runs = {"scaling": 2 * len(counts), "equivalence": 3, "resume": 2}  # training runs of each phase
+    progress = StageProgress("multi_gpu", sum(k for phase, k in runs.items() if phase in phases))
     batch = args.per_gpu_batch * n_max
 
     def final(name: str) -> Path:
@@ -220,6 +229,7 @@ def main() -> None:
         lines.append(f"killed at {report['killed_at']}, resumed vs uninterrupted: "
                      f"{report['resumed_vs_uninterrupted']}")
     save()
+    progress.done()
     print(Path(args.out).with_suffix(".md").read_text())
 
 

@@ -42,6 +42,8 @@ from pointcept_distill.inference import (load_model, read_sha256sums, resolve_de
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config, parse_options
 from pointcept_distill.utils.logger import LOGGER_NAME
+from pointcept_distill.utils.misc import display_path
+from pointcept_distill.utils.progress import StageProgress
 
 __all__ = ["make_release", "verify_release", "update_model_zoo", "export_state_dict", "collect_summaries",
            "evaluate", "measure_latency", "ReleaseMismatch"]
@@ -83,6 +85,8 @@ def _tidy(summary: dict, source: str, cfg: Config) -> dict:
     keep = ("mode", "weight", "mIoU", "mAcc", "allAcc", "iou_per_class", "acc_per_class", "num_scans",
             "seconds_per_scan")
     out = {k: summary[k] for k in keep if k in summary}
+    if out.get("weight"):
+        out["weight"] = display_path(out["weight"])
     out["source"] = source
     if summary.get("mode") == "fragment_voting":
         out["views"] = len(cfg.data.test.get("test_cfg", {}).get("aug_transform") or [[]])
@@ -104,7 +108,7 @@ def collect_summaries(exp_dir: str, metrics_from: Iterable[str], cfg: Config,
         tested = summary.get("weight")
         if weight and tested and os.path.basename(str(tested)) != os.path.basename(weight):
             logging.getLogger(LOGGER_NAME).warning(f"{path} scores {tested}, not the released {weight}")
-        found[MODES[mode]] = _tidy(summary, os.path.abspath(path), cfg)
+        found[MODES[mode]] = _tidy(summary, display_path(path), cfg)
     return found
 
 
@@ -116,12 +120,17 @@ def _close_file_handlers(folder: str) -> None:
             handler.close()
 
 
-def evaluate(cfg: Config, weight: str, modes: Iterable[str] = ("single_pass", "tta")) -> dict[str, dict]:
+def evaluate(cfg: Config, weight: str, modes: Iterable[str] = ("single_pass", "tta"),
+             progress: StageProgress | None = None) -> dict[str, dict]:
     """Run ``SemSegTester`` on ``weight`` per mode (``single_pass`` over ``cfg.data.val``, ``tta`` fragment
-    voting over ``cfg.data.test``) in a scratch folder; return the tidied summaries."""
+    voting over ``cfg.data.test``) in a scratch folder; return the tidied summaries. ``progress`` gets a stage
+    per mode."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="release-eval-") as scratch:
         for mode in modes:
+            if progress is not None:
+                what = "data.val, one pass" if mode == "single_pass" else "data.test, test-time augmentation"
+                progress.start(f"evaluate {mode} ({what})")
             run = Config(cfg.to_dict(), filename=cfg.filename)
             run.weight, run.save_path = weight, os.path.join(scratch, mode)
             run.seed = int(cfg.get("seed") or 0)
@@ -212,7 +221,7 @@ def _recipe_lines(cfg: Config) -> list[str]:
         distill = cfg.get("distill") or {}
         losses = ", ".join(f"{k} (weight {v.get('loss_weight')})" for k, v in distill.items()
                            if isinstance(v, dict) and v.get("type"))
-        lines.append(f"- distilled from teacher `{cfg.get('teacher_weight')}` on stages "
+        lines.append(f"- distilled from teacher `{display_path(cfg.get('teacher_weight'))}` on stages "
                      f"{distill.get('stages')}: {losses or 'no distillation loss'}")
     return lines
 
@@ -229,11 +238,11 @@ def write_model_card(out_dir: str, info: dict, cfg: Config) -> None:
     text = f"""# {info['name']}
 
 Semantic segmentation of LiDAR scans with Point Transformer V3 (PT-v3m1), {info['dataset']} classes.
-Made by `tools/release.py` from `{info['source']['exp_dir']}` (`{info['source']['weight']}`, epoch
+Made by `tools/release.py` from `{display_path(info['source']['exp_dir'])}` (`{info['source']['weight']}`, epoch
 {info['source'].get('epoch')}) on {info['created']} with pointcept-distill {info['pointcept_distill']}.
 
 ## Data
-- dataset: `{train.get('type')}` at `{train.get('data_root')}`, train split `{train.get('split')}`, evaluated on
+- dataset: `{train.get('type')}` at `{display_path(train.get('data_root'))}`, train split `{train.get('split')}`, evaluated on
   `{cfg.data.val.get('split')}` ({(single or tta or {}).get('num_scans', '-')} scans)
 - {info['num_classes']} classes: {', '.join(info['class_names'])}
 
@@ -324,6 +333,8 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
     for path in (config_path, ckpt_path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"make_release: {path} does not exist")
+    progress = StageProgress("release", 3 + 2 * bool(evaluate_now) + (latency_runs > 0) + bool(zoo))
+    progress.start(f"read and check {display_path(ckpt_path)}")
     cfg = Config.fromfile(config_path)
     state, meta = export_state_dict(ckpt_path)
     params = _strict_check(cfg, state, ckpt_path)
@@ -332,6 +343,7 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
         eval_cfg.merge_from_dict(options)
 
     _prepare_out_dir(out_dir)
+    progress.start(f"write weights and config to {display_path(out_dir)}")
     model_path = os.path.join(out_dir, "model.pth")
     torch.save({"state_dict": state}, model_path)
     if half:
@@ -339,31 +351,38 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
                    os.path.join(out_dir, "model_fp16.pth"))
     shutil.copyfile(config_path, os.path.join(out_dir, "config.py"))
 
-    metrics = (evaluate(eval_cfg, model_path) if evaluate_now
+    metrics = (evaluate(eval_cfg, model_path, progress=progress) if evaluate_now
                else collect_summaries(exp_dir, metrics_from, cfg, ckpt_path))
+    if latency_runs > 0:
+        progress.start(f"latency: {latency_runs} timed forward passes")
     names = list(cfg.data.get("names") or cfg.get("names") or [])
     info = dict(name=name or os.path.basename(exp_dir), dataset=_dataset_name(cfg, exp_dir),
                 created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 pointcept_distill=pointcept_distill.__version__,
-                source=dict(exp_dir=exp_dir, weight=os.path.abspath(ckpt_path), **meta),
+                source=dict(exp_dir=display_path(exp_dir), weight=display_path(ckpt_path, exp_dir), **meta),
                 num_classes=int(cfg.data.num_classes), class_names=names, params=params,
                 metrics=metrics, evaluated_with_options=options or {},
                 latency=measure_latency(eval_cfg, model_path, device, latency_runs) if latency_runs > 0 else None)
     info["sha256"] = {"model.pth": sha256_file(model_path)}
     if half:
         info["sha256"]["model_fp16.pth"] = sha256_file(os.path.join(out_dir, "model_fp16.pth"))
+    progress.start("metrics.json, model card, SHA256SUMS")
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
     write_model_card(out_dir, info, cfg)
     write_sha256sums(out_dir)
     if zoo:
+        progress.start(f"list in {display_path(zoo)}")
         update_model_zoo(zoo, out_dir)
+    progress.done(f"released {info['name']}")
     return info
 
 
 def verify_release(release_dir: str, options: dict | None = None, tol: float = 1e-6) -> dict[str, dict]:
     """Check ``SHA256SUMS``, load ``model.pth`` strictly into the release's ``cfg.model``, re-run each
     recorded evaluation and compare mIoU and per-class IoU; raise ``ReleaseMismatch`` on a difference."""
+    progress = StageProgress("release --verify", 1)  # + one per recorded evaluation, once metrics.json is trusted
+    progress.start("SHA256SUMS and a strict load of model.pth")
     verify_sha256sums(release_dir)
     cfg = Config.fromfile(os.path.join(release_dir, "config.py"))
     if options:
@@ -372,7 +391,8 @@ def verify_release(release_dir: str, options: dict | None = None, tol: float = 1
     _strict_check(cfg, load_checkpoint(model_path)["state_dict"], model_path)
     with open(os.path.join(release_dir, "metrics.json"), encoding="utf-8") as f:
         recorded = json.load(f)["metrics"]
-    reproduced = evaluate(cfg, model_path, modes=list(recorded))
+    progress.add(len(recorded))
+    reproduced = evaluate(cfg, model_path, modes=list(recorded), progress=progress)
     for mode, old in recorded.items():
         new = reproduced[mode]
         pairs = [("mIoU", old["mIoU"], new["mIoU"])]
@@ -380,6 +400,7 @@ def verify_release(release_dir: str, options: dict | None = None, tol: float = 1
         bad = [f"{k}: recorded {a:.6f}, reproduced {b:.6f}" for k, a, b in pairs if abs(a - b) > tol]
         if bad:
             raise ReleaseMismatch(f"{release_dir} ({mode}): " + "; ".join(bad))
+    progress.done("verified")
     return reproduced
 
 

@@ -26,7 +26,7 @@ import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
 from pointcept_distill.data import build_dataset
 from pointcept_distill.inference import INTENSITY_CONVERSIONS, Segmenter
 from pointcept_distill.utils.config import Config, parse_options
-from pointcept_distill.utils.misc import intersection_and_union, semseg_metrics
+from pointcept_distill.utils.misc import display_path, intersection_and_union, semseg_metrics
 from pointcept_distill.utils.visualization import (ERROR_COLORS, ERROR_NAMES, bev_extent, bev_raster,
                                                    class_palette, colorize, error_codes, read_scalars)
 
@@ -105,7 +105,7 @@ def render_bev(out_png: str, coord: np.ndarray, gt: np.ndarray, teacher: np.ndar
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
-    return dict(rasters=rasters, boxes=boxes, size=(width, height), legend=legend)
+    return dict(rasters=rasters, boxes=boxes, size=(width, height), legend=legend, title=title)
 
 
 def load_segmenter(spec: str | Segmenter, weight: str | None = None, device: str | None = None) -> Segmenter:
@@ -133,6 +133,11 @@ def load_scan(path: str, labels: str | None = None) -> tuple[np.ndarray, np.ndar
     return points, np.load(labels).reshape(-1).astype(np.int64)
 
 
+def _model_label(spec: str | Segmenter, seg: Segmenter) -> str:
+    """A release folder or config as the picture names it: relative, never an absolute path."""
+    return str(display_path(spec if isinstance(spec, str) else seg.cfg.filename))
+
+
 def render_bev_scan(out_png: str, teacher: str | Segmenter, student: str | Segmenter, config: str | None = None,
                     index: int = 0, scan: np.ndarray | None = None, labels: np.ndarray | None = None,
                     dataset: str | None = None, teacher_weight: str | None = None,
@@ -158,7 +163,8 @@ def render_bev_scan(out_png: str, teacher: str | Segmenter, student: str | Segme
         coord, name, ignore = scan[:, :3], "scan", -1
         gt = labels if labels is not None else np.full(len(scan), -1, dtype=np.int64)
         t_pred, s_pred = teacher_seg(scan, dataset).labels, student_seg(scan, dataset).labels
-    kwargs.setdefault("title", f"{name}: teacher {teacher_seg.cfg.filename} vs student {student_seg.cfg.filename}")
+    kwargs.setdefault("title", f"{name}: teacher {_model_label(teacher, teacher_seg)} vs student "
+                               f"{_model_label(student, student_seg)}")
     return render_bev(out_png, coord, gt, t_pred, s_pred, student_seg.class_names, ignore, **kwargs)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -32,7 +33,9 @@ from torch.utils.data import DataLoader
 from ..data.label_space import COMMON_NAMES, common_classes, common_lookup, to_common
 from ..data.pipelines import DATASET_TYPES, data_config
 from ..utils import comm
+from ..utils.logger import get_root_logger
 from ..utils.misc import intersection_and_union, semseg_metrics
+from ..utils.progress import StageProgress
 from .test import TESTERS, SemSegTester
 
 __all__ = ["CrossDatasetTester", "model_output_space", "cross_eval_table", "markdown_summary",
@@ -131,11 +134,14 @@ class CrossDatasetTester(SemSegTester):
         lut, num = self.space["lut"], len(COMMON_NAMES)
         self.model.eval()
         records: dict[str, np.ndarray] = {}
-        for (index, data), in self.test_loader:
+        total, started, self._last_progress = len(self.test_loader), time.perf_counter(), None
+        for i, ((index, data),) in enumerate(self.test_loader):
             pred, labels = self.predict(data)
             pred_common = np.where(pred >= 0, lut[np.clip(pred, 0, len(lut) - 1)], ignore)
-            records[self.scan_name(index, data)] = np.stack(
+            name = self.scan_name(index, data)
+            records[name] = np.stack(
                 intersection_and_union(pred_common, to_common(labels, self.target, ignore), num, ignore))
+            self.log_progress(i, total, started, name)
         merged: dict[str, np.ndarray] = {}
         for part in comm.gather(records):
             merged.update(part)
@@ -182,8 +188,10 @@ def cross_eval_table(cfg: Any, roots: Mapping[str, str], modes: Sequence[str] = 
     if unknown:
         raise ValueError(f"cross_eval_table: unknown modes {sorted(unknown)} (single_pass, tta)")
     summaries = []
+    progress = StageProgress("cross_eval", len(roots) * len(modes), log=get_root_logger().info)
     for target, root in roots.items():
         for mode in modes:
+            progress.start(f"{target} ({root}), {mode}")
             tester = CrossDatasetTester(cfg, target=target, target_root=root, model=model,
                                         single_pass=mode == "single_pass", **tester_kwargs)
             model = tester.model

@@ -12,7 +12,21 @@ import torch
 
 __all__ = ["check_tensor", "set_seed", "derive_seed", "get_rng_state", "set_rng_state", "fork_rng_seeded",
            "intersection_and_union", "intersection_and_union_torch", "semseg_metrics", "atomic_write",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "display_path"]
+
+
+def display_path(path: str | os.PathLike | None, start: str | os.PathLike | None = None) -> str | None:
+    """``path`` as written where others read it (model cards, picture titles): relative to ``start`` (default:
+    the current directory) when it lies inside, else ``.../<parent>/<name>``; never absolute, so nothing of
+    the machine's folders leaks. ``None`` and ``""`` are returned as they are."""
+    if not path:
+        return path  # type: ignore[return-value]
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    rel = os.path.relpath(full, os.path.abspath(start or os.getcwd()))
+    if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+        return rel
+    tail = [part for part in full.split(os.sep) if part][-2:]
+    return "/".join(["...", *tail])
 
 
 def set_seed(seed: int) -> None:

@@ -50,14 +50,26 @@ def configs(tmp_path_factory) -> tuple[str, str]:
 def report(configs, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     md = out.with_suffix(".md")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
-                    "--threads", "1", "--config", configs[0], "--distill-config", configs[1],
-                    "--train-inputs", "2", "--inputs", "3", "--top-kernels", "4", "--json", str(out),
-                    "--markdown", str(md)],
-                   check=True, capture_output=True, cwd=ROOT, timeout=300)
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                          "--threads", "1", "--config", configs[0], "--distill-config", configs[1],
+                          "--train-inputs", "2", "--inputs", "3", "--top-kernels", "4", "--json", str(out),
+                          "--markdown", str(md)],
+                         check=True, capture_output=True, cwd=ROOT, timeout=300, text=True)
     data = json.loads(out.read_text())
     data["_markdown"] = md.read_text()
+    data["_stdout"] = run.stdout
     return data
+
+
+def test_console_shows_each_row_as_a_stage_with_the_time_left(report):
+    stages = [line for line in report["_stdout"].splitlines() if line.startswith("[benchmark] stage ")]
+    rows = len(report["models"][0]["inference"]) + len(report["models"][0]["breakdown"]) + len(report["train"])
+    assert len(stages) == rows
+    assert [int(line.split()[2].split("/")[0]) for line in stages] == list(range(1, rows + 1))
+    assert stages[-1].split()[2] == f"{rows}/{rows}:"                    # the plan counted every row
+    assert "inference fp32 x1" in stages[0] and "time left known after this stage" in stages[0]
+    assert all("left)" in line and "elapsed" in line for line in stages[1:])
+    assert any("training step student" in line for line in stages)
 
 
 def test_environment_fields(report):

@@ -12,7 +12,7 @@ def _load_tool(name: str = "cross_dataset_matrix"):
 
 
 @pytest.mark.slow
-def test_matrix_trains_distils_and_evaluates(tmp_path):
+def test_matrix_trains_distils_and_evaluates(tmp_path, capsys):
     tool = _load_tool()
     out = tmp_path / "exp"
     report = tool.main(["--generate", str(tmp_path / "data"), "--train-frames", "1", "--val-frames", "1",
@@ -32,6 +32,11 @@ def test_matrix_trains_distils_and_evaluates(tmp_path):
         assert json.load(f)["results"] == json.loads(json.dumps(results))
     table = (out / "matrix.md").read_text()
     assert "| joint |" in table and "**student**, single_pass" in table
+    # the console says which stage runs, its number among all and the time left
+    stages = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[cross_dataset_matrix] stage")]
+    assert [line.split()[2] for line in stages] == [f"{k}/8:" for k in range(1, 9)]
+    assert stages[0].startswith("[cross_dataset_matrix] stage 1/8: waymo teacher: train")
+    assert "joint student: evaluate on waymo, nuscenes" in stages[-1] and "left)" in stages[-1]
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -222,3 +223,26 @@ def test_command_line(tiny_exp, tmp_path, capsys):
     assert "| cli-tiny |" in (tmp_path / "ZOO.md").read_text()
     assert release.main(["--verify", out]) == 0
     assert f"single_pass: mIoU {single['mIoU']:.4f} reproduced" in capsys.readouterr().out
+
+
+ABSOLUTE = re.compile(r"(?:^|[\s`'\"(=])/[^\s/`'\"]+/")  # a token that starts at the file-system root
+
+
+def test_card_and_metrics_name_no_absolute_path_and_stages_are_printed(tiny_exp, tmp_path, capsys):
+    exp, _, _ = tiny_exp
+    assert os.path.isabs(exp) and os.path.isabs(Config.fromfile(os.path.join(exp, "config.py")).data.train.data_root)
+    out = str(tmp_path / "portable")
+    release.make_release(exp, out, latency_runs=0, evaluate_now=True, zoo=str(tmp_path / "ZOO.md"))
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    metrics = open(os.path.join(out, "metrics.json"), encoding="utf-8").read()
+    for text in (card, metrics):
+        assert not ABSOLUTE.search(text), ABSOLUTE.search(text).group(0)
+        assert os.path.dirname(exp) not in text
+    assert "`.../nuscenes/tiny` (`model/model_best.pth`" in card          # outside the working directory
+    assert json.loads(metrics)["source"]["weight"] == "model/model_best.pth"
+    stages = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[release] ")]
+    assert [line.split()[2] for line in stages[:-1]] == [f"{k}/6:" for k in range(1, 7)]
+    assert "evaluate tta" in stages[3] and "left)" in stages[3] and stages[-1].startswith("[release] released")
+    release.main(["--verify", out])
+    verify = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[release --verify] stage")]
+    assert [line.split()[3] for line in verify] == ["1/1:", "2/3:", "3/3:"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import matplotlib.pyplot as plt  # the viz extra, which `make test` installs: missing, the test fails
 import numpy as np
@@ -134,6 +135,9 @@ def test_bev_from_dataset_scan_and_segmenters(tmp_path):
     out = str(tmp_path / "scan.png")
     layout = visualize.render_bev_scan(out, segmenters[0], segmenters[1], panel_px=120)
     assert png(out).shape[:2] == (layout["size"][1], 480)
+    # the title names both models without an absolute path (the configs' absolute file names)
+    assert os.path.isabs(segmenters[0].cfg.filename) and ROOT not in layout["title"]
+    assert not re.search(r"(?:^|\s)/[^\s/]+/", layout["title"]) and layout["title"].count("semseg-pt-v3m1-0-base.py") == 2
     errors = layout["rasters"]["student errors"]
     assert count(errors, ERROR_COLORS[WRONG]) + count(errors, ERROR_COLORS[SHARED]) > 0  # random weights: wrong
     assert layout["legend"][:16] == segmenters[1].class_names

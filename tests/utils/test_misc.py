@@ -1,3 +1,4 @@
+import os
 import pytest
 import torch
 
@@ -19,3 +20,12 @@ def test_check_tensor_on_cuda_queues_without_a_sync():
         check_tensor(torch.ones(4, device="cuda").sum() == 4, "never raised")
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_display_path_is_never_absolute(tmp_path):
+    from pointcept_distill.utils.misc import display_path
+    inside = tmp_path / "exp" / "demo" / "teacher"
+    assert display_path(inside, start=tmp_path) == os.path.join("exp", "demo", "teacher")
+    assert display_path("/elsewhere/data/nuscenes/raw", start=tmp_path) == ".../nuscenes/raw"
+    assert display_path(str(inside / "model.pth"), start=inside) == "model.pth"
+    assert display_path(None) is None and display_path("") == ""

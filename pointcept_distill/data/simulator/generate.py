@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def simulate_frame(profile: str, seed: int, split: str = "train", index: int = 0
 
 
 def generate(profile: str, out: str, train: int, val: int, seed: int = 0,
-             scale: float = 1.0) -> GenerateReport:
+             scale: float = 1.0, on_frame: Callable[[str, int, int], None] | None = None) -> GenerateReport:
     """Write ``train`` + ``val`` simulated frames of ``profile`` under ``out`` (the dataset's data_root).
 
     Args:
@@ -50,6 +51,7 @@ def generate(profile: str, out: str, train: int, val: int, seed: int = 0,
         train, val: number of frames per split.
         seed: the output is a deterministic function of the seed.
         scale: multiplies the azimuth columns (fewer rays, for fast tests); 1 = the real sensor.
+        on_frame: called as ``on_frame(split, done, count)`` after each written frame (progress).
     """
     prof = get_profile(profile)
     if train < 0 or val < 0 or scale <= 0:
@@ -62,6 +64,8 @@ def generate(profile: str, out: str, train: int, val: int, seed: int = 0,
             scan = simulate_frame(profile, seed, split, index, scale)
             writer.write(scan)
             points.append(len(scan.points))
+            if on_frame is not None:
+                on_frame(split, index + 1, count)
         writer.close()
         frames[split] = count
     return GenerateReport(profile, out, frames, points, time.perf_counter() - start)

@@ -92,5 +92,7 @@ def test_make_synthetic_cli(tmp_path):
                           "--out", str(tmp_path), "--train", "1", "--val", "1", "--seed", "2",
                           "--scale", "0.05"], capture_output=True, text=True, check=True)
     assert "frames/s" in out.stdout
+    assert "[make_synthetic] train 1/1 frames (all: 1/2)" in out.stdout           # progress, each split's end
+    assert "[make_synthetic] val 1/1 frames (all: 2/2), about 0:00:00 left" in out.stdout
     ds = build_dataset(dict(type="WaymoDataset", split=["training", "validation"], data_root=str(tmp_path)))
     assert len(ds) == 2
