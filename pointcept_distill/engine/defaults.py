@@ -19,7 +19,7 @@ __all__ = ["default_argument_parser", "default_config_parser", "default_setup", 
            "default_device", "check_new_run", "RUNTIME_KEYS", "AMP_DTYPE_NAMES"]
 
 # keys the engine reads with a default, so that a config may leave them out and an override may still set them
-RUNTIME_KEYS = ("weight", "resume", "overwrite", "evaluate", "test_only", "seed", "num_worker", "batch_size_val",
+RUNTIME_KEYS = ("save_path", "weight", "resume", "overwrite", "evaluate", "test_only", "seed", "num_worker", "batch_size_val",
                 "batch_size_test", "gradient_accumulation_steps", "clip_grad", "max_bad_steps", "deterministic",
                 "sync_bn", "enable_amp", "amp_dtype", "empty_cache", "empty_cache_per_epoch", "find_unused_parameters",
                 "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports")
