@@ -4,7 +4,8 @@
 #       [-- KEY=VALUE ...]
 # Uses exp/<DATASET>/<NAME>/config.py (or configs/<DATASET>/<CONFIG>.py with -c) and the checkpoint
 # exp/<DATASET>/<NAME>/model/<WEIGHT>.pth; writes result/ and test.log there. Python, -g and -m as train.sh.
-# Arguments after -- are config overrides, e.g. -- test.single_pass=true
+# Arguments after -- are config overrides, e.g. -- test.single_pass=true, or -- test.submission=true data.test.split=test
+# (benchmark submission files in result/submit/, docs/submission.md)
 set -e
 cd "$(dirname "$0")/.." || exit 1
 ROOT_DIR=$(pwd)
