@@ -121,13 +121,13 @@ def test_joint_batches_mix_datasets(joint_roots, label_space):
     assert torch.equal(val["dataset_index"], torch.zeros_like(val["segment"]))
 
 
-def test_readme_mapping_table_is_the_code_mapping():
-    """README's common-label table lists exactly TO_COMMON (each dataset's classes per common class)."""
+def test_docs_mapping_table_is_the_code_mapping():
+    """docs/joint.md's common-label table lists exactly TO_COMMON (each dataset's classes per common class)."""
     import re
     from pathlib import Path
 
     from pointcept_distill.data.label_space import COMMON_NAMES, TO_COMMON
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "joint.md").read_text()
     rows = re.findall(r"^\| (\w+) \| (.+?) \| (.+?) \| (.+?) \|$", readme, flags=re.M)
     table = {r[0]: r[1:] for r in rows if r[0] in COMMON_NAMES}
     assert list(table) == list(COMMON_NAMES)
