@@ -6,7 +6,7 @@ Runs ``cfg.test`` (``SemSegTester`` by default) in one process, one per GPU, or 
 from __future__ import annotations
 
 import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
-import pointcept_distill.distill  # noqa: F401  (registers distillation models and testers, if any)
+import pointcept_distill.distill  # noqa: F401  (registers DistillTrainer and the KD losses; no tester or model)
 import pointcept_distill.models  # noqa: F401  (registers models and losses)
 from pointcept_distill.engine import (TESTERS, default_argument_parser, default_config_parser, default_setup,
                                       launch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
-import pointcept_distill.distill  # noqa: F401  (registers the distillation trainer, losses and hooks)
+import pointcept_distill.distill  # noqa: F401  (registers DistillTrainer and the KD losses)
 import pointcept_distill.models  # noqa: F401  (registers models and losses)
 from pointcept_distill.engine import (TRAINERS, default_argument_parser, default_config_parser, default_setup,
                                       launch)

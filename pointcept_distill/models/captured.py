@@ -65,7 +65,7 @@ class CapturedForward:
         warmup: eager (or compiling) runs before each capture.
         implicit_gemm: run the convolutions whose weight needs no gradient on the Triton implicit-GEMM kernel
             (``sparse.implicit_gemm``) where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
-            H100 than the gather-GEMM (BENCHMARKS.md); False keeps the gather-GEMM.
+            H100 than the gather-GEMM (docs/research.md); False keeps the gather-GEMM.
         labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).
         max_graphs: keep at most this many captured graphs, dropping the least recently used (None: all). Each
             keeps its outputs and the graph itself; training batches bring new keys often (tools/capture_keys.py).

@@ -1,6 +1,6 @@
 """Sensor profiles: the three LiDARs the simulator imitates and their raw label ids.
 
-Facts from ../shared/reference/sensors.md and the real frames: a nuScenes sweep stores every ray,
+Facts from the sensors' documentation and the real frames (tests/fixtures/real): a nuScenes sweep stores every ray,
 1,084 columns x 32 rings (34,688 points, ring 0 = lowest beam), no-return rays near the origin.
 Chosen where no source fixes a value: Waymo's TOP lidar at 2.1 m over a vehicle frame with z = 0 on
 the ground, its beams denser near the horizon, and only the TOP lidar's first return; noise, dropout

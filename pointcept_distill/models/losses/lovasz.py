@@ -54,7 +54,7 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int | None = Non
 
 @LOSSES.register_module()
 class LovaszLoss(nn.Module):
-    """``loss_weight * lovasz_softmax(softmax(pred), target)`` (ptv3-parity-notes F46).
+    """``loss_weight * lovasz_softmax(softmax(pred), target)``, as Pointcept's ``LovaszLoss``.
 
     Args:
         mode: "multiclass" (the LiDAR configs'); "binary" and "multilabel" are not implemented.

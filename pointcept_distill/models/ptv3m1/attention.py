@@ -31,7 +31,7 @@ def window_attention_kernel(enabled: bool = True) -> Iterator[None]:
     launch, and a flash-attention-style backward) where Triton can run (CUDA), the head width is a power of two
     of at least 16, there is no attention dropout and, with gradients, deterministic algorithms are off;
     elsewhere SDPA serves. H100, bf16, real stage sizes: 2.4-5.6x faster than the SDPA path per forward, the
-    teacher's 8-scan forward 68 -> 53 ms eager, 69 -> 55 ms in CUDA graphs (BENCHMARKS.md)."""
+    teacher's 8-scan forward 68 -> 53 ms eager, 69 -> 55 ms in CUDA graphs (docs/research.md)."""
     previous, _KERNEL["on"] = _KERNEL["on"], enabled
     try:
         yield
@@ -50,7 +50,7 @@ class SerializedAttention(PointModule):
     (``window_attention_kernel``), otherwise on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``; not
     cuDNN's, which rebuilds a graph for every new window count). The window partition is
     built at the first block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the
-    encoder's, so ``dec_patch_size`` does not enter the math (ptv3-parity-notes F29).
+    encoder's, so ``dec_patch_size`` does not enter the math (as upstream).
 
     Args:
         channels: feature width C (divisible by ``num_heads``).

@@ -16,7 +16,7 @@ class SerializedPooling(PointModule):
     """Pool each (stride)^3 cell of voxels into one: max of ``proj(feat)``, mean coord, then norm and act.
 
     Clusters are the distinct values of the codes shifted by ``3 * log2(stride)`` bits, numbered by the first
-    order's shifted code (ptv3-parity-notes F31, F34). The parent's serialized orders already sort the shifted
+    order's shifted code, as upstream's. The parent's serialized orders already sort the shifted
     codes, so neither the clusters nor the pooled orders need a sort (upstream sorts five times per pooling).
     The pooled Point keeps ``pooling_parent`` and ``pooling_inverse`` (cluster of each parent point) for
     unpooling. Counting the clusters makes one host sync unless the Point has a ``fixed_capacity``. Orders are

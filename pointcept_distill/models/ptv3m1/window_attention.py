@@ -274,6 +274,6 @@ def _tiles(window: int) -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_N, warps, stages) for a window length: 64 x 64 tiles, 4 warps, no pipelining, the most frequent
     best of a 36-configuration sweep of the forward on an H100 (bf16, head width 16, 1024-point windows, 3k-200k
     points: 13 of 24 shapes); summed over those shapes 4 % (8 scans) and 16 % (one scan) slower than the best of 8
-    configurations per shape (BENCHMARKS.md). The backward kernels use the same tiles, untuned."""
+    configurations per shape (docs/research.md). The backward kernels use the same tiles, untuned."""
     block = max(16, min(64, triton.next_power_of_2(window)))
     return block, block, 4, 1

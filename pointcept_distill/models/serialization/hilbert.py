@@ -1,4 +1,4 @@
-"""Hilbert codes of 3-D voxel coordinates, exactly those of ptv3-parity-notes F6, through a 24-state table."""
+"""Hilbert codes of 3-D voxel coordinates, exactly upstream Pointcept's, through a 24-state table."""
 from __future__ import annotations
 
 import torch
@@ -8,10 +8,10 @@ from .z_order import z_order_encode
 
 __all__ = ["HILBERT_TABLE", "hilbert_encode"]
 
-# F6 (Skilling's AxesToTranspose with x first, the bits interleaved x-highest, then one Gray decode) is a
-# finite-state machine over octree levels: in state s, the child octant o = (x, y, z bits) gives the code
+# Upstream's encoding (Skilling's AxesToTranspose with x first, the bits interleaved x-highest, then one Gray
+# decode) is a finite-state machine over octree levels: in state s, the child octant o = (x, y, z bits) gives the code
 # digit and the next state. Entry ``8 * s + o`` holds ``8 * next_state + digit``; the start state is 0 at
-# every depth. The table was derived from the F6 procedure on an exhaustive 32^3 grid, and
+# every depth. The table was derived from upstream's procedure on an exhaustive 32^3 grid, and
 # tests/models/serialization/test_hilbert.py checks it against that procedure at every depth 1..16.
 HILBERT_TABLE = (
     8, 17, 27, 2, 39, 46, 52, 5, 56, 71, 73, 86, 91, 20, 10, 13, 48, 1, 103, 110, 115, 18, 12, 21,

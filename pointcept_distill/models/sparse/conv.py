@@ -36,10 +36,10 @@ def spconv_available() -> bool:
 
 # Stages of at most this many voxels take the gather path even where spconv runs: a scan or two is host-bound,
 # and spconv's per-call Python bookkeeping costs more than the gather's few kernels (inference: one scan 18-26 %
-# faster; larger thresholds made 8 scans slower). Training follows the same rule since ``_GatherGEMM`` has its
-# gathering backward: on an H100 a training step on the gather path costs what it costs on spconv (student) or
-# 12 % less (one-scan distillation step); with autograd's scatter-add backward it had been 17x slower. Measured
-# in BENCHMARKS.md (H100 section).
+# faster; larger thresholds made 8 scans slower). Training follows the same rule because ``_GatherGEMM`` has its
+# own gathering backward (autograd's scatter-add backward would send every missing neighbour's gradient to the one
+# padding row, where the atomic adds collide): on an H100 a training step on the gather path costs what it costs on
+# spconv (student) or 12 % less (one-scan distillation step). Measurements: docs/research.md.
 GATHER_MAX_ROWS = 32_768
 
 
@@ -65,7 +65,7 @@ def implicit_gemm() -> contextlib.AbstractContextManager:
     """Inside the block, gather-path convolutions whose weight needs no gradient run the Triton implicit-GEMM kernel
     (``implicit_gemm.subm_conv_implicit_gemm``: no (N, K * Cin) buffer) where Triton can run. The captured
     path's default (``CapturedForward``); on an H100 in bf16 it is 1.5-27x faster than the gather-GEMM per layer
-    (0.9x on the one-scan 512-channel bottleneck; BENCHMARKS.md)."""
+    (0.9x on the one-scan 512-channel bottleneck; docs/research.md)."""
     return _path("implicit_gemm")
 
 

@@ -2,7 +2,7 @@
 
 The gather-GEMM (``conv._GatherGEMM``) writes an (N, K * Cin) buffer of gathered rows and reads it back for one
 GEMM; at 8 scans that buffer is hundreds of MB per convolution, and the convolution was half of a captured
-forward's kernel time (BENCHMARKS.md). Here each program computes a (BLOCK_M, BLOCK_N) tile of the output and
+forward's kernel time (docs/research.md). Here each program computes a (BLOCK_M, BLOCK_N) tile of the output and
 loops over the K offsets, loading the neighbours' rows straight from the features (missing neighbours read as
 zeros) and accumulating ``rows @ W_o`` in float32: no intermediate buffer, one kernel launch, capturable in a
 CUDA graph and callable inside ``torch.compile``. No weight gradient: a frozen weight's input gradient is the
@@ -94,7 +94,7 @@ def subm_conv_implicit_gemm(feat: Tensor, table: Tensor, weight: Tensor) -> Tens
 
 def _tiles(c_in: int, c_out: int) -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, warps) for a channel pair, one rule read off a sweep of 72 configurations on
-    an H100 in bfloat16 (PTv3's 16-512 channels, 3k-200k voxels; BENCHMARKS.md): at 8 scans it matches the
+    an H100 in bfloat16 (PTv3's 16-512 channels, 3k-200k voxels; docs/research.md): at 8 scans it matches the
     sweep's best, at one scan it is up to 1.5x slower than it on the smallest layers (0.1 ms)."""
     block_n = _block(c_out, 32, 128)
     block_k = 16 if c_in <= 64 else 32

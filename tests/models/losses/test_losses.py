@@ -6,7 +6,7 @@ from pointcept_distill.models.losses import CrossEntropyLoss, LovaszLoss, build_
 
 
 def _lovasz_reference(logits, labels, ignore_index=None, class_seen=None):
-    """ptv3-parity-notes F46 step by step: drop ignored rows, loop over present classes."""
+    """Pointcept's Lovasz-Softmax step by step: drop ignored rows, loop over present classes."""
     probs = logits.softmax(1)
     if ignore_index is not None:
         keep = labels != ignore_index

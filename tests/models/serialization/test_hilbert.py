@@ -5,8 +5,8 @@ from pointcept_distill.models.serialization import encode_orders, hilbert_encode
 from pointcept_distill.models.serialization.z_order import z_order_encode
 
 
-def f6_reference(grid: torch.Tensor, depth: int) -> torch.Tensor:
-    """ptv3-parity-notes F6 step by step: transpose bits level by level, interleave x-highest, Gray-decode."""
+def upstream_reference(grid: torch.Tensor, depth: int) -> torch.Tensor:
+    """Upstream's Hilbert encoding step by step: transpose bits level by level, interleave x-highest, Gray-decode."""
     x = [int(v) & ((1 << depth) - 1) for v in grid]
     for level in range(depth - 1, 0, -1):
         q, lower = 1 << level, (1 << level) - 1
@@ -29,11 +29,11 @@ def f6_reference(grid: torch.Tensor, depth: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("depth", range(1, 17))
-def test_table_matches_f6_procedure(depth):
+def test_table_matches_upstream_procedure(depth):
     g = torch.Generator().manual_seed(depth)
     grid = torch.randint(0, 1 << depth, (150, 3), generator=g)
     grid[:8] = torch.cartesian_prod(*[torch.tensor([0, (1 << depth) - 1])] * 3)   # the corners
-    want = torch.tensor([f6_reference(p.tolist(), depth) for p in grid])
+    want = torch.tensor([upstream_reference(p.tolist(), depth) for p in grid])
     assert torch.equal(hilbert_encode(grid, depth), want)
 
 
