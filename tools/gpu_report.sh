@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU rows of BENCHMARKS.md: teacher and paper student, fp32 / bf16 / fp16 autocast and fp16 cast (upstream's
+# A GPU report (BENCHMARKS.md, "Settings"): teacher and paper student, fp32 / bf16 / fp16 autocast and fp16 cast (upstream's
 # model.half()), 1, 4 and 8 simulated nuScenes sweeps, the forward breakdown, and student vs distillation
 # training steps. Run from the repository root on a CUDA machine with torch; the package need not be installed.
 #   OUT=/path/to/results bash tools/gpu_report.sh [extra benchmark.py arguments, which override the above]
@@ -28,7 +28,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
     --train-repeats 10 --train-warmup 3 \
     --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" "$@" 2>&1 | tee "$OUT/gpu.log"
 
-# The student's CPU forward on 2 cores of this (otherwise idle) machine: the CPU row of BENCHMARKS.md.
+# The student's CPU forward on 2 cores of this (otherwise idle) machine, beside BENCHMARKS.md's CPU numbers (another
+# processor and torch build).
 PIN=""
 if command -v taskset > /dev/null; then PIN="taskset -c 0,1"; fi
 $PIN "$PY" tools/benchmark.py --device cpu --threads 2 --config configs/nuscenes/semseg-pt-v3m1-student.py \
