@@ -7,6 +7,7 @@ import os
 import runpy
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -125,3 +126,14 @@ def test_a_scan_larger_than_the_capacity_and_a_bad_capacity_are_refused(student,
                                          r"\(64 rows, one of them padding\); export one with tools/export.py "
                                          "--capacity"):
         example["segment"](exported, _scan(400))
+
+
+def test_an_artifact_unlike_the_eager_model_is_not_kept(student, tmp_path, monkeypatch):
+    _, _, model, _ = student
+    path = tmp_path / "model_c1024.pt2"
+    wrong = SimpleNamespace(module=lambda: (lambda *inputs: torch.zeros(CAPACITY, 16)))
+    monkeypatch.setattr(torch.export, "load", lambda *args, **kwargs: wrong)
+    with pytest.raises(RuntimeError, match=r"model_c1024.pt2 \(program\) differs from the eager model by 1 .* "
+                                           "the artifact is not kept"):
+        export.export_model(model, CAPACITY, str(path), "program")
+    assert not path.exists()
