@@ -15,6 +15,10 @@ Protocol (the same for every row, fixed before any result was seen):
 4. every run is scored with its last checkpoint (no selection on the validation data) by ``SemSegTester``:
    single-pass and Pointcept's fragment voting with the config's test-time views (TTA); mIoU over the 16 classes.
 
+5. the premises are checked and printed under the table: the teacher leads the student alone by >= 5 points, the
+   student alone has plateaued (row ``student alone, 2x steps``: twice the steps gain < 1 point), and each row's
+   gain against the issue's bar (>= 1 point with the 95 % interval above zero).
+
 Prints one table (mean +- std per row, the paired difference to ``student alone`` with its 95 % t-interval, the
 share of the teacher-student gap recovered, minutes per run) and writes ``<out>/kd_bench.json``:
 ``{"teacher": {"miou": [...]}, "rows": {"<row>": {"miou": [...], "miou_tta": [...], ...}}, "settings": ...}``.
@@ -73,6 +77,7 @@ SIZES = {
                        "param_dicts": [dict(keyword="block", lr=0.002)], "scheduler.max_lr": [0.002, 0.002]}),
 }
 
+PLATEAU_ROW = "student alone, 2x steps"
 LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd", "cwd_kd", "feat_kd")
 
 
@@ -83,6 +88,7 @@ class Row:
     config: str                  # "student", "distill" (the shipped recipe) or "paper" (the paper's weights)
     keep: tuple = ()             # losses of that config kept (the others off); () keeps the config's own set
     add: dict = field(default_factory=dict)   # losses added to the config's distill section
+    schedule: int = 1            # the student schedule times this (the plateau check: 2)
 
 
 ROWS = {
@@ -94,8 +100,10 @@ ROWS = {
     "CWD": Row("paper", ("cwd_kd",), dict(cwd_kd=dict(type="ChannelWiseKD", temperature=4.0, loss_weight=3.0))),
     "FitNets": Row("paper", ("feat_kd",), dict(feat_kd=dict(type="FeatureMimicKD", loss_weight=1.0))),
     "distill": Row("distill"),
+    PLATEAU_ROW: Row("student", schedule=2),
 }
 BASELINE = "student alone"
+TARGETS = dict(teacher_lead=0.05, gain=0.01, plateau=0.01)   # the issue's bars, as mIoU fractions
 # Student's t 97.5 % quantiles by degrees of freedom (beyond 20: the Cornish-Fisher expansion, t_quantile)
 T_975 = {1: 12.7062047, 2: 4.30265273, 3: 3.18244631, 4: 2.77644511, 5: 2.57058184, 6: 2.44691185,
          7: 2.36462425, 8: 2.30600414, 9: 2.26215716, 10: 2.22813885, 11: 2.20098516, 12: 2.17881283,
@@ -176,8 +184,8 @@ def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict,
             section["grad_norm_interval"] = grad_norm_interval
         for seed in range(seeds):
             folder = os.path.join(out, "runs", slug(name), f"seed{seed}")
-            runs.append(Run(name, seed, folder, config_path(size, config), size.student_epochs, section,
-                            None if row.config == "student" else weight, size, roots, size.threads))
+            runs.append(Run(name, seed, folder, config_path(size, config), size.student_epochs * row.schedule,
+                            section, None if row.config == "student" else weight, size, roots, size.threads))
     return teacher, runs
 
 
@@ -396,6 +404,34 @@ def table(teacher: dict, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def premise_checks(teacher: dict, summary: dict) -> list[str]:
+    """Whether the benchmark's premises and the issue's bars hold: the teacher leads the student alone, the student
+    alone has plateaued (twice the steps gain less than a point), and each row's gain with its interval."""
+    if BASELINE not in summary:
+        return []
+    base = mean_std(summary[BASELINE]["miou"])[0]
+    lead = teacher["miou"] - base
+    lines = [f"teacher leads the student alone by {100 * lead:+.2f} points "
+             f"(needs >= {100 * TARGETS['teacher_lead']:.0f}): {verdict(lead >= TARGETS['teacher_lead'])}"]
+    if PLATEAU_ROW in summary:
+        more = mean_std(summary[PLATEAU_ROW]["miou"])[0] - base
+        lines.append(f"student alone with twice the steps: {100 * more:+.2f} points (plateau: < "
+                     f"{100 * TARGETS['plateau']:.0f}): {verdict(more < TARGETS['plateau'])}")
+        if teacher["miou"] - base - more < TARGETS["teacher_lead"]:
+            lines.append("the teacher's lead over the longer student alone is below the bar: nothing to distil at "
+                         "a plateau (train the teacher longer, make the student smaller or the task harder)")
+    for name, e in summary.items():
+        if "diff" in e and name != PLATEAU_ROW:
+            met = e["diff"] >= TARGETS["gain"] and e["diff_ci95"][0] > 0
+            lines.append(f"{name}: {100 * e['diff']:+.2f} points, 95% interval from {100 * e['diff_ci95'][0]:+.2f} "
+                         f"(gain needs >= {100 * TARGETS['gain']:.0f} with the interval above 0): {verdict(met)}")
+    return lines
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
 def validation_spread(teacher: dict, summary: dict) -> str:
     """How far one model's mIoU moves between the two validation sets (mean |val - val2| over all runs)."""
     pairs = [(teacher["miou"], teacher["miou_val2"])]
@@ -417,6 +453,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the size's)")
     p.add_argument("--student-epochs", type=int, default=None, help="override the size's student schedule")
     p.add_argument("--teacher-epochs", type=int, default=None, help="override the size's teacher schedule")
+    p.add_argument("--train-frames", type=int, default=None, help="override the size's number of training scans")
+    p.add_argument("--val-frames", type=int, default=None, help="override the size's number of validation scans")
     p.add_argument("--extra-rows", default=None, metavar="JSON",
                    help='more rows, e.g. \'{"logit T2": {"config": "paper", "keep": ["logit_kd"], "add": '
                         '{"logit_kd": {"type": "LogitKD", "temperature": 2.0, "loss_weight": 1.0}}}}\' or a file')
@@ -427,7 +465,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder (data, runs, kd_bench.json)")
     args = p.parse_args(argv)
     for name, spec in load_extra_rows(args.extra_rows).items():
-        ROWS[name] = Row(spec["config"], tuple(spec.get("keep", ())), spec.get("add", {}))
+        ROWS[name] = Row(spec["config"], tuple(spec.get("keep", ())), spec.get("add", {}), spec.get("schedule", 1))
     args.rows = [r.strip() for r in args.rows.split(",")] if args.rows else list(ROWS)
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
@@ -453,7 +491,8 @@ def load_extra_rows(spec: str | None) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     overrides = dict(jobs=args.jobs, threads=args.threads, student_epochs=args.student_epochs,
-                     teacher_epochs=args.teacher_epochs)
+                     teacher_epochs=args.teacher_epochs, train_frames=args.train_frames,
+                     val_frames=args.val_frames)
     size = replace(SIZES[args.size], **{k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
     roots = generate_data(size, args.data_seed, args.out)
@@ -470,11 +509,12 @@ def main(argv: list[str] | None = None) -> dict:
     summary = summarize(teacher_result, rows)
     text = table(teacher_result, summary)
     spread = validation_spread(teacher_result, summary)
-    print(f"\n{text}\n\n{spread}", flush=True)
+    checks = premise_checks(teacher_result, summary)
+    print(f"\n{text}\n\n{spread}\n" + "\n".join(checks), flush=True)
     report = dict(teacher=dict(miou=[teacher_result["miou"]], miou_tta=[teacher_result["miou_tta"]],
                                miou_val2=[teacher_result["miou_val2"]],
                                train_minutes=teacher_result["train_minutes"]),
-                  rows=summary, validation_spread=spread, table=text,
+                  rows=summary, validation_spread=spread, checks=checks, table=text,
                   settings=dict(size=args.size, data_seed=args.data_seed, seeds=args.seeds, **asdict(size)),
                   minutes=(time.perf_counter() - started) / 60)
     with open(os.path.join(args.out, "kd_bench.json"), "w", encoding="utf-8") as f:

@@ -363,11 +363,15 @@ class Trainer(TrainerBase):
         """After an optimizer step: raise ``FloatingPointError`` if the update made a trained parameter NaN or
         infinite (on any process), so that the run stops before hooks evaluate or save that state."""
         params = self.trained_parameters()
-        finite = torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
-        bad = torch.tensor([0.0 if bool(finite) else 1.0])
-        if float(comm.all_reduce_sum(bad)) == 0:
+        # one multi-tensor norm per dtype and device and one read back per step; a NaN or inf makes its norm
+        # non-finite (so may an overflowing norm of finite weights: the names are then checked element-wise)
+        norms_finite = bool(torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
+                            .isfinite().all())
+        named = {} if norms_finite else {id(p): n for n, p in self.model_without_ddp.named_parameters()}
+        names = [named.get(id(p), f"trained parameter {i}") for i, p in enumerate(params)
+                 if not norms_finite and not torch.isfinite(p.detach()).all()]
+        if float(comm.all_reduce_sum(torch.tensor([float(len(names))]))) == 0:
             return
-        names = [n for n, p in self.model_without_ddp.named_parameters() if not torch.isfinite(p.detach()).all()]
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise FloatingPointError(f"update at {self.where()} made weights non-finite ({shown or 'on another process'})"
                                  f" although the loss was finite; stopping before this state is evaluated or "

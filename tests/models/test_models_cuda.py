@@ -19,15 +19,20 @@ def _model(tiny_config):
 
 @pytest.mark.skipif(not spconv_available(), reason="needs spconv")
 def test_spconv_path_matches_fixture_and_gather_path(fixtures_dir):
+    """The fixture's scenes are small enough for the automatic choice to take the gather path, so each path is
+    forced here: spconv (``use_spconv=True``) and gather (``use_spconv=False``) must both give the fixture."""
     data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=False)
     for case in data["cases"]:
-        conv = SubMConv3d(case["features"].shape[1], case["weight"].shape[0], case["kernel_size"],
-                          indice_key="k").cuda()
-        conv.load_state_dict({"weight": case["weight"], "bias": case["bias"]})
-        x = SparseConvTensor(case["features"].cuda(), case["indices"].cuda(), 2)
-        out = conv(x).features.cpu()
-        assert ((out - case["output"]).abs().max() / case["output"].abs().max()) < 1e-4
-        assert x.indice_dict["k"][0] == "spconv"
+        outputs = {}
+        for path, use_spconv in (("spconv", True), ("gather", False)):
+            conv = SubMConv3d(case["features"].shape[1], case["weight"].shape[0], case["kernel_size"],
+                              indice_key="k", use_spconv=use_spconv).cuda()
+            conv.load_state_dict({"weight": case["weight"], "bias": case["bias"]})
+            x = SparseConvTensor(case["features"].cuda(), case["indices"].cuda(), 2)
+            outputs[path] = conv(x).features.cpu()
+            assert x.indice_dict["k"][0] == path
+            assert ((outputs[path] - case["output"]).abs().max() / case["output"].abs().max()) < 1e-4, path
+        assert ((outputs["spconv"] - outputs["gather"]).abs().max() / case["output"].abs().max()) < 1e-4
 
 
 def test_autocast_agrees_with_float32(make_scene, tiny_config):

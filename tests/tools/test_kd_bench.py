@@ -77,6 +77,37 @@ def test_rows_are_checked_and_extra_rows_are_built(tmp_path):
         kd_bench.load_extra_rows(json.dumps({"x": {"config": "nope"}}))
 
 
+def _summary(rows: dict[str, list[float]]) -> dict:
+    results = {name: [dict(miou=m, miou_tta=m, miou_val2=m, seed=k, train_minutes=1.0) for k, m in enumerate(ms)]
+               for name, ms in rows.items()}
+    return kd_bench.summarize(dict(miou=0.45), results)
+
+
+def test_premise_checks_say_which_bar_is_met():
+    alone = [0.37, 0.38, 0.36]
+    lines = kd_bench.premise_checks(dict(miou=0.45), _summary({
+        "student alone": alone, "distill": [m + 0.02 + 0.001 * k for k, m in enumerate(alone)],
+        "CWD": [0.38, 0.36, 0.37], kd_bench.PLATEAU_ROW: [0.44, 0.45, 0.45]}))
+    text = "\n".join(lines)
+    assert lines[0].startswith("teacher leads the student alone by +8.00 points") and lines[0].endswith(": met")
+    assert "twice the steps: +7.67 points" in text and "(plateau: < 1): NOT MET" in text
+    assert "nothing to distil at a plateau" in text
+    assert [ln for ln in lines if ln.startswith("distill:")][0].endswith(": met")
+    assert [ln for ln in lines if ln.startswith("CWD:")][0].endswith("NOT MET")
+    assert not [ln for ln in lines if ln.startswith(kd_bench.PLATEAU_ROW + ":")]
+    lines = kd_bench.premise_checks(dict(miou=0.40), _summary({"student alone": alone, "distill": alone}))
+    assert lines[0].endswith("NOT MET") and lines[1].endswith("NOT MET")
+    assert kd_bench.premise_checks(dict(miou=0.4), _summary({"distill": alone})) == []
+
+
+def test_plateau_row_trains_twice_the_student_schedule(tmp_path):
+    size = kd_bench.SIZES["smoke"]
+    roots = kd_bench.data_roots(str(tmp_path))
+    _, runs = kd_bench.plan_runs(size, ["student alone", kd_bench.PLATEAU_ROW], 1, str(tmp_path), roots)
+    assert [r.epochs for r in runs] == [size.student_epochs, 2 * size.student_epochs]
+    assert runs[1].distill is None and runs[1].folder != runs[0].folder
+
+
 @pytest.mark.parametrize("df", [1, 2, 5, 20, 21, 40, 200])
 def test_t_quantile(df):
     assert kd_bench.t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)

@@ -32,9 +32,9 @@ def _data_options(sim_root: str) -> list[str]:
     return [f"data.{split}.data_root={sim_root}" for split in ("train", "val", "test")]
 
 
-def _script(name: str, exp_root, *args: str, extra=(), wait=True):
+def _script(name: str, exp_root, *args: str, extra=(), wait=True, env_extra=None):
     cmd = ["sh", os.path.join(ROOT, "scripts", name), "-p", sys.executable, "-d", "nuscenes", *args, "--", *extra]
-    env = dict(os.environ, EXP_ROOT=str(exp_root))
+    env = dict(os.environ, EXP_ROOT=str(exp_root), **(env_extra or {}))
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -72,27 +72,48 @@ def test_train_evaluate_save_then_test(tmp_path, sim_root):
     assert "Seconds per scan" in (exp / "test.log").read_text()
 
 
+# Imported by the killed run (custom_imports): after the checkpoint saved inside an epoch after the first, the run
+# writes $PAUSE_MARKER and waits, so that the test kills it at that point whatever the machine's load.
+PAUSE_MODULE = """
+import os, pathlib, time
+from pointcept_distill.engine.hooks.checkpoint_saver import CheckpointSaver
+
+_after_step = CheckpointSaver.after_step
+
+
+def after_step(self):
+    _after_step(self)
+    marker, trainer = os.environ.get("PAUSE_MARKER"), self.trainer
+    done = trainer.comm_info["iter"] + 1
+    if marker and trainer.epoch >= 1 and done % self.save_freq_iter == 0 and done < len(trainer.train_loader):
+        pathlib.Path(marker).write_text(f"{trainer.epoch} {done}")
+        time.sleep(600)
+
+
+CheckpointSaver.after_step = after_step
+"""
+
+
 def test_resume_after_sigkill_is_exact(tmp_path, sim_root):
     opts = _data_options(sim_root) + ["epoch=3", "eval_epoch=3", "batch_size=1", "evaluate=false",
                                       "hooks.5.save_freq_iter=1", "hooks.6.test_last=true"]
+    (tmp_path / "pause_after_save.py").write_text(PAUSE_MODULE)
+    path = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    marker = tmp_path / "paused"
     _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "ref", extra=opts)
-    proc = _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", extra=opts, wait=False)
-    last = tmp_path / "nuscenes" / "killed" / "model" / "model_last.pth"
-    deadline = time.time() + 120
-    # kill as soon as an iteration checkpoint inside epoch 2 or 3 exists (one iteration's window each: on a
-    # loaded 2-core machine the poll could miss epoch 2's alone and the run then finished unkilled)
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            ckpt = torch.load(last, map_location="cpu", weights_only=False)
-            if ckpt["epoch"] >= 1 and ckpt["iter"] >= 1:
-                break
-        time.sleep(0.02)
+    proc = _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", wait=False,
+                   extra=opts + ["custom_imports.imports=[pause_after_save]"],
+                   env_extra=dict(path, PAUSE_MARKER=str(marker)))
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     output = proc.communicate()[0].decode(errors="replace")
-    assert proc.returncode == -signal.SIGKILL, output[-3000:]
+    assert marker.exists() and proc.returncode == -signal.SIGKILL, output[-3000:]
+    last = tmp_path / "nuscenes" / "killed" / "model" / "model_last.pth"
     killed_at = torch.load(last, map_location="cpu", weights_only=False)
-    assert killed_at["epoch"] < 3, output[-3000:]
-    _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", "-r", "true")
+    assert 1 <= killed_at["epoch"] < 3 and killed_at["iter"] >= 1, output[-3000:]
+    _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", "-r", "true", env_extra=path)
     reference = _weights(tmp_path / "nuscenes" / "ref" / "model" / "model_last.pth")
     resumed = _weights(last)
     assert reference.keys() == resumed.keys()
