@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 import pointcept_distill.models  # noqa: F401  (registers models)
 from pointcept_distill.inference import load_model, verify_sha256sums
-from pointcept_distill.models.captured import captured_conv_paths
+from pointcept_distill.models.captured import INDUCTOR_OPTIONS, captured_conv_paths
 from pointcept_distill.models.point import Point
 from pointcept_distill.models.ptv3m1 import window_attention_kernel
 from pointcept_distill.models.ptv3m1.pooling import SerializedPooling
@@ -52,9 +52,7 @@ __all__ = ["ExportedSegmentor", "FORMATS", "export_model", "export_checkpoint", 
 
 FORMATS = ("aoti", "program")
 MAX_DEPTH = 16          # Point.serialization's limit: grid coordinates below 2**16
-# inductor's CPU code generation reuses a buffer in place while it is still read (torch 2.13: the first block of
-# a pooled stage then gets a wrong residual, logits off by ~1); without in-place buffers the package is exact
-AOTI_CONFIGS = {"inplace_buffers": False}
+AOTI_CONFIGS = dict(INDUCTOR_OPTIONS)      # the captured forward's: no in-place buffer reuse (see captured.py)
 
 
 def _hilbert(grid_coord: Tensor, depth: Tensor) -> Tensor:

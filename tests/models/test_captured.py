@@ -63,6 +63,17 @@ def test_compiled_forward_matches_eager(make_scene, tiny_config):
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
+def test_inductor_forward_matches_eager(make_scene, tiny_config):
+    """The real compiler (not aot_eager): CapturedSegmentor(compile="inductor") on the CPU gives eager's logits."""
+    model = _model(tiny_config)
+    torch._dynamo.reset()
+    run = CapturedSegmentor(model, compile="inductor")
+    scene = make_scene((700, 600))
+    torch.testing.assert_close(run(scene), _eager(model, scene), rtol=1e-4, atol=1e-4)
+    torch._dynamo.reset()
+
+
 def test_cpu_batch_with_a_device_is_planned_on_the_host(make_scene, tiny_config, monkeypatch):
     model = _model(tiny_config)
     run = CapturedSegmentor(model)
