@@ -40,7 +40,7 @@ from .data.validate import check_grid_coord, check_points
 from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
 from .models import build_model
 from .models.captured import build_captured
-from .utils.config import Config
+from .utils.config import Config, apply_options
 
 __all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
            "read_sha256sums", "verify_sha256sums"]
@@ -214,7 +214,7 @@ class Segmenter:
         ``kwargs``: ``capture``, ``dtype``."""
         cfg = config if isinstance(config, Config) else Config.fromfile(config)
         if options:
-            cfg.merge_from_dict(options)
+            apply_options(cfg, options)
         dev = resolve_device(device)
         return cls(cfg, load_model(cfg, weight, dev), dev, **kwargs)
 

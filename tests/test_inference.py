@@ -17,7 +17,7 @@ from pointcept_distill.engine import SemSegTester
 from pointcept_distill.engine.checkpoint import CheckpointError
 from pointcept_distill.inference import Segmenter, sha256_file
 from pointcept_distill.models import build_model
-from pointcept_distill.utils.config import Config
+from pointcept_distill.utils.config import Config, OptionError
 from payloads import WritesMarker
 from tiny_configs import tiny_config
 from tool_modules import load_tool
@@ -235,3 +235,12 @@ def test_captured_tester_predicts_as_the_eager_one(nuscenes, tmp_path, single_pa
                                                                        .glob("*_pred.npy"))])
     assert preds["graphs"][0] == pytest.approx(preds[None][0])
     assert preds[None][1] and all(np.array_equal(a, b) for a, b in zip(preds["graphs"][1], preds[None][1]))
+
+
+def test_options_are_checked_like_the_command_line(nuscenes):
+    config, weight, _ = nuscenes
+    with pytest.raises(OptionError, match="unknown config key 'epochs'.*closest known keys: 'epoch'") as err:
+        Segmenter.from_checkpoint(config, weight, device="cpu", options={"epochs": 3})
+    assert config in str(err.value)
+    with pytest.raises(OptionError, match="batch_size"):
+        Segmenter.from_checkpoint(config, weight, device="cpu", options={"batch_size": "abc"})

@@ -40,7 +40,7 @@ from pointcept_distill.engine.checkpoint import CheckpointError, load_checkpoint
 from pointcept_distill.inference import (load_model, read_sha256sums, resolve_device, sha256_file,
                                          verify_sha256sums)
 from pointcept_distill.models import build_model
-from pointcept_distill.utils.config import Config, parse_options
+from pointcept_distill.utils.config import Config, apply_options, parse_options
 from pointcept_distill.utils.logger import LOGGER_NAME
 from pointcept_distill.utils.misc import display_path
 from pointcept_distill.utils.progress import StageProgress
@@ -340,7 +340,7 @@ def make_release(exp_dir: str, out_dir: str, weight: str = "model_best", half: b
     params = _strict_check(cfg, state, ckpt_path)
     eval_cfg = Config.fromfile(config_path)
     if options:
-        eval_cfg.merge_from_dict(options)
+        apply_options(eval_cfg, options)
 
     _prepare_out_dir(out_dir)
     progress.start(f"write weights and config to {display_path(out_dir)}")
@@ -386,7 +386,7 @@ def verify_release(release_dir: str, options: dict | None = None, tol: float = 1
     verify_sha256sums(release_dir)
     cfg = Config.fromfile(os.path.join(release_dir, "config.py"))
     if options:
-        cfg.merge_from_dict(options)
+        apply_options(cfg, options)
     model_path = os.path.join(release_dir, "model.pth")
     _strict_check(cfg, load_checkpoint(model_path)["state_dict"], model_path)
     with open(os.path.join(release_dir, "metrics.json"), encoding="utf-8") as f:

@@ -25,7 +25,7 @@ import numpy as np
 import pointcept_distill.data  # noqa: F401  (registers datasets and transforms)
 from pointcept_distill.data import build_dataset
 from pointcept_distill.inference import INTENSITY_CONVERSIONS, Segmenter
-from pointcept_distill.utils.config import Config, parse_options
+from pointcept_distill.utils.config import Config, apply_options, parse_options
 from pointcept_distill.utils.misc import display_path, intersection_and_union, semseg_metrics
 from pointcept_distill.utils.visualization import (ERROR_COLORS, ERROR_NAMES, bev_extent, bev_raster,
                                                    class_palette, colorize, error_codes, read_scalars)
@@ -153,7 +153,7 @@ def render_bev_scan(out_png: str, teacher: str | Segmenter, student: str | Segme
     if scan is None:
         cfg = Config.fromfile(config) if config else Config(student_seg.cfg.to_dict(), student_seg.cfg.filename)
         if options:
-            cfg.merge_from_dict(options)
+            apply_options(cfg, options)
         data = build_dataset(cfg.data.val).get_data(index)
         coord, gt, name = data["coord"], data["segment"], f"{data['name']} ({data['dataset']})"
         t_pred = teacher_seg.predict(coord, data["strength"]).labels
