@@ -24,7 +24,6 @@ as ``SemSegTester`` scores the "TTA" metrics of a release).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -41,6 +40,7 @@ from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dic
 from .models import build_model
 from .models.captured import build_captured
 from .utils.config import Config, apply_options
+from .utils.misc import sha256_file
 
 __all__ = ["Result", "Segmenter", "INTENSITY_CONVERSIONS", "load_model", "resolve_device", "sha256_file",
            "read_sha256sums", "verify_sha256sums"]
@@ -91,15 +91,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def sha256_file(path: str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _listed_name(sums: str, name: str) -> str:

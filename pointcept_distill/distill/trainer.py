@@ -33,7 +33,6 @@ checkpoints keep them under ``distill_state_dict`` (``state_dict`` stays the stu
 """
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from typing import Any, Callable
 
@@ -44,6 +43,7 @@ from ..engine.train import TRAINERS, Trainer
 from ..models.capacity import plan_batch
 from ..models.ptv3m1.pooling import SerializedPooling
 from ..utils import comm
+from ..utils.misc import sha256_file
 from ..utils.optimizer import build_optimizer
 from .distiller import Distiller
 from .grad_norms import loss_gradient_norms
@@ -67,7 +67,7 @@ class DistillTrainer(Trainer):
         cfg = self.cfg
         self.logger.info(f"=> Loading teacher '{cfg.get('teacher_weight')}' ...")
         teacher = load_teacher(cfg.teacher, cfg.get("teacher_weight"), self.device)
-        self.teacher_sha256 = _sha256(cfg.teacher_weight)
+        self.teacher_sha256 = sha256_file(cfg.teacher_weight)
         student = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         self.distiller = Distiller(teacher, cfg.get("distill", {}), self.device, student)
         n_params = sum(p.numel() for p in teacher.parameters())
@@ -143,12 +143,6 @@ class DistillTrainer(Trainer):
         return losses
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _planned(collate: Callable[[list], dict], strides: list[int], samples: list) -> dict:

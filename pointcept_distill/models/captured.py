@@ -38,7 +38,7 @@ class _Capture:
 
 
 # inductor reuses a buffer in place while a pooled stage's first block still reads it (wrong logits on the CPU
-# with torch 2.13; tests/models/test_captured.py::test_inductor_forward_matches_eager): no in-place buffer reuse
+# with torch 2.13; tests/models/test_captured.py::test_compiled_forward_matches_eager): no in-place buffer reuse
 INDUCTOR_OPTIONS = {"inplace_buffers": False}
 
 

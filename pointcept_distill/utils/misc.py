@@ -1,7 +1,8 @@
-"""Seeding, RNG-state capture, segmentation counts, atomic file writes and sync-free tensor checks."""
+"""Seeding, RNG-state capture, segmentation counts, atomic file writes, file digests and sync-free tensor checks."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -12,7 +13,7 @@ import torch
 
 __all__ = ["check_tensor", "set_seed", "derive_seed", "get_rng_state", "set_rng_state", "fork_rng_seeded",
            "intersection_and_union", "intersection_and_union_torch", "semseg_metrics", "atomic_write",
-           "remove_stale_temporaries", "display_path"]
+           "remove_stale_temporaries", "display_path", "sha256_file"]
 
 
 def display_path(path: str | os.PathLike | None, start: str | os.PathLike | None = None) -> str | None:
@@ -208,3 +209,12 @@ def check_tensor(condition: torch.Tensor, message: str) -> None:
             raise ValueError(message)
     else:
         torch._assert_async(condition, message)
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
