@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-frames", type=int, default=40)
     parser.add_argument("--val-frames", type=int, default=16)
-    parser.add_argument("--scale", type=float, default=0.1, help="simulator azimuth resolution factor")
+    parser.add_argument("--scale", type=float, default=0.05, help="simulator azimuth resolution factor")
     parser.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     args = parser.parse_args()
 

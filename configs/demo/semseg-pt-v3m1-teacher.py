@@ -1,5 +1,5 @@
 # `make demo`, step 1: a small PT-v3m1 teacher on simulated nuScenes-format scans (data/demo/nuscenes, written by
-# tools/demo.py with the simulator at a tenth of the azimuth columns, ~3.5k points a scan), sized for 2 CPU cores.
+# tools/demo.py with the simulator at a twentieth of the azimuth columns, ~1.8k points a scan), sized for 2 CPU cores.
 # Also the teacher of tools/kd_bench.py's CPU size (which sets its own schedule).
 _base_ = ["../nuscenes/semseg-pt-v3m1-0-base.py"]
 
@@ -9,8 +9,8 @@ batch_size = 4
 batch_size_val = 2
 enable_amp = False
 mix_prob = 0.0
-epoch = 36
-eval_epoch = 36
+epoch = 80
+eval_epoch = 80
 optimizer = dict(lr=0.004)
 scheduler = dict(max_lr=[0.004, 0.004], pct_start=0.1)
 param_dicts = [dict(keyword="block", lr=0.004)]
