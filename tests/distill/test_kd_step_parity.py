@@ -1,0 +1,44 @@
+"""Two distillation steps compute bit for bit the losses and gradients recorded in tests/fixtures/kd_step/steps.pt
+(written by kd_step_record.py), for each KD loss alone and all together."""
+from __future__ import annotations
+
+import pytest
+import torch
+from kd_step_record import CASES, FIXTURE, make_data, platform, record_case
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    reference = torch.load(FIXTURE, weights_only=False)
+    if reference["platform"] != platform():
+        pytest.skip(f"{FIXTURE.name} was recorded on {reference['platform']}, this is {platform()}: CPU kernels "
+                    f"round differently; rerun tests/distill/kd_step_record.py on the old code to compare here")
+    return reference
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuscenes")
+    make_data(root)
+    return root
+
+
+def _differences(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> list[str]:
+    if list(got) != list(want):
+        return [f"keys {list(got)} != {list(want)}"]
+    return [key for key in want if not torch.equal(got[key], want[key])]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_steps_give_the_recorded_losses_and_gradients(case, recorded, data_root, tmp_path):
+    assert recorded["cases"][case] == CASES[case]
+    steps = record_case(CASES[case], data_root, tmp_path)
+    want = recorded["steps"][case]
+    assert len(steps) == len(want) == 2
+    for i, (got, expected) in enumerate(zip(steps, want)):
+        assert sorted(got["outputs"]) == sorted(expected["outputs"]), i
+        # the terms' order in the step's dict is free; their values and the total's are not
+        outputs = _differences(got["outputs"], {k: expected["outputs"][k] for k in got["outputs"]})
+        assert not outputs, (f"step {i + 1}", outputs)
+        grads = _differences(got["grads"], expected["grads"])
+        assert not grads, (f"step {i + 1}", grads)
