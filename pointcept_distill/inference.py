@@ -19,8 +19,11 @@ The convention follows from the type of ``cfg.data.val`` unless ``dataset=`` nam
 goes once through the config's validation pipeline (``cfg.data.val.transform``: clip, grid sample with
 ``inverse``, ``Collect`` with the feat keys), the model scores every voxel and each input point gets
 the softmax probabilities of its voxel through ``inverse``. With ``tta=True`` it goes through the
-test protocol of ``cfg.data.test`` instead (every test-time view and voxel part, probabilities summed,
-as ``SemSegTester`` scores the "TTA" metrics of a release).
+test protocol of ``cfg.data.test`` instead (every test-time view and voxel part), and each point gets the
+sum of the softmax probabilities of every fragment holding it, undivided: the testers' vote
+(``engine.predictor.Predictor``, which scores for ``SemSegTester`` and ``CrossDatasetTester`` too), so the
+labels are those of the "TTA" metrics of a release; a row then sums to the number of fragments holding the
+point, not to 1 (``probs / probs.sum(1, keepdims=True)`` is their mean).
 """
 from __future__ import annotations
 
@@ -30,15 +33,14 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS, DefaultDataset, collate_fn
+from .data import DATASETS, DefaultDataset
 from .data.transforms import Compose
 from .data.validate import check_grid_coord, check_points
 from .engine.checkpoint import CheckpointError, load_checkpoint, remap_state_dict
+from .engine.predictor import Predictor
 from .models import build_model
-from .models.captured import build_captured
 from .utils.config import Config, apply_options
 from .utils.misc import sha256_file
 
@@ -79,7 +81,9 @@ class _Scan(DefaultDataset):
 
 @dataclass
 class Result:
-    """Per-point output: ``labels`` (N,) int64 train ids, ``probs`` (N, K) float32, ``class_names`` (K)."""
+    """Per-point output: ``labels`` (N,) int64 train ids (the argmax of ``probs``), ``probs`` (N, K) float32
+    softmax probabilities (with ``tta``: summed over the fragments holding the point, see the module
+    docstring), ``class_names`` (K)."""
 
     labels: np.ndarray
     probs: np.ndarray
@@ -181,12 +185,14 @@ class Segmenter:
             batches replayed from CUDA graphs; the fast path for a stream of scans on a GPU, see BENCHMARKS.md),
             "compiled" also compiles each capacity with inductor first (slow first scans, fastest after).
         dtype: autocast dtype of a captured model (e.g. torch.bfloat16), or None for float32.
+
+    Scores come from ``self.predictor`` (``engine.predictor.Predictor``), the testers' predictor.
     """
 
     def __init__(self, cfg: Config, model: nn.Module, device: torch.device, capture: str | None = None,
                  dtype: torch.dtype | None = None) -> None:
-        self.cfg, self.model, self.device = cfg, model.eval(), device
-        self.captured = build_captured(self.model, capture, dtype)
+        self.cfg, self.model = cfg, model.eval()
+        self.predictor = Predictor(self.model, device, capture, dtype)
         data = cfg.get("data") or {}
         names = data.get("names") or cfg.get("names")
         if not names:
@@ -225,17 +231,9 @@ class Segmenter:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _probs(self, data: dict) -> torch.Tensor:
-        """Softmax over the voxels of one transformed sample, on the CPU."""
-        batch = collate_fn([data])
-        for key in ("segment", "origin_segment", "inverse", "index"):
-            batch.pop(key, None)
-        if self.captured is not None:
-            logits = self.captured(batch, device=self.device)     # planned on the host, then moved
-        else:
-            batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            logits = self.model(batch)["seg_logits"]
-        return F.softmax(logits.float(), dim=-1).cpu()  # (M, K)
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
 
     def _single_pass(self, sample: dict) -> torch.Tensor:
         data = self.transform(sample, np.random.default_rng(0))
@@ -243,31 +241,25 @@ class Segmenter:
         if "inverse" not in data:
             raise KeyError(f"Segmenter: data.val.transform of {self.cfg.filename} yields no 'inverse' "
                            f"(use GridSample(return_inverse=True) and Collect it)")
-        return self._probs(data)[torch.as_tensor(data["inverse"]).long()]
+        return self.predictor(data)
 
     def _voting(self, sample: dict) -> torch.Tensor:
         test = self.cfg.data.get("test") or {}
         if test.get("test_cfg") is None:
             raise KeyError(f"Segmenter: tta=True needs data.test.test_cfg in {self.cfg.filename}")
-        data = _Scan(sample, test.get("transform"), test["test_cfg"])[0]
-        probs = torch.zeros(len(data["segment"]), self.num_classes)
-        for fragment in data["fragment_list"]:
-            probs.index_add_(0, torch.as_tensor(fragment["index"]).long(), self._probs(fragment))
-        probs /= probs.sum(1, keepdim=True).clamp_min(1e-12)
-        return probs[torch.as_tensor(data["inverse"]).long()] if "inverse" in data else probs
+        return self.predictor(_Scan(sample, test.get("transform"), test["test_cfg"])[0], vote=True)
 
-    @torch.no_grad()
     def predict(self, coord: np.ndarray, strength: np.ndarray, tta: bool = False) -> Result:
         """Segment ``coord`` (N, 3) with ``strength`` (N,) or (N, 1) already in the dataset's convention.
 
-        ``tta``: the test protocol of ``cfg.data.test`` instead of one pass (as ``SemSegTester``'s fragment
-        voting: every test-time view, every voxel part; probabilities summed, then normalised)."""
+        ``tta``: the test protocol of ``cfg.data.test`` instead of one pass (``SemSegTester``'s fragment
+        voting: every test-time view, every voxel part; probabilities summed, not divided)."""
         coord = np.ascontiguousarray(coord, dtype=np.float32)
         n = len(coord)
         sample = {"coord": coord, "strength": np.asarray(strength, dtype=np.float32).reshape(n, 1),
                   "segment": np.full(n, -1, dtype=np.int64)}
         check_points(sample, INPUT)
-        probs = self._voting(sample) if tta else self._single_pass(sample)  # (N, K)
+        probs = (self._voting(sample) if tta else self._single_pass(sample)).cpu()  # (N, K)
         return Result(labels=probs.argmax(1).numpy().astype(np.int64), probs=probs.numpy(),
                       class_names=list(self.class_names))
 
@@ -285,6 +277,6 @@ class Segmenter:
         return f"Segmenter({self.cfg.filename}, {self.num_classes} classes, {self.device})"
 
     def to(self, device: str | torch.device) -> "Segmenter":
-        self.device = torch.device(device)
+        self.predictor.device = torch.device(device)
         self.model.to(self.device)
         return self

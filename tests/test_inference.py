@@ -13,7 +13,7 @@ import pointcept_distill.data  # noqa: F401
 from pointcept_distill.data import NUSCENES_NAMES, build_dataset, collate_fn
 from pointcept_distill.data.simulator import generate
 from pointcept_distill.data.transforms import Compose
-from pointcept_distill.engine import SemSegTester
+from pointcept_distill.engine import CrossDatasetTester, SemSegTester
 from pointcept_distill.engine.checkpoint import CheckpointError
 from pointcept_distill.inference import Segmenter, sha256_file
 from pointcept_distill.models import build_model
@@ -73,22 +73,32 @@ def test_raw_scan_matches_the_dataset_pipeline(nuscenes):
     assert not np.allclose(unscaled.probs, result.probs, atol=1e-4)
 
 
-def test_tta_matches_the_testers_fragment_voting(nuscenes):
+def test_tta_scores_are_the_testers_vote(nuscenes):
+    """Segmenter(tta=True), SemSegTester and CrossDatasetTester score a scan through one Predictor: the same
+    per-point scores (softmax summed over the fragments holding a point, undivided) and labels."""
     config, weight, data_root = nuscenes
     seg = Segmenter.from_checkpoint(config, weight, device="cpu")
     points = raw_scan(data_root)
     result = seg(points, tta=True)
     assert result.probs.shape == (len(points), seg.num_classes)
-    np.testing.assert_allclose(result.probs.sum(1), 1, atol=1e-5)
 
     cfg = Config.fromfile(config)
     dataset = build_dataset(cfg.data.test)
     dataset.sample_rng = lambda idx: np.random.default_rng(0)  # the generator Segmenter uses
     data = dataset[0]
     assert len(data["fragment_list"]) >= len(cfg.data.test.test_cfg.aug_transform) == 2  # views x voxel parts
-    pred, _ = SemSegTester(cfg, model=seg.model, test_loader=[]).predict(data)
-    np.testing.assert_array_equal(result.labels, pred)
-    assert not np.array_equal(result.probs, seg(points).probs)  # not the single pass
+    held = np.zeros(len(data["segment"]))
+    for fragment in data["fragment_list"]:
+        held[np.asarray(fragment["index"])] += 1
+    assert held.min() >= 2                                          # every view holds every point
+    np.testing.assert_allclose(result.probs.sum(1), held[np.asarray(data["inverse"])], rtol=1e-5)
+
+    semseg = SemSegTester(cfg, model=seg.model, test_loader=[])
+    cross = CrossDatasetTester(cfg, target="nuscenes", target_root=data_root, model=seg.model, test_loader=[])
+    for tester in (semseg, cross):
+        np.testing.assert_array_equal(tester.predictor(data, vote=True).numpy(), result.probs)
+        pred, _ = tester.predict(data)
+        np.testing.assert_array_equal(pred, result.labels)
 
 
 @pytest.mark.parametrize("dataset, convert", [("semantic_kitti", lambda x: x), ("waymo", np.tanh)])
@@ -215,7 +225,7 @@ def test_captured_segmenter_gives_the_eager_result(nuscenes):
     result = seg(points)
     np.testing.assert_allclose(result.probs, eager.probs, atol=1e-6)
     np.testing.assert_array_equal(result.labels, eager.labels)
-    assert seg.captured.strides and seg.captured.model is seg.model
+    assert seg.predictor.captured.strides and seg.predictor.captured.model is seg.model
     with pytest.raises(ValueError, match="capture must be one of"):
         Segmenter.from_checkpoint(config, weight, device="cpu", capture="cudagraph")
 
@@ -229,7 +239,7 @@ def test_captured_tester_predicts_as_the_eager_one(nuscenes, tmp_path, single_pa
         cfg.weight, cfg.save_path, cfg.seed, cfg.num_worker_per_gpu = weight, str(tmp_path / str(capture)), 0, 0
         os.makedirs(cfg.save_path)
         tester = SemSegTester(cfg, single_pass=single_pass, capture=capture)
-        assert (tester.captured is None) == (capture is None)
+        assert (tester.predictor.captured is None) == (capture is None)
         summary = tester.test()
         preds[capture] = (summary["mIoU"], [np.load(p) for p in sorted((tmp_path / str(capture) / "result")
                                                                        .glob("*_pred.npy"))])

@@ -13,7 +13,7 @@ The target's standard pipeline is used (``data/pipelines.py``): its validation p
 ``single_pass=True``, else its test pipeline with its test-time augmentation (fragment voting).
 
     sh scripts/test.sh -d nuscenes -n sim-tiny -- test.type=CrossDatasetTester test.target=waymo \
-        test.target_root=data/sim/waymo [test.single_pass=True]
+        test.target_root=data/sim/waymo [test.single_pass=True] [test.capture=graphs]
 
 writes ``<save_path>/result/cross_<model>[-<head>]_to_<target>_<mode>.json``.
 """
@@ -25,8 +25,6 @@ import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -36,14 +34,11 @@ from ..utils import comm
 from ..utils.logger import get_root_logger
 from ..utils.misc import intersection_and_union, semseg_metrics
 from ..utils.progress import StageProgress
+from .predictor import Predictor
 from .test import TESTERS, SemSegTester
 
 __all__ = ["CrossDatasetTester", "model_output_space", "cross_eval_table", "markdown_summary",
            "parse_roots"]
-
-
-def _numpy(value: Any) -> np.ndarray:
-    return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 def model_output_space(cfg: Any, target: str, source: str | None = None,
@@ -84,50 +79,30 @@ class CrossDatasetTester(SemSegTester):
         source: the training dataset of a single-dataset model (default: from ``data.train.type``).
         head: the head of a ``MultiHeadSegmentor`` to use (default: ``target``).
         grid_size: voxel size of the target pipeline.
-        single_pass, verbose, model, test_loader: as ``SemSegTester``.
+        single_pass, verbose, model, test_loader, capture, capture_dtype: as ``SemSegTester``.
+
+    Predictions are the parent's (``SemSegTester.predict``), in the model's output ids: for a multi-head
+    model every point is scored by ``head``'s logits alone.
     """
 
     def __init__(self, cfg: Any, target: str, target_root: str, model: nn.Module | None = None,
                  test_loader: DataLoader | None = None, verbose: bool = False, single_pass: bool = False,
-                 source: str | None = None, head: str | None = None, grid_size: float = 0.05) -> None:
+                 source: str | None = None, head: str | None = None, grid_size: float = 0.05,
+                 capture: str | None = None, capture_dtype: str | None = None) -> None:
         if target not in DATASET_TYPES:
             raise KeyError(f"CrossDatasetTester: target={target!r}, expected one of {sorted(DATASET_TYPES)}")
         self.target, self.target_root, self.grid_size = target, target_root, grid_size
         self.space = model_output_space(cfg, target, source, head)
-        super().__init__(cfg, model, test_loader, verbose, single_pass=single_pass)
+        super().__init__(cfg, model, test_loader, verbose, single_pass=single_pass, capture=capture,
+                         capture_dtype=capture_dtype)
+
+    def build_predictor(self, capture: str | None, capture_dtype: str | None) -> Predictor:
+        """``SemSegTester``'s predictor, with a multi-head model's ``head`` for every point and its classes."""
+        return Predictor(self.model, self.device, capture, capture_dtype,
+                         dataset_index=self.space.get("head_index"), classes=self.space.get("slice"))
 
     def test_dataset_cfg(self) -> dict:
         return data_config(self.target, self.target_root, self.grid_size)["val" if self.single_pass else "test"]
-
-    def _forward(self, input_dict: dict) -> torch.Tensor:
-        from ..data.collate import collate_fn
-        batch = self.to_device(collate_fn([input_dict]))
-        for key in ("segment", "origin_segment", "inverse"):
-            batch.pop(key, None)
-        if "head_index" in self.space:
-            batch["dataset_index"] = torch.full((len(batch["coord"]),), self.space["head_index"],
-                                                dtype=torch.long, device=self.device)
-        logits = self.model(batch)["seg_logits"].float()
-        if "slice" in self.space:
-            logits = logits[:, self.space["slice"]]
-        return F.softmax(logits, dim=-1)
-
-    @torch.no_grad()
-    def predict(self, data: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Prediction (model output ids) and target labels (target native ids), over original points."""
-        if self.single_pass:
-            pred = self._forward(data).argmax(1)
-        else:
-            probs = None
-            for fragment in data["fragment_list"]:
-                p = self._forward(fragment)
-                probs = probs if probs is not None else p.new_zeros(len(data["segment"]), p.shape[1])
-                probs.index_add_(0, torch.as_tensor(fragment["index"], device=self.device).long(), p)
-            pred = probs.argmax(1)
-        pred = _numpy(pred)
-        if "inverse" in data:
-            return pred[_numpy(data["inverse"])], _numpy(data["origin_segment"])
-        return pred, _numpy(data["segment"])
 
     def test(self) -> dict | None:
         ignore = -1

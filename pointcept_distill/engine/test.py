@@ -2,8 +2,8 @@
 
 Fragment mode (default, Pointcept's): each scan of ``cfg.data.test`` (``test_mode=True``) arrives as
 ``fragment_list`` (every augmentation view, split by test-mode GridSample); every fragment is one forward
-pass, softmax probabilities are summed per point (voting), the argmax is mapped back to every original
-point through ``inverse`` and scored against ``origin_segment``.
+pass, softmax probabilities are summed per point (voting, ``engine.predictor.Predictor``), the argmax is
+mapped back to every original point through ``inverse`` and scored against ``origin_segment``.
 
 Single-pass mode (``test = dict(type="SemSegTester", single_pass=True)``): each scan of ``cfg.data.val``
 (the validation pipeline: one GridSample, ``inverse``) is one forward pass, mapped back the same way.
@@ -29,26 +29,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..models.captured import build_captured
 from ..utils import comm
 from ..utils.logger import get_root_logger
 from ..utils.misc import intersection_and_union, semseg_metrics
 from ..utils.registry import Registry
+from ..utils.tensors import to_numpy
 from .checkpoint import CheckpointError, is_none_path, load_checkpoint, remap_state_dict
 from .dataloader import EpochSampler, SeededSamples, unpack_collate
 from .defaults import default_device
+from .predictor import Predictor
 
 __all__ = ["TESTERS", "TesterBase", "SemSegTester"]
 
 TESTERS = Registry("testers")
-
-
-def _numpy(value: Any) -> np.ndarray:
-    return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 class TesterBase:
@@ -99,13 +95,6 @@ class TesterBase:
         return DataLoader(SeededSamples(dataset, seed), batch_size=1, sampler=sampler, num_workers=workers,
                           collate_fn=unpack_collate)
 
-    def to_device(self, obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return obj.to(self.device, non_blocking=True)
-        if isinstance(obj, dict):
-            return {k: self.to_device(v) for k, v in obj.items()}
-        return obj
-
     def test(self) -> dict | None:
         raise NotImplementedError
 
@@ -120,6 +109,7 @@ class SemSegTester(TesterBase):
         capture: None (eager), "graphs" or "compiled": run the model through ``CapturedSegmentor``
             (fixed-capacity batches replayed from CUDA graphs; same predictions, faster on a GPU).
         capture_dtype: autocast of the captured model ("bfloat16", "float16"), or None for float32.
+            Both are passed to the tester's ``Predictor`` (``self.predictor``), which scores every scan.
         submission: also write the benchmark's submission files (see the module docstring).
         submission_options: options of the dataset's format, e.g. ``dict(meta=dict(use_external=True))`` for
             nuScenes (``-- test.submission_options.meta.use_external=true``).
@@ -131,8 +121,12 @@ class SemSegTester(TesterBase):
                  submission: bool = False, submission_options: dict | None = None) -> None:
         self.single_pass, self.reuse_pred = single_pass, reuse_pred
         super().__init__(cfg, model, test_loader, verbose)
-        self.captured = build_captured(self.model, capture, capture_dtype)
+        self.predictor = self.build_predictor(capture, capture_dtype)
         self.submission = self.build_submission(submission_options) if submission else None
+
+    def build_predictor(self, capture: str | None, capture_dtype: str | None) -> Predictor:
+        """The ``Predictor`` that scores every scan (subclasses add what their model needs, e.g. a head)."""
+        return Predictor(self.model, self.device, capture, capture_dtype)
 
     def dataset(self) -> Any:
         """The test dataset (unwrapped from the loader's seeding wrapper)."""
@@ -161,31 +155,10 @@ class SemSegTester(TesterBase):
             return str(dataset.get_data_name(index))
         return f"scan_{index:06d}"
 
-    def _forward(self, input_dict: dict) -> torch.Tensor:
-        from ..data.collate import collate_fn
-        batch = collate_fn([input_dict])
-        for key in ("segment", "origin_segment", "inverse"):
-            batch.pop(key, None)  # test mode: the model returns only seg_logits
-        if self.captured is not None:
-            return F.softmax(self.captured(batch, device=self.device).float(), dim=-1)
-        return F.softmax(self.model(self.to_device(batch))["seg_logits"].float(), dim=-1)
-
-    @torch.no_grad()
     def predict(self, data: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Prediction and labels, both over the scan's original points."""
-        num_classes = self.cfg.data.num_classes
-        if self.single_pass:
-            pred = self._forward(data).argmax(1)
-        else:
-            probs = torch.zeros(len(data["segment"]), num_classes, device=self.device)
-            for fragment in data["fragment_list"]:
-                index = torch.as_tensor(fragment["index"], device=self.device).long()
-                probs.index_add_(0, index, self._forward(fragment))
-            pred = probs.argmax(1)
-        pred = _numpy(pred)
-        if "inverse" in data:
-            return pred[_numpy(data["inverse"])], _numpy(data["origin_segment"])
-        return pred, _numpy(data["segment"])
+        """Prediction (the argmax of the predictor's scores) and labels, both over the scan's original points."""
+        pred = to_numpy(self.predictor(data, vote=not self.single_pass).argmax(1))
+        return pred, to_numpy(data["origin_segment"] if "inverse" in data else data["segment"])
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -219,7 +192,7 @@ class SemSegTester(TesterBase):
             if self.reuse_pred and os.path.isfile(pred_file):
                 logger.warning(f"{name}: reusing the existing prediction {pred_file}")
                 pred = np.load(pred_file)
-                labels = _numpy(data["origin_segment"] if "origin_segment" in data else data["segment"])
+                labels = to_numpy(data["origin_segment"] if "origin_segment" in data else data["segment"])
                 seconds = float("nan")
             else:
                 self._sync()

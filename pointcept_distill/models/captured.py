@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..utils.tensors import to_device
 from .capacity import PADDED_KEYS, pad_to_capacity, plan_batch, stage_capacities, stage_sizes
 from .point import serialization_depth
 from .ptv3m1.pooling import SerializedPooling
@@ -196,15 +197,16 @@ class CapturedSegmentor(CapturedForward):
         data loader yields it: it is then planned on the host (``plan``) and moved to ``device``.
         """
         if device is not None:
-            input_dict = _to_device(self.plan(input_dict) if not input_dict["grid_coord"].is_cuda else input_dict,
+            input_dict = to_device(self.plan(input_dict) if not input_dict["grid_coord"].is_cuda else input_dict,
                                     torch.device(device))
         return self.replay(input_dict)[:input_dict["coord"].shape[0]].clone()
 
 
-def build_captured(model: nn.Module, capture: str | None, dtype: str | torch.dtype | None = None
-                   ) -> CapturedSegmentor | None:
+def build_captured(model: nn.Module, capture: str | None, dtype: str | torch.dtype | None = None,
+                   labels: dict[str, int] | None = None) -> CapturedSegmentor | None:
     """The ``CapturedSegmentor`` of a ``capture`` mode (``CAPTURE_MODES``; None: eager, no wrapper), with
-    autocast ``dtype`` given as a torch dtype or its name ("bfloat16", "float16")."""
+    autocast ``dtype`` given as a torch dtype or its name ("bfloat16", "float16") and per-point integer
+    input keys padded with their fill value (``labels``, e.g. ``{"dataset_index": 1}`` for a multi-head model)."""
     if capture not in CAPTURE_MODES:
         raise ValueError(f"capture must be one of {CAPTURE_MODES}, got {capture!r}")
     if capture is None:
@@ -213,11 +215,8 @@ def build_captured(model: nn.Module, capture: str | None, dtype: str | torch.dty
         if dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"capture dtype must be bfloat16, float16 or float32, got {dtype!r}")
         dtype = None if dtype == "float32" else getattr(torch, dtype)
-    return CapturedSegmentor(model, dtype=dtype, compile="inductor" if capture == "compiled" else None)
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    return CapturedSegmentor(model, dtype=dtype, compile="inductor" if capture == "compiled" else None,
+                             labels=labels)
 
 
 def _fill(inputs: dict, input_dict: dict, labels: dict[str, int]) -> None:

@@ -14,8 +14,10 @@ from torch import nn
 from pointcept_distill.data.label_space import COMMON_NAMES, NATIVE_NAMES, common_classes, to_common
 from pointcept_distill.engine.cross_eval import CrossDatasetTester, model_output_space
 from pointcept_distill.engine.hooks.multi_dataset_evaluator import MultiDatasetEvaluator, dataset_class_ids
+from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
 from pointcept_distill.utils.misc import intersection_and_union, semseg_metrics
+from tiny_configs import ROOT
 
 DATASETS = ["nuscenes", "semantic_kitti", "waymo"]
 
@@ -123,6 +125,23 @@ def test_cross_dataset_iou_of_a_constant_prediction(tmp_path, sim_roots, single_
     with open(summary["path"], encoding="utf-8") as f:
         assert json.load(f)["mode"] == ("single_pass" if single_pass else "tta")
     assert os.path.basename(summary["path"]).startswith("cross_nuscenes_to_semantic_kitti")
+
+
+def test_captured_multi_head_model_scores_as_the_eager_one(tmp_path, sim_roots):
+    """test.capture on a MultiHeadSegmentor: the captured batch carries the head's dataset_index, padded."""
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", "joint", "semseg-pt-v3m1-sim-tiny.py"))
+    cfg.save_path, cfg.seed, cfg.num_worker_per_gpu = str(tmp_path), 0, 0
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    scores = {}
+    for capture in (None, "graphs"):
+        tester = CrossDatasetTester(cfg, target="waymo", target_root=sim_roots["waymo"], model=model,
+                                    single_pass=True, capture=capture)
+        assert (tester.predictor.captured is None) == (capture is None)
+        (_, scan), = next(iter(tester.test_loader))
+        scores[capture] = tester.predictor(scan)                    # what tester.predict takes the argmax of
+    assert scores[None].shape == (len(scan["origin_segment"]), len(NATIVE_NAMES["waymo"]))  # the head's classes
+    assert torch.equal(scores["graphs"], scores[None])
 
 
 def test_markdown_summary_and_roots():
