@@ -18,9 +18,9 @@ The breakdown wraps module forwards and a few functions in ``record_function`` r
 under ``torch.profiler``; an op is charged to its innermost range.
 
 The training step is ``zero_grad -> autocast forward + losses -> backward -> AdamW step`` (GradScaler for
-fp16), with the student alone (``DefaultSegmentorV2`` in train mode) and through
-``DistillTrainer.compute_loss`` on a minimal trainer object (frozen random-weight teacher, the distill
-config's losses), then with each distillation loss switched off to measure its share.
+fp16), with the student alone (``DefaultSegmentorV2`` in train mode) and through ``Distiller.compute_loss`` (the
+shared work and loss hooks of a ``DistillTrainer`` step; frozen random-weight teacher, the distill config's
+losses), then with each distillation loss left out to measure its share.
 """
 from __future__ import annotations
 
@@ -326,12 +326,11 @@ def train_inputs(batch: dict, distiller: Any, device: torch.device) -> dict:
     return inputs
 
 
-def train_variants(losses: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, active losses) for: all losses, each one off, none (teacher forward only)."""
-    active = {k: v for k, v in losses.items() if v is not None}
-    variants = [("distill", active)]
-    variants += [(f"distill - {k}", {j: (v if j != k else None) for j, v in active.items()}) for k in active]
-    variants.append(("teacher only", {k: None for k in losses}))
+def train_variants(losses: list[str]) -> list[tuple[str, list[str]]]:
+    """(name, losses computed) for: all the active ``losses``, each one left out, none (teacher forward only)."""
+    variants = [("distill", list(losses))]
+    variants += [(f"distill - {k}", [j for j in losses if j != k]) for k in losses]
+    variants.append(("teacher only", []))
     return variants
 
 
@@ -340,22 +339,18 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
     dtype = DTYPES[args.train_dtype][0]
     student, distiller = build_distiller(distill_cfg, device)
     student.train()
-    all_losses = dict(distiller.losses)
+    active = [hook.name for hook in distiller.loss_hooks]
     rows = []
     for b, batch in batches.items():
         inputs = [train_inputs(one, distiller, device) for one in batch]
         base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
                 "distinct_inputs": len(batch)}
-        cases = [("student", None)] + train_variants(all_losses)
+        cases = [("student", None)] + train_variants(active)
         if getattr(args, "progress", None) is not None and b == next(iter(batches)):
             args.progress.add(len(batches) * len(cases))
         for name, losses in cases:
             stage(args, f"training step {name} x{b} ({args.train_dtype})")
-            if losses is None:
-                compute = student
-            else:
-                distiller.losses = {k: losses.get(k) for k in all_losses}
-                compute = partial(distiller.compute_loss, student)
+            compute = student if losses is None else partial(distiller.compute_loss, student, losses=losses)
             row = dict(base, step=name)
             try:
                 step = train_step(student, compute, sum_losses, inputs, device, dtype)
@@ -365,7 +360,6 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
             print(f"  train {name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
-    distiller.losses = all_losses
     return rows
 
 

@@ -1,8 +1,8 @@
 """Feature capture from named PTv3 stages through forward hooks.
 
-A stage name is ``"bottleneck"`` (the deepest encoder stage's output, before the decoder), ``"enc<s>"`` or
-``"dec<s>"``. Each capture records the stage output's ``feat`` with the ``grid_coord`` and ``batch`` of its
-points, so that teacher and student points can be matched by voxel later.
+A stage name is one of the backbone's ``feature_stages()``: ``"bottleneck"`` (the deepest encoder stage's
+output, before the decoder), ``"enc<s>"`` or ``"dec<s>"``. Each capture records the stage output's ``feat`` with
+the ``grid_coord`` and ``batch`` of its points, so that teacher and student points can be matched by voxel later.
 
 With ``as_leaf=True`` (the teacher) the first captured feature is replaced, in the forward pass, by a detached
 copy that requires grad: run under ``torch.enable_grad()`` with frozen parameters, autograd then records only
@@ -27,20 +27,21 @@ class CapturedFeature:
     batch: Tensor       # (N_s,)
 
 
+def _feature_stage(backbone: nn.Module, stage: str) -> tuple[nn.Module, int]:
+    stages = backbone.feature_stages()
+    if stage not in stages:
+        raise KeyError(f"distill.stages: unknown stage '{stage}' (this backbone has {sorted(stages)})")
+    return stages[stage]
+
+
 def stage_module(backbone: nn.Module, stage: str) -> nn.Module:
     """The backbone submodule whose output is ``stage``'s Point."""
-    if stage == "bottleneck":
-        return list(backbone.enc.children())[-1]
-    part = "enc" if stage.startswith("enc") else "dec" if stage.startswith("dec") else None
-    if part is None or not hasattr(backbone, part) or not hasattr(getattr(backbone, part), stage):
-        raise KeyError(f"distill.stages: unknown stage '{stage}' (use 'bottleneck', 'enc<s>' or 'dec<s>')")
-    return getattr(getattr(backbone, part), stage)
+    return _feature_stage(backbone, stage)[0]
 
 
 def stage_level(backbone: nn.Module, stage: str) -> int:
     """The resolution level of ``stage``'s points: 0 for the input voxels, one more per pooling."""
-    stage_module(backbone, stage)                       # validates the name
-    return len(list(backbone.enc.children())) - 1 if stage == "bottleneck" else int(stage[3:])
+    return _feature_stage(backbone, stage)[1]
 
 
 def stage_channels(backbone: nn.Module, stage: str) -> int:

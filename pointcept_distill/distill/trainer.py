@@ -25,7 +25,13 @@ Config keys (beside the usual ones; the student is ``model``):
         grad_norm_interval=0,                           # every that many steps, log each loss term's gradient
                                                         #   norm into the student (0: off; grad_norms.py)
     )
-A loss set to None or with loss_weight 0 is not computed at all (``--options distill.topo_kd=None``).
+A loss set to None or with loss_weight 0 is not computed at all (``--options distill.topo_kd=None``). A new loss
+is a class registered in ``LOSSES`` that names what it reads (``step_inputs`` or ``stage_inputs``, ``step.py``)
+and one config line, ``distill.<name>_kd = dict(type=...)``.
+
+Per step, ``compute_loss`` runs the student and does the losses' shared work once (``Distiller.forward``: teacher
+forward, feature capture, voxel matching, task gradients), leaving it in ``distill_step``; each active loss is a
+``KDLossHook`` that adds its terms in the engine's ``after_forward`` stage, before the backward.
 
 The projectors of ``feat_kd`` are trained with the student: the optimizer holds them beside the student's
 parameters (in the same ``param_dicts`` groups, named ``distill_losses.feat_kd.<stage>.projector.*``), and
@@ -39,6 +45,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from ..engine.hooks import HookBase
 from ..engine.train import TRAINERS, Trainer
 from ..models.capacity import plan_batch
 from ..models.ptv3m1.pooling import SerializedPooling
@@ -46,7 +53,8 @@ from ..utils import comm
 from ..utils.misc import sha256_file
 from ..utils.optimizer import build_optimizer
 from .distiller import Distiller
-from .grad_norms import loss_gradient_norms
+from .hooks import LossGradientNorms
+from .step import DistillStep
 from .teacher import FrozenTeacher, load_teacher
 
 __all__ = ["DistillTrainer", "DISTILL_PREFIX", "DISTILL_STATE_KEY"]
@@ -60,6 +68,8 @@ class DistillTrainer(Trainer):
     """Trains ``cfg.model`` (the student) against a frozen ``cfg.teacher``; the checkpoints' ``state_dict`` is the
     student's alone (the distillation losses' parameters have a key of their own)."""
 
+    distill_step: DistillStep | None = None     # the current step's shared work, read by the KD loss hooks
+
     def build_model(self) -> nn.Module:
         """The student, then the teacher and the ``Distiller`` (before the optimizer, which holds the
         distillation losses' parameters too)."""
@@ -72,10 +82,17 @@ class DistillTrainer(Trainer):
         self.distiller = Distiller(teacher, cfg.get("distill", {}), self.device, student)
         n_params = sum(p.numel() for p in teacher.parameters())
         n_distill = sum(p.numel() for p in self.distiller.loss_modules.parameters())
-        active = [k for k, v in self.distiller.losses.items() if v is not None]
+        active = [hook.name for hook in self.distiller.loss_hooks]
         self.logger.info(f"Teacher params: {n_params}; distillation losses: {active or 'none'} "
                          f"({n_distill} params); stages: {self.distiller.stages}")
         return model
+
+    def build_hooks(self) -> list[HookBase]:
+        """The KD loss hooks in step order (the order of their terms, so of the sum), then the gradient norms
+        (``distill.grad_norm_interval``; after the loss hooks, so that they see every term), then ``cfg.hooks``."""
+        interval = self.distiller.grad_norm_interval
+        norms = [LossGradientNorms(interval)] if interval else []
+        return [*self.distiller.loss_hooks, *norms, *super().build_hooks()]
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """Over the student's parameters (their names unchanged, so ``param_dicts`` keywords group them as in
@@ -127,22 +144,15 @@ class DistillTrainer(Trainer):
         return self.distiller.teacher
 
     def compute_loss(self, input_dict: dict) -> dict[str, Tensor]:
-        """The distillation losses; every ``distill.grad_norm_interval`` steps also each term's gradient norm
-        into the student (``grad_norm/<term>``, ``grad_ratio/<term>``: logged, not summed), computed before the
-        step's backward from the same graph, so that the step itself is unchanged.
+        """The student's task loss; the losses' shared work goes to ``distill_step`` for the KD loss hooks."""
+        output, self.distill_step = self.distiller.forward(self.model, input_dict)
+        return output
 
-        The norms are of the terms as computed (before the division by ``gradient_accumulation_steps``), of this
-        process's gradients (before DDP averages them).
-        """
-        losses = self.distiller.compute_loss(self.model, input_dict)
-        interval = self.distiller.grad_norm_interval
-        if interval and self.global_iter % interval == 0:
-            student = [p for p in self.model.parameters() if p.requires_grad]
-            scale = self.scaler.get_scale() if self.scaler is not None else 1.0
-            losses.update(loss_gradient_norms(losses, student, scale))
-        return losses
-
-
+    def after_forward(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
+        try:
+            return super().after_forward(output)
+        finally:
+            self.distill_step = None        # its features are released with the step
 
 
 def _planned(collate: Callable[[list], dict], strides: list[int], samples: list) -> dict:

@@ -4,9 +4,9 @@
 ``comm_info`` and checkpoint dict. What it adds: exact resume (random states and the position inside
 an epoch are saved), deterministic data loading (``engine/dataloader.py``), non-finite losses skipped (an
 update that makes weights non-finite, or an epoch whose every step was skipped, stops the run before that
-state is evaluated or saved), loss dicts with several ``loss_*`` terms, and a training step split into overridable parts
-(``compute_loss``, ``total_loss``, ``backward``, ``optimizer_step``) for subclasses such as a
-distillation trainer.
+state is evaluated or saved), loss dicts with several ``loss_*`` terms, a stage where hooks add loss terms to a
+step (``HookBase.after_forward``), and a training step split into overridable parts (``compute_loss``,
+``total_loss``, ``backward``, ``optimizer_step``) for subclasses such as a distillation trainer.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..utils import comm
+from ..utils.amp import AMP_DTYPES
 from ..utils.events import EventStorage
 from ..utils.logger import get_root_logger
 from ..utils.misc import derive_seed, get_rng_state, set_rng_state
@@ -33,10 +34,9 @@ from .defaults import create_ddp_model, default_device
 from .hooks.base import HookBase, build_hooks
 from .writers import require_wandb
 
-__all__ = ["TRAINERS", "TrainerBase", "Trainer", "AMP_DTYPES", "is_loss_key", "sum_losses"]
+__all__ = ["TRAINERS", "TrainerBase", "Trainer", "is_loss_key", "sum_losses"]
 
 TRAINERS = Registry("trainers")
-AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def is_loss_key(key: str) -> bool:
@@ -121,6 +121,17 @@ class TrainerBase:
     def before_step(self) -> None:
         self._call("before_step")
 
+    def after_forward(self, output: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``output`` with every hook's ``after_forward`` entries added, hook by hook (each sees the earlier ones)."""
+        output = dict(output)
+        for hook in self.hooks:
+            added = hook.after_forward(output)
+            clash = sorted(output.keys() & added.keys())
+            if clash:
+                raise KeyError(f"{type(hook).__name__}.after_forward: {clash} already in the step's output")
+            output.update(added)
+        return output
+
     def after_step(self) -> None:
         self._call("after_step")
 
@@ -142,10 +153,11 @@ class TrainerBase:
 class Trainer(TrainerBase):
     """Pointcept's default trainer: model, loaders, optimizer, per-step scheduler, AMP, hooks from ``cfg``.
 
-    One training step (``run_step``): ``compute_loss`` -> ``total_loss`` (sum of the ``loss`` and
-    ``loss_*`` terms) -> finite check (all processes agree) -> ``backward`` -> every
-    ``gradient_accumulation_steps`` micro-batches, and at the end of each epoch, ``optimizer_step``
-    (clip, step, scheduler step). ``comm_info['model_output_dict']`` gets every scalar the step produced.
+    One training step (``run_step``): ``compute_loss`` -> the hooks' ``after_forward`` terms (together:
+    ``forward_losses``) -> ``total_loss`` (sum of the ``loss`` and ``loss_*`` terms) -> finite check (all
+    processes agree) -> ``backward`` -> every ``gradient_accumulation_steps`` micro-batches, and at the end of
+    each epoch, ``optimizer_step`` (clip, step, scheduler step). ``comm_info['model_output_dict']`` gets every
+    scalar the step produced.
     """
 
     def __init__(self, cfg: Any) -> None:
@@ -325,7 +337,7 @@ class Trainer(TrainerBase):
         if self.accumulation_counter == 0:
             self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=self.amp_enabled, dtype=self.amp_dtype):
-            output = self.compute_loss(input_dict)
+            output = self.forward_losses(input_dict)
         loss = self.total_loss(output)
         if self.loss_is_finite(loss):
             self.bad_steps = 0
@@ -343,8 +355,12 @@ class Trainer(TrainerBase):
             torch.cuda.empty_cache()
         self.comm_info["model_output_dict"] = self.loggable_outputs(output, loss)
 
+    def forward_losses(self, input_dict: dict) -> dict[str, torch.Tensor]:
+        """The step's output before its backward: ``compute_loss``, then the terms the hooks add (``after_forward``)."""
+        return self.after_forward(self.compute_loss(input_dict))
+
     def compute_loss(self, input_dict: dict) -> dict[str, torch.Tensor]:
-        """The model's output dict in train mode; override to add terms (e.g. distillation losses)."""
+        """The model's output dict in train mode; override to change the forward (hooks add terms after it)."""
         return self.model(input_dict)
 
     def total_loss(self, output: dict[str, torch.Tensor]) -> torch.Tensor:

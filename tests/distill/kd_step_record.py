@@ -94,8 +94,9 @@ def make_data(root: Path) -> None:
 def record_case(options: tuple[str, ...], data_root: Path, work: Path) -> list[dict]:
     """``STEPS`` training steps (one per epoch: two scans, batch size 2) of the tiny distillation config."""
     opts = [f"save_path={work / 'exp'}", f"data_root={data_root}",
-            *(f"data.{s}.data_root={data_root}" for s in ("train", "val", "test")), f"teacher_weight={work / 'teacher.pth'}", f"epoch={STEPS}",
-            f"eval_epoch={STEPS}", "evaluate=False", *options]
+            *(f"data.{s}.data_root={data_root}" for s in ("train", "val", "test")),
+            f"teacher_weight={work / 'teacher.pth'}", f"epoch={STEPS}", f"eval_epoch={STEPS}", "evaluate=False",
+            *options]
     cfg = default_config_parser(str(CONFIG), parse_options(opts))
     cfg.hooks = []
     if not (work / "teacher.pth").exists():

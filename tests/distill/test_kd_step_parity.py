@@ -1,5 +1,6 @@
-"""Two distillation steps compute bit for bit the losses and gradients recorded in tests/fixtures/kd_step/steps.pt
-(written by kd_step_record.py), for each KD loss alone and all together."""
+"""Two distillation steps compute bit for bit the losses and gradients recorded in tests/fixtures/kd_step/steps.pt,
+for each KD loss alone and all together: the values ``kd_step_record.py`` wrote at commit 60df246, when the
+distiller computed every loss itself (the KD losses as hooks must not change a bit of a step)."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,7 @@ def recorded():
     reference = torch.load(FIXTURE, weights_only=False)
     if reference["platform"] != platform():
         pytest.skip(f"{FIXTURE.name} was recorded on {reference['platform']}, this is {platform()}: CPU kernels "
-                    f"round differently; rerun tests/distill/kd_step_record.py on the old code to compare here")
+                    f"round differently; run tests/distill/kd_step_record.py at commit 60df246 to compare here")
     return reference
 
 

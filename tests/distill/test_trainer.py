@@ -15,7 +15,7 @@ from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
 from pointcept_distill.engine import default_config_parser, default_setup
 from pointcept_distill.engine.checkpoint import CheckpointError, save_checkpoint
 from pointcept_distill.engine.train import TRAINERS
-from pointcept_distill.models import LovaszLoss, build_criteria, build_model
+from pointcept_distill.models import LOSSES, LovaszLoss, build_criteria, build_model
 from pointcept_distill.models.point import Point
 
 REPO = Path(__file__).parents[2]
@@ -72,7 +72,7 @@ def test_each_loss_reaches_the_student(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root)
     batch = trainer.to_device(next(iter(trainer.train_loader)))
     trainer.model.train()
-    losses = trainer.compute_loss(batch)
+    losses = trainer.forward_losses(batch)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     for key in ("loss_kd_logit", "loss_kd_grad", "loss_kd_topo"):
         grads = torch.autograd.grad(losses[key], params, retain_graph=True, allow_unused=True)
@@ -81,15 +81,16 @@ def test_each_loss_reaches_the_student(tmp_path, sim_root):
 
 def test_losses_switch_off_from_options(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root, "distill.topo_kd=None", "distill.grad_kd.loss_weight=0")
+    assert [hook.name for hook in trainer.distiller.loss_hooks] == ["logit_kd"]
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    losses = trainer.compute_loss(batch)
+    losses = trainer.forward_losses(batch)
     assert set(losses) == {"loss_seg", "loss_kd_logit"}
 
 
 def test_teacher_gradient_map_matches_full_autograd(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root)
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    _, feats, grads = trainer.distiller.teacher_forward(batch)
+    _, feats, grads = trainer.distiller.teacher_forward(batch, trainer.distiller.needs())
     # by hand: the whole teacher under autograd, its bottleneck feature kept as a graph node
     teacher = trainer.teacher.model
     with FeatureCapture(teacher.backbone, ["bottleneck"]) as cap, torch.enable_grad():
@@ -121,7 +122,7 @@ def test_mismatched_teacher_checkpoint_lists_keys(tmp_path, sim_root):
 def test_several_stages_each_get_their_terms(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root, "distill.stages=[bottleneck,enc2]")
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    losses = trainer.compute_loss(batch)
+    losses = trainer.forward_losses(batch)
     for stage in ("bottleneck", "enc2"):
         for loss in ("loss_kd_grad", "loss_kd_topo"):
             assert torch.isfinite(losses[f"{loss}_{stage}"]), (loss, stage)
@@ -129,23 +130,28 @@ def test_several_stages_each_get_their_terms(tmp_path, sim_root):
 
 
 def _sequential_losses(distiller, student, batch) -> dict:
-    """The step's losses computed one after another, each stage's topology loss in place (the reference order)."""
+    """The step's losses computed one after another in the step's order (each loss over every stage), each stage's
+    topology loss in place (the reference order)."""
     from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
     from pointcept_distill.models.point import batch_to_offset
-    stages = distiller.stages
+    stages, modules = distiller.stages, distiller.loss_modules
     with FeatureCapture(student.backbone, stages) as capture:
         out = student(batch, return_point=True)
-    logits_t, feats_t, grads_t = distiller.teacher_forward(batch)
+    logits_t, feats_t, grads_t = distiller.teacher_forward(batch, distiller.needs())
     losses = {"loss_seg": out["loss"],
-              **distiller.losses["logit_kd"](student.head_logits(out["point"]), logits_t, batch["segment"])}
-    grads_s = distiller.task_gradients(out["loss"], capture.features, stages)
+              **modules["logit_kd"](student.head_logits(out["point"]), logits_t, batch["segment"])}
+    grads_s = distiller.task_gradients(out["loss"], capture.features, distiller.needs())
+    matched = {}
     for stage in stages:
         s, t = capture.features[stage], feats_t[stage]
         idx_s, idx_t = match_by_voxel(voxel_keys(s.grid_coord, s.batch), voxel_keys(t.grid_coord, t.batch))
         offset = batch_to_offset(s.batch[idx_s], len(batch["offset"]))
-        terms = {**distiller.losses["grad_kd"](s.feat[idx_s], grads_s[stage][idx_s], t.feat[idx_t],
-                                               grads_t[stage][idx_t], offset),
-                 **distiller.losses["topo_kd"](s.feat[idx_s], t.feat[idx_t], offset)}
+        matched[stage] = (s.feat[idx_s], grads_s[stage][idx_s], t.feat[idx_t], grads_t[stage][idx_t], offset)
+    for stage, (feat_s, grad_s, feat_t, grad_t, offset) in matched.items():
+        terms = modules["grad_kd"](feat_s, grad_s, feat_t, grad_t, offset)
+        losses.update({f"{k}_{stage}": v for k, v in terms.items()})
+    for stage, (feat_s, _, feat_t, _, offset) in matched.items():
+        terms = modules["topo_kd"](feat_s, feat_t, offset)
         losses.update({f"{k}_{stage}": v for k, v in terms.items()})
     return losses
 
@@ -208,6 +214,61 @@ def test_distillation_step_reads_the_host_only_for_the_persistence_pairs(tmp_pat
     assert job_reads.hits and {where for _, where, _ in job_reads.hits} == {"distill/losses/topo_kd.py"}, job_reads.hits
 
 
+# ------------------------------------------------------------------ the KD loss hooks
+@LOSSES.register_module("_NormGapKD", force=True)
+class _NormGapKD(torch.nn.Module):
+    """A KD loss that only the tests know: the squared gap between the mean feature norms of a stage."""
+
+    stage_inputs = ("student_feat", "teacher_feat")
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def forward(self, student_feat, teacher_feat):
+        gap = student_feat.norm(dim=1).mean() - teacher_feat.detach().norm(dim=1).mean()
+        return {"loss_kd_gap": gap ** 2 * self.loss_weight}
+
+
+def test_a_new_loss_is_a_registered_class_and_a_config_line(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root, "distill.gap_kd.type=_NormGapKD", "distill.stages=[bottleneck,enc2]")
+    assert [hook.name for hook in trainer.distiller.loss_hooks] == ["logit_kd", "grad_kd", "topo_kd", "gap_kd"]
+    assert trainer.hooks[:4] == trainer.distiller.loss_hooks         # before the config's hooks: they log the step
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    losses = trainer.forward_losses(batch)
+    assert list(losses)[-2:] == ["loss_kd_gap_bottleneck", "loss_kd_gap_enc2"]   # after the shipped losses
+    student = [p for p in trainer.model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(losses["loss_kd_gap_enc2"], student, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_a_loss_must_name_what_it_reads():
+    from pointcept_distill.distill.hooks import KDLossHook
+    with pytest.raises(TypeError, match="distill.mse_kd: MSELoss must name what it reads"):
+        KDLossHook("mse_kd", torch.nn.MSELoss())
+
+
+def test_losses_are_left_out_by_name_outside_a_trainer(tmp_path, sim_root):
+    # tools/benchmark.py times the step with each loss left out
+    trainer, _ = _trainer(tmp_path, sim_root)
+    distiller, student = trainer.distiller, trainer.model.eval()
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    every = distiller.compute_loss(student, batch)
+    assert list(every) == ["loss_seg", "loss_kd_logit", "loss_kd_grad", "loss_kd_topo"]
+    topo = distiller.compute_loss(student, batch, losses=["topo_kd"])
+    assert list(topo) == ["loss_seg", "loss_kd_topo"] and torch.equal(topo["loss_kd_topo"], every["loss_kd_topo"])
+    assert list(distiller.compute_loss(student, batch, losses=[])) == ["loss_seg"]
+    assert distiller.needs(distiller.select(["logit_kd"])) == ((), False)      # no features, no task gradients
+    with pytest.raises(KeyError, match=r"\['cwd_kd'\] are not active"):
+        distiller.compute_loss(student, batch, losses=["cwd_kd"])
+
+
+def test_the_step_is_released_after_its_terms(tmp_path, sim_root):
+    trainer, _ = _trainer(tmp_path, sim_root)
+    trainer.forward_losses(trainer.to_device(next(iter(trainer.train_loader))))
+    assert trainer.distill_step is None
+
+
 # ------------------------------------------------------------------ distill.teacher_capture
 # On the CPU the padded batch runs eagerly (the CUDA graph replay of the same function is measured on the GPU
 # machine by ``tools/benchmark.py --teacher-capture``): padding, label fill, stage cuts and voxel matching are
@@ -225,8 +286,9 @@ def test_padded_teacher_outputs_equal_the_eager_ones(tmp_path, sim_root):
     distiller = trainer.distiller
     batch = trainer.to_device(next(iter(trainer.train_loader)))
     assert "stage_sizes" in batch and "serialized_depth" in batch      # planned in the loader's collate
-    eager_logits, eager_feats, eager_grads = distiller.teacher_forward(batch)   # CPU input: the eager path
-    logits, feats, grads = distiller.replay_teacher(batch)
+    needs = distiller.needs()
+    eager_logits, eager_feats, eager_grads = distiller.teacher_forward(batch, needs)   # CPU input: the eager path
+    logits, feats, grads = distiller.replay_teacher(batch, needs)
     torch.testing.assert_close(logits, eager_logits, rtol=1e-5, atol=1e-6)
     for stage in ("bottleneck", "enc2", "dec1"):
         e, p = eager_feats[stage], feats[stage]
@@ -280,9 +342,10 @@ def test_captured_teacher_replays_the_eager_outputs_on_cuda(tmp_path, sim_root):
     distiller = trainer.distiller
     distiller.teacher_amp_dtype = None                                   # float32 teacher, no step autocast
     batches = [trainer.to_device(next(iter(trainer.train_loader))) for _ in range(2)]   # two augmented draws
+    needs = distiller.needs()
     for batch in batches + batches:
-        logits, feats, grads = distiller.replay_teacher(batch)
-        eager_logits, eager_feats, eager_grads = distiller.teacher_outputs(batch)
+        logits, feats, grads = distiller.replay_teacher(batch, needs)
+        eager_logits, eager_feats, eager_grads = distiller.teacher_outputs(batch, needs)
         torch.testing.assert_close(logits, eager_logits, rtol=1e-4, atol=1e-4)
         for stage, e in eager_feats.items():
             p = feats[stage]
@@ -300,7 +363,7 @@ CWD_FEAT = ("distill.cwd_kd.type=ChannelWiseKD", "distill.feat_kd.type=FeatureMi
 
 
 def _projectors(trainer) -> dict:
-    return {stage: loss.projector for stage, loss in trainer.distiller.losses["feat_kd"].items()}
+    return {stage: loss.projector for stage, loss in trainer.distiller.loss_modules["feat_kd"].items()}
 
 
 def test_cwd_and_feature_mimic_terms_reach_the_student(tmp_path, sim_root):
@@ -308,9 +371,9 @@ def test_cwd_and_feature_mimic_terms_reach_the_student(tmp_path, sim_root):
     # the projectors' widths are read from the stages: student 16 -> teacher 32 at the bottleneck, 8 -> 16 at enc2
     widths = {s: (p.in_features, p.out_features) for s, p in _projectors(trainer).items()}
     assert widths == {"bottleneck": (16, 32), "enc2": (8, 16)}
-    assert trainer.distiller.needs_features
+    assert trainer.distiller.needs().stages == ("bottleneck", "enc2")
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    losses = trainer.compute_loss(batch)
+    losses = trainer.forward_losses(batch)
     assert {"loss_kd_cwd", "loss_kd_feat_bottleneck", "loss_kd_feat_enc2"} <= set(losses)
     student = [p for p in trainer.model.parameters() if p.requires_grad]
     for key in ("loss_kd_cwd", "loss_kd_feat_bottleneck", "loss_kd_feat_enc2"):
@@ -329,7 +392,7 @@ def test_feature_mimic_widths_are_checked_and_needed(tmp_path, sim_root):
     with pytest.raises(ValueError, match="student_channels"):
         Distiller(trainer.teacher, dict(cfg, feat_kd=dict(type="FeatureMimicKD")), trainer.device)
     given = dict(type="FeatureMimicKD", student_channels=16, teacher_channels=32)
-    assert Distiller(trainer.teacher, dict(cfg, feat_kd=given), trainer.device).losses["feat_kd"] is not None
+    assert "feat_kd" in Distiller(trainer.teacher, dict(cfg, feat_kd=given), trainer.device).loss_modules
     with pytest.raises(KeyError, match="distill"):
         Distiller(trainer.teacher, dict(cfg, feat_kd=None, cwd=dict(type="ChannelWiseKD")), trainer.device)
 
@@ -391,7 +454,7 @@ def test_logged_gradient_norms_equal_a_reference_computation(tmp_path, sim_root)
     trainer, _ = _trainer(tmp_path, sim_root, *CWD_FEAT, "distill.grad_norm_interval=1")
     student = trainer.model.eval()               # deterministic forward: the reference recomputes the same graph
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    got = trainer.compute_loss(batch)
+    got = trainer.forward_losses(batch)
     terms = ["loss_seg", "loss_kd_logit", "loss_kd_cwd", "loss_kd_grad", "loss_kd_feat"]
     assert set(got) == {*terms, *(f"grad_norm/{k}" for k in terms), *(f"grad_ratio/{k}" for k in terms[1:])}
     reference = trainer.distiller.compute_loss(student, batch)

@@ -25,7 +25,7 @@ def test_hooks_called_in_lifecycle_order(tmp_path):
     trainer = _trainer(tmp_path, epoch=2, eval_epoch=2, evaluate=False,
                        hooks=[dict(type="RecorderHook")])
     trainer.train()
-    per_epoch = ["before_epoch"] + ["before_step", "after_step"] * 4 + ["after_epoch"]
+    per_epoch = ["before_epoch"] + ["before_step", "after_forward", "after_step"] * 4 + ["after_epoch"]
     assert trainer.calls == ["before_train"] + per_epoch * 2 + ["after_train"]
     assert trainer.completed
 
@@ -60,6 +60,38 @@ def test_loss_terms_are_summed_and_logged(tmp_path):
     logged = trainer.comm_info["model_output_dict"]
     assert set(logged) == {"loss_seg", "loss_extra", "acc", "loss"}
     assert logged["loss"].item() == pytest.approx(logged["loss_seg"].item() + 2.0, rel=1e-6)
+
+
+class _AddsTerm(HookBase):
+    """Adds ``key``: the model's loss again (a loss term) or a logged-only value; records the keys it saw."""
+
+    def __init__(self, key: str) -> None:
+        self.key, self.seen = key, []
+
+    def after_forward(self, output):
+        self.seen.append(list(output))
+        return {self.key: output["loss"] * 1.0 if self.key.startswith("loss") else torch.tensor(3.0)}
+
+
+def test_hooks_add_terms_to_the_step_before_its_backward(tmp_path):
+    trainer = _trainer(tmp_path, evaluate=False, hooks=[], epoch=1, eval_epoch=1)
+    term, note = _AddsTerm("loss_again"), _AddsTerm("note")
+    trainer.register_hooks([term, note])
+    trainer.model.train()
+    output = trainer.forward_losses(trainer.to_device(next(iter(trainer.train_loader))))
+    assert list(output) == ["loss", "loss_again", "note"]
+    assert term.seen == [["loss"]] and note.seen == [["loss", "loss_again"]]   # each sees the earlier terms
+    assert trainer.total_loss(output).item() == pytest.approx(2 * output["loss"].item(), rel=1e-6)  # note: logged
+    trainer.train()
+    assert {"loss_again", "note"} <= set(trainer.comm_info["model_output_dict"])
+    assert len(term.seen) == 1 + len(trainer.train_loader)                   # once per step
+
+
+def test_a_hook_may_not_replace_a_term(tmp_path):
+    trainer = _trainer(tmp_path, evaluate=False, hooks=[])
+    trainer.register_hooks([_AddsTerm("loss")])
+    with pytest.raises(KeyError, match=r"_AddsTerm.after_forward: \['loss'\] already in the step's output"):
+        trainer.forward_losses(trainer.to_device(next(iter(trainer.train_loader))))
 
 
 def test_nonfinite_loss_skips_step_and_warns(tmp_path, caplog):

@@ -97,6 +97,10 @@ class RecorderHook(HookBase):
     def before_step(self) -> None:
         self._rec("before_step")
 
+    def after_forward(self, output: dict) -> dict:
+        self._rec("after_forward")
+        return {}
+
     def after_step(self) -> None:
         self._rec("after_step")
 

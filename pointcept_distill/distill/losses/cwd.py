@@ -30,6 +30,9 @@ class ChannelWiseKD(nn.Module):
         loss_weight: multiplies the loss (3 in the paper's segmentation experiments).
     """
 
+    # what its KD loss hook passes, once per step (fields of distill.step.DistillStep)
+    step_inputs = ("student_logits", "teacher_logits", "offset")
+
     def __init__(self, temperature: float = 4.0, loss_weight: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:

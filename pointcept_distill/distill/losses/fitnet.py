@@ -27,6 +27,11 @@ class FeatureMimicKD(nn.Module):
         loss_weight: multiplies the loss.
     """
 
+    # what its KD loss hook passes, once per captured stage (fields of distill.step.MatchedStage); one loss is
+    # built per stage, with that stage's widths as student_channels and teacher_channels
+    stage_inputs = ("student_feat", "teacher_feat")
+    stage_widths = True
+
     def __init__(self, student_channels: int, teacher_channels: int, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.projector = nn.Linear(student_channels, teacher_channels)

@@ -7,6 +7,8 @@ teacher and student points one to one before the comparison.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,7 +18,7 @@ from ...models.point import offset_to_batch
 from ...utils.misc import check_tensor
 from .segments import segment_max, segment_mean, segment_min
 
-__all__ = ["task_gradient", "importance_map", "GradGuidedKD"]
+__all__ = ["task_gradient", "task_gradients", "importance_map", "GradGuidedKD"]
 
 NORMS = ("minmax", "zscore", "none")
 
@@ -29,10 +31,15 @@ def task_gradient(loss: Tensor, feat: Tensor, retain_graph: bool = True) -> Tens
         feat: the captured feature; it must be part of ``loss``'s graph.
         retain_graph: keep the graph so that the total loss can still be back-propagated afterwards.
     """
-    if not feat.requires_grad:
-        raise ValueError("task_gradient: feat does not require grad; capture it inside the autograd graph")
-    (grad,) = torch.autograd.grad(loss, feat, retain_graph=retain_graph)
+    (grad,) = task_gradients(loss, [feat], retain_graph)
     return grad
+
+
+def task_gradients(loss: Tensor, feats: Sequence[Tensor], retain_graph: bool = True) -> tuple[Tensor, ...]:
+    """``task_gradient`` of several captured features (several stages) in one backward pass."""
+    if not all(feat.requires_grad for feat in feats):
+        raise ValueError("task_gradient: feat does not require grad; capture it inside the autograd graph")
+    return torch.autograd.grad(loss, list(feats), retain_graph=retain_graph)
 
 
 def importance_map(feat: Tensor, grad: Tensor, offset: Tensor, norm: str = "minmax",
@@ -81,6 +88,9 @@ class GradGuidedKD(nn.Module):
         beta: SmoothL1 threshold (1.0 in the paper's code, where min-max maps keep it quadratic).
         loss_weight: multiplies the loss (lambda = 10 in the paper's code).
     """
+
+    # what its KD loss hook passes, once per captured stage (fields of distill.step.MatchedStage)
+    stage_inputs = ("student_feat", "student_grad", "teacher_feat", "teacher_grad", "offset")
 
     def __init__(self, norm: str = "minmax", beta: float = 1.0, loss_weight: float = 1.0) -> None:
         super().__init__()

@@ -26,6 +26,9 @@ class LogitKD(nn.Module):
             the teacher's soft distribution where it is right and only the labels where it is not.
     """
 
+    # what its KD loss hook passes, once per step (fields of distill.step.DistillStep)
+    step_inputs = ("student_logits", "teacher_logits", "segment")
+
     def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0, ignore_index: int = -1,
                  class_balanced: bool = False, teacher_correct_only: bool = False) -> None:
         super().__init__()

@@ -205,6 +205,10 @@ class TopologyKD(nn.Module):
             8 workers cut their time several-fold.
     """
 
+    # what its KD loss hook passes, once per captured stage (fields of distill.step.MatchedStage); the hook
+    # calls ``start`` as soon as the step's shared work is done and collects the result last
+    stage_inputs = ("student_feat", "teacher_feat", "offset")
+
     def __init__(self, num_points: int = 64, sampling: str = "stride", homology_dims: tuple[int, ...] = (0, 1),
                  distance: str = "chamfer", num_directions: int = 16, normalize: bool = True,
                  loss_weight: float = 1.0, workers: int = 0) -> None:

@@ -1,18 +1,22 @@
 """``HookBase`` and the ``HOOKS`` registry.
 
-Call order of one training run (each call goes to every hook, in ``cfg.hooks`` order)::
+Call order of one training run (each call goes to every hook, in the trainer's order: ``build_hooks``)::
 
     before_train()
     for epoch:                 # trainer epochs (a trainer epoch is ``epoch // eval_epoch`` data passes)
         before_epoch()
         for iteration:
-            before_step(); <trainer.run_step()>; after_step()
+            before_step()
+            <trainer.run_step()>   # forward; after_forward(output) adds loss terms; backward; optimizer step
+            after_step()
         after_epoch()
     after_train()              # always runs, also after an exception; check ``trainer.completed``
 """
 from __future__ import annotations
 
 from typing import Any
+
+from torch import Tensor
 
 from ...utils.registry import Registry
 
@@ -34,6 +38,19 @@ class HookBase:
 
     def before_step(self) -> None:
         pass
+
+    def after_forward(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The stage where a hook adds loss terms to a step: called after the forward (``compute_loss``), under
+        the step's autocast, before the total loss and the backward.
+
+        Args:
+            output: the step's entries so far (``compute_loss``'s, then those of earlier hooks); read only.
+
+        Returns:
+            entries to add: ``loss`` / ``loss_*`` terms join the total loss (and are logged), others are only
+            logged. A key already in ``output`` is an error.
+        """
+        return {}
 
     def after_step(self) -> None:
         pass

@@ -118,6 +118,20 @@ class PointTransformerV3(PointModule):
             dec.add(stage, name=f"dec{s}")
         return dec
 
+    def feature_stages(self) -> dict[str, tuple[nn.Module, int]]:
+        """The feature taps by name: ``{name: (module whose output Point is the stage's, level)}``.
+
+        ``"enc<s>"`` and ``"dec<s>"`` are encoder and decoder stage s, at level s (s poolings from the input
+        voxels, so teacher and student stages of one name hold the same voxels); ``"bottleneck"`` is the deepest
+        encoder stage (the decoder's input).
+        """
+        taps = {f"enc{s}": (stage, s) for s, stage in enumerate(self.enc.children())}
+        if not self.enc_mode:           # the decoder is built from its deepest stage up
+            levels = reversed(range(self.num_stages - 1))
+            taps.update({f"dec{s}": (stage, s) for s, stage in zip(levels, self.dec.children())})
+        taps["bottleneck"] = taps[f"enc{self.num_stages - 1}"]
+        return taps
+
     def encode(self, data_dict: dict) -> Point:
         """Serialize, sparsify, embed and run the encoder; returns the deepest stage's Point.
 

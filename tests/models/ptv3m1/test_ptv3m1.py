@@ -122,6 +122,22 @@ def test_bottleneck_is_the_encoder_output(make_scene, tiny_config):
     assert torch.equal(decoded.feat, point.feat)
 
 
+def test_feature_stages_are_named_with_their_levels(make_scene, tiny_config):
+    model = build_model(tiny_config()).eval()
+    stages = model.feature_stages()
+    levels = {name: level for name, (_, level) in stages.items()}
+    assert levels == {"enc0": 0, "enc1": 1, "enc2": 2, "dec1": 1, "dec0": 0, "bottleneck": 2}
+    assert stages["bottleneck"][0] is model.enc.enc2 and stages["dec1"][0] is model.dec.dec1
+    rows = {}
+    for name, (module, _) in stages.items():
+        module.register_forward_hook(lambda m, i, point, name=name: rows.__setitem__(name, len(point.feat)))
+    with torch.no_grad():
+        model(dict(make_scene((300, 120))))
+    for name, level in levels.items():                      # a level's stages hold the same voxels
+        assert rows[name] == rows[f"enc{level}"], name
+    assert set(build_model(tiny_config(enc_mode=True)).feature_stages()) == {"enc0", "enc1", "enc2", "bottleneck"}
+
+
 def test_decoder_grad_through_detached_bottleneck(make_scene, tiny_config):
     model = build_model(tiny_config()).eval()
     data = make_scene((300, 120), num_classes=3)
