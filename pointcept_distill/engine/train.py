@@ -28,6 +28,7 @@ from ..utils.misc import derive_seed, get_rng_state, set_rng_state
 from ..utils.optimizer import build_optimizer
 from ..utils.registry import Registry
 from ..utils.scheduler import build_scheduler
+from ..utils.tensors import to_device
 from .checkpoint import CheckpointError
 from .dataloader import EpochSampler, SeededCollate, SeededSamples, worker_init_fn
 from .defaults import create_ddp_model, default_device
@@ -324,13 +325,8 @@ class Trainer(TrainerBase):
             torch.cuda.empty_cache()
 
     def to_device(self, obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return obj.to(self.device, non_blocking=True)
-        if isinstance(obj, dict):
-            return {k: self.to_device(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [self.to_device(v) for v in obj]
-        return obj
+        """``obj`` (a batch: tensors in dicts and lists) on this trainer's device."""
+        return to_device(obj, self.device)
 
     def run_step(self) -> None:
         input_dict = self.to_device(self.comm_info["input_dict"])
