@@ -40,13 +40,15 @@ class Predictor:
         dataset_index: for a ``MultiHeadSegmentor``, the head that scores every point (its ``dataset_index``).
         classes: the columns of the logits that are scored (e.g. that head's slice of the union classes);
             None: all.
+        num_classes: the number of scored columns the caller expects (e.g. ``data.num_classes``); a model that
+            gives another number is refused on its first forward. None: not checked.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, capture: str | None = None,
                  capture_dtype: str | torch.dtype | None = None, dataset_index: int | None = None,
-                 classes: slice | None = None) -> None:
+                 classes: slice | None = None, num_classes: int | None = None) -> None:
         self.model, self.device = model, device
-        self.dataset_index, self.classes = dataset_index, classes
+        self.dataset_index, self.classes, self.num_classes = dataset_index, classes, num_classes
         # a captured batch is padded: dataset_index must be padded with the other per-point inputs
         per_point = None if dataset_index is None else {"dataset_index": dataset_index}
         self.captured = build_captured(model, capture, capture_dtype, per_point)
@@ -68,8 +70,11 @@ class Predictor:
             logits = self.captured(batch, device=self.device)     # planned on the host, then moved
         else:
             logits = self.model(to_device(batch, self.device))["seg_logits"]
-        logits = logits.float()
-        return logits if self.classes is None else logits[:, self.classes]
+        logits = logits.float() if self.classes is None else logits.float()[:, self.classes]
+        if self.num_classes is not None and logits.shape[1] != self.num_classes:
+            raise ValueError(f"Predictor: the model scores {logits.shape[1]} classes, {self.num_classes} are expected "
+                             f"(data.num_classes); check that the weights belong to this config")
+        return logits
 
     def scores(self, sample: dict) -> Tensor:
         """(M, K) softmax probabilities of the M rows of one transformed sample."""

@@ -126,7 +126,7 @@ class SemSegTester(TesterBase):
 
     def build_predictor(self, capture: str | None, capture_dtype: str | None) -> Predictor:
         """The ``Predictor`` that scores every scan (subclasses add what their model needs, e.g. a head)."""
-        return Predictor(self.model, self.device, capture, capture_dtype)
+        return Predictor(self.model, self.device, capture, capture_dtype, num_classes=self.cfg.data.num_classes)
 
     def dataset(self) -> Any:
         """The test dataset (unwrapped from the loader's seeding wrapper)."""

@@ -72,3 +72,9 @@ def test_head_index_is_given_to_every_point_and_its_classes_kept():
     scores = Predictor(_HeadEcho(), CPU, dataset_index=1, classes=slice(2, 5))(sample)
     assert scores.shape == (6, 3)
     assert torch.equal(scores.argmax(1), torch.ones(6, dtype=torch.long))   # column 3 of the union, 1 of the slice
+
+
+def test_a_model_with_another_class_count_is_refused():
+    with pytest.raises(ValueError, match=f"scores {NUM_CLASSES} classes, {NUM_CLASSES + 1} are expected"):
+        _predictor(num_classes=NUM_CLASSES + 1)(_scan(), vote=True)
+    assert _predictor(num_classes=NUM_CLASSES)(_scan(), vote=True).shape[1] == NUM_CLASSES
