@@ -80,7 +80,6 @@ SIZES = {
 }
 
 PLATEAU_ROW = "student alone 2x steps"
-LOSS_KEYS = ("logit_kd", "grad_kd", "topo_kd", "cwd_kd", "feat_kd")
 
 
 @dataclass(frozen=True)
@@ -166,8 +165,8 @@ def distill_section(size: Size, row: Row) -> dict | None:
     section = copy.deepcopy(dict(default_config_parser(config_path(size, name), {}, dump=False).distill))
     section.update(copy.deepcopy(row.add))
     if row.keep:
-        for key in LOSS_KEYS:
-            if key not in row.keep and key in section:
+        for key in section:
+            if key.endswith("_kd") and key not in row.keep:   # every loss key of a distill section ends in _kd
                 section[key] = None
     return section
 

@@ -40,7 +40,7 @@ __all__ = ["Distiller", "LOSS_ORDER", "build_kd_loss", "build_loss_hooks", "crit
 # The shipped losses in the order a step computes them: the order of their terms in the step's output (so of the
 # sum) and of building their graphs (so of accumulating their gradients). Other losses (any other key ending in
 # "_kd") follow in config order.
-LOSS_ORDER = ("logit_kd", "cwd_kd", "grad_kd", "feat_kd", "topo_kd")
+LOSS_ORDER = ("logit_kd", "cwd_kd", "dist_kd", "grad_kd", "feat_kd", "topo_kd")
 SETTING_KEYS = ("stages", "teacher_amp_dtype", "teacher_capture", "grad_norm_interval")
 # The captured teacher's buckets and graph budget: augmented one-sweep nuScenes batches fall into 282 keys in
 # 1000 steps with 8 buckets per doubling, 91 with 4 (8 % padding), 26 with 2 (21 %; tools/capture_keys.py)

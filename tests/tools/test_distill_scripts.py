@@ -36,7 +36,7 @@ def _roots(options_prefix: str, root) -> list[str]:
 # CPU-sized run settings (everything else is the config's): one epoch of 2 scans, data loading in this process, fp32
 SMALL = ["epoch=1", "eval_epoch=1", "batch_size=2", "batch_size_val=1", "num_worker=0", "enable_amp=false"]
 PAPER = ["distill.topo_kd.workers=0"]   # the paper's topology loss: persistence pairs computed in-process
-RECIPES = {"distill-ptv3": (("loss_seg", "loss_kd_cwd"), []),   # config -> (losses logged, options)
+RECIPES = {"distill-ptv3": (("loss_seg", "loss_kd_cwd", "loss_kd_dist"), []),   # config -> (losses logged, options)
            "distill-ptv3-paper": (("loss_seg", "loss_kd_logit", "loss_kd_grad", "loss_kd_topo"), PAPER)}
 
 
