@@ -99,6 +99,7 @@ ROWS = {
     "topology": Row("paper", ("topo_kd",)),
     "paper (all three)": Row("paper"),
     "CWD": Row("paper", ("cwd_kd",), dict(cwd_kd=dict(type="ChannelWiseKD", temperature=4.0, loss_weight=3.0))),
+    "DIST": Row("paper", ("dist_kd",), dict(dist_kd=dict(type="DISTKD", temperature=1.0, loss_weight=1.0))),
     "FitNets": Row("paper", ("feat_kd",), dict(feat_kd=dict(type="FeatureMimicKD", loss_weight=1.0))),
     "distill": Row("distill"),
     PLATEAU_ROW: Row("student", schedule=2),

@@ -77,6 +77,21 @@ def test_rows_are_checked_and_extra_rows_are_built(tmp_path):
         kd_bench.load_extra_rows(json.dumps({"x": {"config": "nope"}}))
 
 
+def test_a_row_keeps_only_its_losses_of_the_shipped_recipe():
+    # every *_kd key of the shipped recipe that a row does not keep is off, whatever the recipe holds
+    shipped = kd_bench.distill_section(kd_bench.SIZES["smoke"], kd_bench.ROWS["distill"])
+    on = sorted(k for k, v in shipped.items() if k.endswith("_kd") and v is not None)
+    assert len(on) >= 2, on
+    kd_bench.ROWS["only the first"] = kd_bench.Row("distill", (on[0],))
+    try:
+        section = kd_bench.distill_section(kd_bench.SIZES["smoke"], kd_bench.ROWS["only the first"])
+    finally:
+        del kd_bench.ROWS["only the first"]
+    assert [k for k, v in section.items() if k.endswith("_kd") and v is not None] == [on[0]]
+    dist = kd_bench.distill_section(kd_bench.SIZES["smoke"], kd_bench.ROWS["DIST"])
+    assert dist["dist_kd"]["type"] == "DISTKD" and dist["logit_kd"] is None and dist.get("cwd_kd") is None
+
+
 def _summary(rows: dict[str, list[float]]) -> dict:
     results = {name: [dict(miou=m, miou_tta=m, miou_val2=m, seed=k, train_minutes=1.0) for k, m in enumerate(ms)]
                for name, ms in rows.items()}
