@@ -30,6 +30,7 @@ from ..models.point import Point, batch_to_offset
 from ..utils.amp import AMP_DTYPES
 from .capture import CapturedFeature, FeatureCapture, stage_channels, stage_level
 from .hooks.kd_loss import KDLossHook
+from .schedule import KDWeightSchedule
 from .losses.grad_kd import task_gradients
 from .matching import match_by_voxel, voxel_keys
 from .step import DistillStep, MatchedStage, StepNeeds
@@ -41,7 +42,7 @@ __all__ = ["Distiller", "LOSS_ORDER", "build_kd_loss", "build_loss_hooks", "crit
 # sum) and of building their graphs (so of accumulating their gradients). Other losses (any other key ending in
 # "_kd") follow in config order.
 LOSS_ORDER = ("logit_kd", "cwd_kd", "dist_kd", "grad_kd", "feat_kd", "topo_kd")
-SETTING_KEYS = ("stages", "teacher_amp_dtype", "teacher_capture", "grad_norm_interval")
+SETTING_KEYS = ("stages", "teacher_amp_dtype", "teacher_capture", "grad_norm_interval", "kd_weight_schedule")
 # The captured teacher's buckets and graph budget: augmented one-sweep nuScenes batches fall into 282 keys in
 # 1000 steps with 8 buckets per doubling, 91 with 4 (8 % padding), 26 with 2 (21 %; tools/capture_keys.py)
 TEACHER_STEPS_PER_OCTAVE = 4
@@ -63,10 +64,22 @@ def loss_is_off(cfg: dict | str | None) -> bool:
 
 def build_loss_hooks(cfg: dict, stages: list[str], student: nn.Module | None,
                      teacher: nn.Module) -> list[KDLossHook]:
-    """One ``KDLossHook`` per loss of the ``distill`` section ``cfg`` that is on, in step order (``LOSS_ORDER``)."""
+    """One ``KDLossHook`` per loss of the ``distill`` section ``cfg`` that is on, in step order (``LOSS_ORDER``),
+    each with the section's ``kd_weight_schedule``."""
     names = sorted(filter(is_kd_loss_key, cfg), key=_step_order)       # stable: the others in config order
-    return [KDLossHook(name, build_kd_loss(name, cfg[name], stages, student, teacher))
+    schedule = build_weight_schedule(cfg.get("kd_weight_schedule"))
+    return [KDLossHook(name, build_kd_loss(name, cfg[name], stages, student, teacher), schedule)
             for name in names if not loss_is_off(cfg[name])]
+
+
+def build_weight_schedule(cfg: dict | str | None) -> KDWeightSchedule | None:
+    """``distill.kd_weight_schedule``: None (or 'None') for none, else ``dict(warmup=..., decay_from=...)``."""
+    if cfg is None or cfg == "None":
+        return None
+    unknown = sorted(set(cfg) - {"warmup", "decay_from"})
+    if unknown:
+        raise KeyError(f"distill.kd_weight_schedule: unknown keys {unknown} (keys: warmup, decay_from)")
+    return KDWeightSchedule(**{key: float(value) for key, value in cfg.items()})
 
 
 def build_kd_loss(name: str, cfg: dict, stages: list[str], student: nn.Module | None,

@@ -4,7 +4,8 @@ Per step: L = L_seg + gamma * L_KLD + lambda * L_grad + beta * L_topo (arXiv 250
 - L_KLD compares the student's and teacher's per-point logits (``LogitKD``),
 - L_grad compares per-sample gradient-weighted importance maps of captured stage features (``GradGuidedKD``),
 - L_topo compares feature-space persistence diagrams of those features (``TopologyKD``);
-and, off by default, CWD on the logits (``ChannelWiseKD``) and FitNets feature mimicking (``FeatureMimicKD``).
+and, off by default, CWD on the logits (``ChannelWiseKD``), DIST on the class probabilities (``DISTKD``) and FitNets
+feature mimicking (``FeatureMimicKD``); our recipe (``configs/_base_/distill.py``) is CWD plus DIST.
 
 Config keys (beside the usual ones; the student is ``model``):
     train = dict(type="DistillTrainer")
@@ -20,10 +21,14 @@ Config keys (beside the usual ones; the student is ``model``):
         cwd_kd=None,                                    # e.g. dict(type="ChannelWiseKD", temperature=4.0,
                                                         #   loss_weight=3.0): the logits' per-class maps over
                                                         #   each sample's points (ignore-labelled ones too)
+        dist_kd=None,                                   # e.g. dict(type="DISTKD", temperature=1.0): Pearson
+                                                        #   relations per point and per class (losses/dist_kd.py)
         feat_kd=None,                                   # e.g. dict(type="FeatureMimicKD", loss_weight=1.0): a
                                                         #   learned projector per stage; widths read from the models
         grad_norm_interval=0,                           # every that many steps, log each loss term's gradient
                                                         #   norm into the student (0: off; grad_norms.py)
+        kd_weight_schedule=None,                        # e.g. dict(warmup=0.1, decay_from=0.8): a factor on every
+                                                        #   KD term by the share of training done (schedule.py)
     )
 A loss set to None or with loss_weight 0 is not computed at all (``--options distill.topo_kd=None``). A new loss
 is a class registered in ``LOSSES`` that names what it reads (``step_inputs`` or ``stage_inputs``, ``step.py``)

@@ -6,6 +6,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ...engine.hooks import HookBase
+from ..schedule import KDWeightSchedule
 from ..step import DistillStep, MatchedStage
 
 __all__ = ["KDLossHook"]
@@ -23,16 +24,18 @@ class KDLossHook(HookBase):
     Args:
         name: the ``distill`` config key; also names the loss's parameters in the optimizer and checkpoints.
         loss: the loss, or for a loss built once per stage (``stage_widths``) a ``ModuleDict`` by stage.
+        schedule: a factor on the terms by the share of training done (``distill.kd_weight_schedule``); None:
+            the terms as the loss returns them.
     """
 
-    def __init__(self, name: str, loss: nn.Module) -> None:
+    def __init__(self, name: str, loss: nn.Module, schedule: KDWeightSchedule | None = None) -> None:
         cls = type(next(iter(loss.values())) if isinstance(loss, nn.ModuleDict) else loss)
         self.step_inputs: tuple[str, ...] | None = getattr(cls, "step_inputs", None)
         self.stage_inputs: tuple[str, ...] | None = getattr(cls, "stage_inputs", None)
         if (self.step_inputs is None) == (self.stage_inputs is None):
             raise TypeError(f"distill.{name}: {cls.__name__} must name what it reads in exactly one of "
                             f"step_inputs (fields of DistillStep) or stage_inputs (fields of MatchedStage)")
-        self.name, self.loss = name, loss
+        self.name, self.loss, self.schedule = name, loss, schedule
 
     @property
     def reads_stages(self) -> bool:
@@ -67,4 +70,13 @@ class KDLossHook(HookBase):
         return terms
 
     def after_forward(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.terms(self.trainer.distill_step)
+        terms = self.terms(self.trainer.distill_step)
+        if self.schedule is None:
+            return terms
+        factor = self.schedule.factor(training_progress(self.trainer))
+        return {key: value * factor for key, value in terms.items()}
+
+
+def training_progress(trainer) -> float:
+    """Share of the trainer's iterations done before the current step (0 at the first step)."""
+    return (trainer.global_iter - 1) / (trainer.max_epoch * len(trainer.train_loader))
