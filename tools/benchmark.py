@@ -60,6 +60,7 @@ from pointcept_distill.utils.config import Config  # noqa: E402
 from pointcept_distill.utils.profiling import (annotate, count_syncs, kernel_launches, measure, top_ops,  # noqa: E402
                                               peak_memory_mib, range_times)
 from pointcept_distill.utils.progress import StageProgress  # noqa: E402
+from pointcept_distill.utils.tensors import to_device  # noqa: E402
 
 DEFAULT_CONFIGS = ["configs/nuscenes/semseg-pt-v3m1-0-base.py", "configs/nuscenes/semseg-pt-v3m1-student.py"]
 DEFAULT_DISTILL = "configs/nuscenes/distill-ptv3.py"
@@ -84,9 +85,10 @@ def simulated_batches(batches: list[int], profile: str, seed: int, scale: float,
     return {b: [point_collate_fn(samples[i * b:i * b + b]) for i in range(copies)] for b in batches}
 
 
-def to_device(batch: dict, keys: tuple[str, ...], device: torch.device, feat_dtype: torch.dtype | None = None
-              ) -> dict:
-    out = {k: batch[k].to(device) for k in keys}
+def model_inputs(batch: dict, keys: tuple[str, ...], device: torch.device, feat_dtype: torch.dtype | None = None
+                 ) -> dict:
+    """The ``keys`` of ``batch`` on ``device``, ``feat`` cast to ``feat_dtype`` when one is given."""
+    out = to_device({k: batch[k] for k in keys}, device)
     if feat_dtype is not None:
         out["feat"] = out["feat"].to(feat_dtype)
     return out
@@ -170,7 +172,7 @@ def _inference_row(run_model: nn.Module, amp: Any, feat_dtype: Any, b: int, batc
     stage(args, f"inference {dtype_name} x{b}")
     row: dict[str, Any] = {"dtype": dtype_name, "scans": b, "points": int(batches[0]["offset"][-1]),
                            "inputs": len(batches), "compile": args.compile, "capture": args.capture}
-    inputs = itertools.cycle([planned(to_device(batch, INFER_KEYS, device, feat_dtype), batch, run_model)
+    inputs = itertools.cycle([planned(model_inputs(batch, INFER_KEYS, device, feat_dtype), batch, run_model)
                               for batch in batches])
 
     def forward() -> None:
@@ -242,7 +244,7 @@ def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_n
     path), run eagerly: the same kernels its graph replays, without the compilation's fusion."""
     stage(args, f"breakdown {dtype_name} (profiled forwards)")
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
-        inputs = to_device(batch, INFER_KEYS, device, feat_dtype)
+        inputs = model_inputs(batch, INFER_KEYS, device, feat_dtype)
         conv_path: Callable[[], Any] = contextlib.nullcontext
         if args.capture:
             capacities, _, depth = CapturedSegmentor(run_model).key(batch)
@@ -319,7 +321,7 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
 def train_inputs(batch: dict, distiller: Any, device: torch.device) -> dict:
     """A training step's device inputs; with a captured teacher (``--teacher-capture``) also the host-side plan
     that ``DistillTrainer``'s loader workers add (the student rows get the same inputs)."""
-    inputs = to_device(batch, TRAIN_KEYS, device)
+    inputs = model_inputs(batch, TRAIN_KEYS, device)
     if distiller.captured_teacher is not None:
         plan = distiller.captured_teacher.plan(batch)
         inputs.update({key: plan[key] for key in PLAN_KEYS})
