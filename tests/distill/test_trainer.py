@@ -510,3 +510,21 @@ def test_resume_with_another_teacher_file_is_refused_naming_it(tmp_path, sim_roo
     same, _ = _trainer(tmp_path, sim_root, "resume=True", f"weight={last}")
     same.before_train()
     assert same.start_epoch == 1
+
+
+def test_kd_weight_schedule_reads_the_trainers_progress(tmp_path, sim_root):
+    from pointcept_distill.distill.schedule import KDWeightSchedule
+    trainer, _ = _trainer(tmp_path, sim_root, "distill.topo_kd=None", "distill.grad_kd=None")
+    batch = trainer.to_device(next(iter(trainer.train_loader)))
+    torch.manual_seed(0)
+    plain = trainer.forward_losses(batch)
+    assert plain["loss_kd_logit"] > 0
+    for hook in trainer.distiller.loss_hooks:
+        hook.schedule = KDWeightSchedule(warmup=0.5)
+    torch.manual_seed(0)
+    ramped = trainer.forward_losses(batch)                 # the first step of training: the factor is 0
+    assert ramped["loss_kd_logit"] == 0 and ramped["loss_seg"] > 0
+    trainer.max_epoch, trainer.epoch = 4, 3                 # the last step of a 4-epoch run: the factor is 1
+    trainer.comm_info["iter"] = len(trainer.train_loader) - 1
+    torch.manual_seed(0)
+    torch.testing.assert_close(trainer.forward_losses(batch)["loss_kd_logit"], plain["loss_kd_logit"])
