@@ -12,6 +12,7 @@ def test_check_tensor_passes_true_and_names_the_failure():
         check_tensor(torch.tensor([3, 5])[-1] == 7, "offset[-1] must be 7")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_check_tensor_on_cuda_queues_without_a_sync():
     # CPU twin: the test above (same checks, evaluated at once)
