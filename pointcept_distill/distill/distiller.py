@@ -30,9 +30,9 @@ from ..models.point import Point, batch_to_offset
 from ..utils.amp import AMP_DTYPES
 from .capture import CapturedFeature, FeatureCapture, stage_channels, stage_level
 from .hooks.kd_loss import KDLossHook
-from .schedule import KDWeightSchedule
 from .losses.grad_kd import task_gradients
 from .matching import match_by_voxel, voxel_keys
+from .schedule import KDWeightSchedule
 from .step import DistillStep, MatchedStage, StepNeeds
 from .teacher import FrozenTeacher
 

@@ -294,9 +294,13 @@ class Trainer(TrainerBase):
         """1-based count of iterations since the start of training (for logging)."""
         return self.epoch * len(self.train_loader) + self.comm_info.get("iter", 0) + 1
 
+    @property
+    def total_iters(self) -> int:
+        """Iterations of the whole training run."""
+        return self.max_epoch * len(self.train_loader)
+
     def remaining_iters(self) -> int:
-        per_epoch = len(self.train_loader)
-        return (self.max_epoch - self.epoch - 1) * per_epoch + per_epoch - self.comm_info.get("iter", 0) - 1
+        return self.total_iters - self.global_iter
 
     def run_epoch(self) -> None:
         start = self.start_iter if self.epoch == self.start_epoch else 0

@@ -39,8 +39,7 @@ def _trainer(iteration, max_epoch=2, per_epoch=5):
     step = SimpleNamespace(student_logits=torch.randn(12, 4, generator=g),
                            teacher_logits=torch.randn(12, 4, generator=g), offset=torch.tensor([5, 12]))
     epoch, it = divmod(iteration, per_epoch)
-    return SimpleNamespace(distill_step=step, max_epoch=max_epoch, train_loader=range(per_epoch),
-                           global_iter=epoch * per_epoch + it + 1)
+    return SimpleNamespace(distill_step=step, total_iters=max_epoch * per_epoch, global_iter=epoch * per_epoch + it + 1)
 
 
 def test_hook_scales_its_terms_by_the_share_of_training_done():

@@ -30,6 +30,19 @@ def test_hooks_called_in_lifecycle_order(tmp_path):
     assert trainer.completed
 
 
+def test_iteration_counts_over_a_run(tmp_path):
+    class CountsHook(HookBase):
+        def after_step(self):
+            self.trainer.__dict__.setdefault("counts", []).append(
+                (self.trainer.global_iter, self.trainer.remaining_iters()))
+
+    trainer = _trainer(tmp_path, epoch=2, eval_epoch=2, evaluate=False, hooks=[])
+    trainer.register_hooks([CountsHook()])
+    trainer.train()
+    assert trainer.total_iters == 8                      # 2 epochs of 4 iterations
+    assert trainer.counts == [(i, 8 - i) for i in range(1, 9)]
+
+
 def test_after_train_runs_after_exception(tmp_path):
     trainer = _trainer(tmp_path, evaluate=False,
                        hooks=[dict(type="RecorderHook"), dict(type="CrashAt", global_iter=2)])

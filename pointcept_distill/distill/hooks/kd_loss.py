@@ -73,10 +73,6 @@ class KDLossHook(HookBase):
         terms = self.terms(self.trainer.distill_step)
         if self.schedule is None:
             return terms
-        factor = self.schedule.factor(training_progress(self.trainer))
+        done = (self.trainer.global_iter - 1) / self.trainer.total_iters    # 0 at the first step
+        factor = self.schedule.factor(done)
         return {key: value * factor for key, value in terms.items()}
-
-
-def training_progress(trainer) -> float:
-    """Share of the trainer's iterations done before the current step (0 at the first step)."""
-    return (trainer.global_iter - 1) / (trainer.max_epoch * len(trainer.train_loader))

@@ -7,6 +7,6 @@ from .logit_kd import LogitKD
 from .persistence import PersistencePairs, rips_pairs_from_distances, rips_persistence_pairs
 from .topo_kd import TopologyKD, persistence_diagrams
 
-__all__ = ["LogitKD", "GradGuidedKD", "TopologyKD", "ChannelWiseKD", "DISTKD", "pearson_rows", "FeatureMimicKD", "importance_map",
-           "task_gradient", "task_gradients", "rips_persistence_pairs", "rips_pairs_from_distances",
+__all__ = ["LogitKD", "GradGuidedKD", "TopologyKD", "ChannelWiseKD", "DISTKD", "pearson_rows", "FeatureMimicKD",
+           "importance_map", "task_gradient", "task_gradients", "rips_persistence_pairs", "rips_pairs_from_distances",
            "PersistencePairs", "persistence_diagrams"]
