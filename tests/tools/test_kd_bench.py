@@ -2,6 +2,7 @@
 its statistics."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -121,6 +122,19 @@ def test_plateau_row_trains_twice_the_student_schedule(tmp_path):
     _, runs = kd_bench.plan_runs(size, ["student alone", kd_bench.PLATEAU_ROW], 1, str(tmp_path), roots)
     assert [r.epochs for r in runs] == [size.student_epochs, 2 * size.student_epochs]
     assert runs[1].distill is None and runs[1].folder != runs[0].folder
+
+
+def test_teacher_options_reach_the_teacher_only(tmp_path):
+    size = dataclasses.replace(kd_bench.SIZES["smoke"], extra={"batch_size": 2},
+                               teacher_extra={"param_dicts": [dict(keyword="block", lr=0.0002)]})
+    roots = kd_bench.data_roots(str(tmp_path))
+    teacher, runs = kd_bench.plan_runs(size, ["student alone", "distill"], 1, str(tmp_path), roots)
+    assert teacher.options == {"batch_size": 2, "param_dicts": [dict(keyword="block", lr=0.0002)]}
+    assert all(r.options == {"batch_size": 2} for r in runs)
+    cfgs = [kd_bench.build_config(r) for r in (teacher, *runs)]
+    assert cfgs[0].param_dicts == [dict(keyword="block", lr=0.0002)]
+    assert all(c.get("param_dicts") != cfgs[0].param_dicts for c in cfgs[1:])
+    assert kd_bench.signature(teacher)["extra"] != kd_bench.signature(runs[0])["extra"]
 
 
 @pytest.mark.parametrize("df", [1, 2, 5, 20, 21, 40, 200])
