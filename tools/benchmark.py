@@ -52,8 +52,9 @@ from pointcept_distill.data.pipelines import data_config  # noqa: E402
 from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
 from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
-from pointcept_distill.models.capacity import PLAN_KEYS, pad_to_capacity  # noqa: E402
+from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
 from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_paths  # noqa: E402
+from pointcept_distill.models.plan import plan_batch  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
@@ -95,11 +96,10 @@ def model_inputs(batch: dict, keys: tuple[str, ...], device: torch.device, feat_
 
 
 def planned(inputs: dict, batch: dict, run_model: Any) -> dict:
-    """For a ``CapturedSegmentor`` (``--capture``), the device ``inputs`` with its host-side plan of the CPU
-    ``batch`` (depth, stage sizes; as a data pipeline would add), so the timed forward reads nothing back."""
+    """For a ``CapturedSegmentor`` (``--capture``), the device ``inputs`` with the host-side ``plan`` of the CPU
+    ``batch`` (as a data pipeline would add), so the timed forward reads nothing back."""
     if isinstance(run_model, CapturedSegmentor):
-        plan = run_model.plan(batch)
-        inputs.update({key: plan[key] for key in PLAN_KEYS})
+        inputs["plan"] = run_model.plan(batch)
     return inputs
 
 
@@ -247,8 +247,7 @@ def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_n
         inputs = model_inputs(batch, INFER_KEYS, device, feat_dtype)
         conv_path: Callable[[], Any] = contextlib.nullcontext
         if args.capture:
-            capacities, _, depth = CapturedSegmentor(run_model).key(batch)
-            inputs = pad_to_capacity(dict(inputs, serialized_depth=depth), capacities)
+            inputs = pad_to_capacity(inputs, plan_batch(batch, run_model.backbone.strides).bucketed())
             conv_path = partial(captured_conv_paths, args.implicit_gemm)
 
         def forward() -> None:
@@ -318,13 +317,13 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
     return step
 
 
-def train_inputs(batch: dict, distiller: Any, device: torch.device) -> dict:
+def train_inputs(batch: dict, student: nn.Module, distiller: Any, device: torch.device) -> dict:
     """A training step's device inputs; with a captured teacher (``--teacher-capture``) also the host-side plan
-    that ``DistillTrainer``'s loader workers add (the student rows get the same inputs)."""
+    for the student's strides that ``DistillTrainer``'s loader workers add (the student rows get the same
+    inputs)."""
     inputs = model_inputs(batch, TRAIN_KEYS, device)
     if distiller.captured_teacher is not None:
-        plan = distiller.captured_teacher.plan(batch)
-        inputs.update({key: plan[key] for key in PLAN_KEYS})
+        inputs["plan"] = plan_batch(batch, student.backbone.strides)
     return inputs
 
 
@@ -344,7 +343,7 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
     active = [hook.name for hook in distiller.loss_hooks]
     rows = []
     for b, batch in batches.items():
-        inputs = [train_inputs(one, distiller, device) for one in batch]
+        inputs = [train_inputs(one, student, distiller, device) for one in batch]
         base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
                 "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(active)

@@ -13,7 +13,7 @@ Each ``--capacity C`` (voxels per scan, the captured path's fixed capacity) give
 
 The exported function is ``(coord (C, 3) float32, grid_coord (C, 3) int64, feat (C, F) float32, num_points (1,)
 int64) -> logits (C, K)``: one scan of ``n = num_points < C`` voxels in rows ``[0, n)``, zero rows after (the
-padding sample of ``capacity.pad_to_capacity``; every stage keeps C rows). Rows ``[0, n)`` of the output are the
+padding sample of ``capacity.pad_to_capacity``; the plan gives every stage C rows). Rows ``[0, n)`` of the output are the
 scan's logits. Inside the graph: the serialization depth (from the largest grid coordinate), the codes and
 their sorts, the kernel maps (sort + binary search), the pooling clusters and the attention windows: nothing
 is read back to the host, so nothing data-dependent is left outside. Outside it (``examples/run_exported.py``,
@@ -41,9 +41,10 @@ from torch import Tensor, nn
 import pointcept_distill.models  # noqa: F401  (registers models)
 from pointcept_distill.inference import load_model, verify_sha256sums
 from pointcept_distill.models.captured import INDUCTOR_OPTIONS, captured_conv_paths
+from pointcept_distill.models.plan import BatchPlan
 from pointcept_distill.models.point import Point
 from pointcept_distill.models.ptv3m1 import window_attention_kernel
-from pointcept_distill.models.ptv3m1.pooling import SerializedPooling
+from pointcept_distill.models.ptv3m1.pooling import merged_levels
 from pointcept_distill.models.serialization.hilbert import HILBERT_TABLE
 from pointcept_distill.models.serialization.z_order import z_order_encode
 from pointcept_distill.utils.config import Config
@@ -122,15 +123,16 @@ class ExportedSegmentor(nn.Module):
         powers = torch.ones(MAX_DEPTH + 1, dtype=torch.long, device=grid_coord.device) << torch.arange(
             MAX_DEPTH + 1, device=grid_coord.device)
         depth = (grid_coord.max().long() + 1 >= powers).sum()          # bit_length(max + 1)
+        strides = self.model.backbone.strides
+        plan = BatchPlan(strides, MAX_DEPTH, 2, (self.capacity,) * (len(strides) + 1))   # the scan and its padding
         with _depth_in_graph(depth):
-            out = self.model(dict(coord=coord, grid_coord=grid_coord, feat=feat, offset=offset,
-                                  serialized_depth=MAX_DEPTH, fixed_capacity=(self.capacity,)))
+            out = self.model(dict(coord=coord, grid_coord=grid_coord, feat=feat, offset=offset, plan=plan))
         return out["seg_logits"]
 
 
 def min_depth(model: nn.Module) -> int:
     """The shallowest scan the artifact serves as eager does: every pooling merges (sum of their levels)."""
-    return sum(m.pooling_depth for m in model.modules() if isinstance(m, SerializedPooling))
+    return sum(merged_levels(stride, MAX_DEPTH) for stride in model.backbone.strides)
 
 
 def example_inputs(capacity: int, in_channels: int, num_points: int | None = None, extent: int = 64,
