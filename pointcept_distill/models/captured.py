@@ -3,30 +3,29 @@ batch) and ``CapturedSegmentor`` (a segmentor's inference)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..utils.tensors import to_device
+from .backend import Backend
 from .capacity import PADDED_KEYS, pad_to_capacity
 from .plan import BatchPlan, plan_batch
 from .point import serialization_depth
-from .sparse import gather_only, implicit_gemm
 
-__all__ = ["CAPTURE_MODES", "CapturedForward", "CapturedSegmentor", "build_captured", "captured_conv_paths"]
+__all__ = ["CAPTURE_MODES", "CapturedForward", "CapturedSegmentor", "build_captured", "captured_backend"]
 
 # ``capture`` settings of the tester and the inference API: eager, CUDA graphs, inductor + CUDA graphs
 CAPTURE_MODES = (None, "graphs", "compiled")
 
 
-@contextlib.contextmanager
-def captured_conv_paths(implicit: bool = False) -> Iterator[None]:
-    """The convolution paths of a captured forward: the gather path (spconv reads sizes back), or the Triton
-    implicit GEMM with ``implicit``."""
-    with gather_only(), implicit_gemm() if implicit else contextlib.nullcontext():
-        yield
+def captured_backend(backend: Backend, implicit_gemm: bool = False) -> Backend:
+    """``backend`` with the convolution path of a captured forward: the gather-GEMM (spconv reads sizes back from
+    the device), or with ``implicit_gemm`` the Triton implicit GEMM for weights that need no gradient."""
+    return dataclasses.replace(backend, conv="implicit" if implicit_gemm else "gather")
 
 
 @dataclass
@@ -53,8 +52,9 @@ class CapturedForward:
     every later batch with that plan; the graphs share one memory pool, which is safe because they never run
     concurrently and their outputs are consumed before the next replay. With ``compile`` the function is first
     compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which also
-    fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``), or the Triton
-    implicit GEMM where their weight needs no gradient (``implicit_gemm``).
+    fuses its small kernels. Building it fixes the model's kernels (``backbone.set_backend``, ``captured_backend``):
+    every convolution takes the gather path, or the Triton implicit GEMM where its weight needs no gradient
+    (``implicit_gemm``); attention keeps the model's kernel.
 
     When it applies: on CUDA for the graphs (elsewhere the padded batch runs eagerly, which still reads nothing
     back from the device when the input carries its ``plan`` or lives on the CPU). The first batch of
@@ -70,7 +70,7 @@ class CapturedForward:
         steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
         warmup: eager (or compiling) runs before each capture.
         implicit_gemm: run the convolutions whose weight needs no gradient on the Triton implicit-GEMM kernel
-            (``sparse.implicit_gemm``) where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
+            (conv path "implicit") where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
             H100 than the gather-GEMM (docs/research.md); False keeps the gather-GEMM.
         labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).
         max_graphs: keep at most this many captured graphs, dropping the least recently used (None: all). Each
@@ -85,6 +85,8 @@ class CapturedForward:
         self.dtype, self.implicit_gemm, self.labels = dtype, implicit_gemm, dict(labels or {})
         self.capacity, self.steps_per_octave, self.warmup = capacity, steps_per_octave, warmup
         self.strides: tuple[int, ...] = tuple(model.backbone.strides)
+        self.backend = captured_backend(model.backbone.backend, implicit_gemm)
+        model.backbone.set_backend(self.backend)
         self.forward: Callable[[dict], Any] = run
         if compile is not None:
             self.forward = torch.compile(run, backend=compile, fullgraph=True, dynamic=False,
@@ -94,14 +96,12 @@ class CapturedForward:
         self._pool: Any = None
         self._stream: Any = None
 
-    @contextlib.contextmanager
-    def _context(self, device: torch.device) -> Iterator[None]:
+    def _context(self, device: torch.device) -> contextlib.AbstractContextManager:
         """Autocast in ``dtype`` (its weight cache off: a captured graph must not keep casts made outside it;
-        None: off, whatever the caller's) and the gather path (or the implicit GEMM) for every convolution."""
-        amp = (torch.autocast(device.type, dtype=self.dtype, cache_enabled=False) if self.dtype is not None
-               else torch.autocast(device.type, enabled=False))
-        with amp, captured_conv_paths(self.implicit_gemm):
-            yield
+        None: off, whatever the caller's)."""
+        if self.dtype is None:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=self.dtype, cache_enabled=False)
 
     def key(self, input_dict: dict) -> BatchPlan:
         """The plan of the batch padded for its graph: its key (stage capacities, samples, serialization depth).

@@ -7,9 +7,12 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from ..backend import Backend
 from ..builder import MODELS
 from ..modules import PointModule, PointSequential
 from ..point import Point
+from ..sparse import SubMConv3d
+from .attention import SerializedAttention
 from .block import Block
 from .embedding import Embedding
 from .pooling import SerializedPooling, SerializedUnpooling
@@ -35,7 +38,8 @@ class PointTransformerV3(PointModule):
     pass use ``encode`` and ``decode`` directly (e.g. encode under no_grad, make the bottleneck's ``feat`` a
     leaf that requires grad, then decode). With ``enc_mode`` the deepest stage is returned, still linked to
     its parents through ``pooling_parent``. ``strides`` are the poolings' strides (what a batch is planned for,
-    ``plan.plan_batch``); ``feature_stages`` and ``stage`` name the feature taps.
+    ``plan.plan_batch``); ``feature_stages`` and ``stage`` name the feature taps. ``backend`` is the kernels its
+    layers run (``backend.Backend``), fixed at construction or by ``set_backend``.
 
     Differences from upstream, by design: orders are shuffled only in training (``self.training and
     shuffle_orders``), so inference is deterministic; attention runs in the input dtype rather than always
@@ -55,6 +59,8 @@ class PointTransformerV3(PointModule):
         enable_rpe, enable_flash, upcast_attention, upcast_softmax: upstream's attention flags.
         enc_mode: encoder only (no decoder modules).
         pdnorm_*: upstream's PDNorm flags; only the defaults (off) are supported.
+        backend: the kernels (``backend.Backend`` or its keywords as a dict; default: spconv on large CUDA stages,
+            the Triton attention kernels where they run).
     """
 
     def __init__(self, in_channels: int = 6, order: str | Sequence[str] = ("z", "z-trans"),
@@ -70,8 +76,10 @@ class PointTransformerV3(PointModule):
                  upcast_softmax: bool = False, enc_mode: bool = False, pdnorm_bn: bool = False,
                  pdnorm_ln: bool = False, pdnorm_decouple: bool = True, pdnorm_adaptive: bool = False,
                  pdnorm_affine: bool = True,
-                 pdnorm_conditions: Sequence[str] = ("ScanNet", "S3DIS", "Structured3D")) -> None:
+                 pdnorm_conditions: Sequence[str] = ("ScanNet", "S3DIS", "Structured3D"),
+                 backend: Backend | dict | None = None) -> None:
         super().__init__()
+        self.backend = backend if isinstance(backend, Backend) else Backend(**(backend or {}))
         self.order = [order] if isinstance(order, str) else list(order)
         self.shuffle_orders = shuffle_orders
         self.enc_mode = enc_mode
@@ -85,8 +93,10 @@ class PointTransformerV3(PointModule):
         block_args = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
                           proj_drop=proj_drop, norm_layer=nn.LayerNorm, act_layer=nn.GELU, pre_norm=pre_norm,
                           enable_rpe=enable_rpe, enable_flash=enable_flash, upcast_attention=upcast_attention,
-                          upcast_softmax=upcast_softmax)
-        self.embedding = Embedding(in_channels, enc_channels[0], norm_layer=bn_layer, act_layer=nn.GELU)
+                          upcast_softmax=upcast_softmax, conv_path=self.backend.conv,
+                          attention_kernel=self.backend.attention)
+        self.embedding = Embedding(in_channels, enc_channels[0], norm_layer=bn_layer, act_layer=nn.GELU,
+                                   conv_path=self.backend.conv)
         self.enc = self._build_encoder(stride, enc_depths, enc_channels, enc_num_head, enc_patch_size,
                                        drop_path, bn_layer, block_args)
         if not enc_mode:
@@ -126,6 +136,15 @@ class PointTransformerV3(PointModule):
             self._blocks(stage, s, depths[s], channels[s], heads[s], patches[s], stage_rates, block_args)
             dec.add(stage, name=f"dec{s}")
         return dec
+
+    def set_backend(self, backend: Backend) -> None:
+        """Fix the kernels of every layer to ``backend`` (e.g. a captured forward's, when it is built)."""
+        self.backend = backend
+        for module in self.modules():
+            if isinstance(module, SubMConv3d):
+                module.conv_path = backend.conv
+            elif isinstance(module, SerializedAttention):
+                module.kernel = backend.attention
 
     def feature_stages(self) -> dict[str, FeatureStage]:
         """The feature taps by name: ``{name: FeatureStage(module whose output Point is the stage's, level)}``.
