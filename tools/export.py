@@ -13,7 +13,7 @@ Each ``--capacity C`` (voxels per scan, the captured path's fixed capacity) give
 
 The exported function is ``(coord (C, 3) float32, grid_coord (C, 3) int64, feat (C, F) float32, num_points (1,)
 int64) -> logits (C, K)``: one scan of ``n = num_points < C`` voxels in rows ``[0, n)``, zero rows after (the
-padding sample of ``capacity.pad_to_capacity``; the plan gives every stage C rows). Rows ``[0, n)`` of the output are the
+padding sample of ``capacity.pad_to_capacity``; every stage keeps C rows). Rows ``[0, n)`` of the output are the
 scan's logits. Inside the graph: the serialization depth (from the largest grid coordinate), the codes and
 their sorts, the kernel maps (sort + binary search), the pooling clusters and the attention windows: nothing
 is read back to the host, so nothing data-dependent is left outside. Outside it (``examples/run_exported.py``,

@@ -1,8 +1,9 @@
 """Feature capture from named PTv3 stages through forward hooks.
 
-A stage name is one of the backbone's ``feature_stages()`` (looked up with ``backbone.stage``): ``"bottleneck"`` (the deepest encoder stage's
-output, before the decoder), ``"enc<s>"`` or ``"dec<s>"``. Each capture records the stage output's ``feat`` with
-the ``grid_coord`` and ``batch`` of its points, so that teacher and student points can be matched by voxel later.
+A stage name is one of the backbone's ``feature_stages()`` (looked up with ``backbone.stage``): ``"bottleneck"``
+(the deepest encoder stage's output, before the decoder), ``"enc<s>"`` or ``"dec<s>"``. Each capture records the
+stage output's ``feat`` with the ``grid_coord`` and ``batch`` of its points, so that teacher and student points
+can be matched by voxel later.
 
 With ``as_leaf=True`` (the teacher) the first captured feature is replaced, in the forward pass, by a detached
 copy that requires grad: run under ``torch.enable_grad()`` with frozen parameters, autograd then records only
