@@ -52,8 +52,10 @@ from pointcept_distill.data.pipelines import data_config  # noqa: E402
 from pointcept_distill.data.simulator import generate  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
 from pointcept_distill.models import ptv3m1, sparse  # noqa: E402
-from pointcept_distill.models.capacity import PLAN_KEYS, pad_to_capacity  # noqa: E402
-from pointcept_distill.models.captured import CapturedSegmentor, captured_conv_paths  # noqa: E402
+from pointcept_distill.models.capacity import pad_to_capacity  # noqa: E402
+from pointcept_distill.models.backend import Backend  # noqa: E402
+from pointcept_distill.models.captured import CapturedSegmentor, captured_backend  # noqa: E402
+from pointcept_distill.models.plan import plan_batch  # noqa: E402
 from pointcept_distill.models.point import Point  # noqa: E402
 from pointcept_distill.models.sparse import kernel_map  # noqa: E402
 from pointcept_distill.utils.config import Config  # noqa: E402
@@ -95,12 +97,16 @@ def model_inputs(batch: dict, keys: tuple[str, ...], device: torch.device, feat_
 
 
 def planned(inputs: dict, batch: dict, run_model: Any) -> dict:
-    """For a ``CapturedSegmentor`` (``--capture``), the device ``inputs`` with its host-side plan of the CPU
-    ``batch`` (depth, stage sizes; as a data pipeline would add), so the timed forward reads nothing back."""
+    """For a ``CapturedSegmentor`` (``--capture``), the device ``inputs`` with the host-side ``plan`` of the CPU
+    ``batch`` (as a data pipeline would add), so the timed forward reads nothing back."""
     if isinstance(run_model, CapturedSegmentor):
-        plan = run_model.plan(batch)
-        inputs.update({key: plan[key] for key in PLAN_KEYS})
+        inputs["plan"] = run_model.plan(batch)
     return inputs
+
+
+def backend(args: argparse.Namespace) -> Backend:
+    """The models' kernels: the Triton attention kernels, or SDPA with ``--no-attention-kernel``."""
+    return Backend(attention="triton" if args.attention_kernel else "sdpa")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -245,14 +251,12 @@ def bench_breakdown(model: nn.Module, batch: dict, device: torch.device, dtype_n
     stage(args, f"breakdown {dtype_name} (profiled forwards)")
     with inference_model(model, dtype_name) as (run_model, amp, feat_dtype):
         inputs = model_inputs(batch, INFER_KEYS, device, feat_dtype)
-        conv_path: Callable[[], Any] = contextlib.nullcontext
         if args.capture:
-            capacities, _, depth = CapturedSegmentor(run_model).key(batch)
-            inputs = pad_to_capacity(dict(inputs, serialized_depth=depth), capacities)
-            conv_path = partial(captured_conv_paths, args.implicit_gemm)
+            inputs = pad_to_capacity(inputs, plan_batch(batch, run_model.backbone.strides).bucketed())
+            run_model.backbone.set_backend(captured_backend(run_model.backbone.backend, args.implicit_gemm))
 
         def forward() -> None:
-            with torch.inference_mode(), autocast(device, amp), conv_path():
+            with torch.inference_mode(), autocast(device, amp):
                 run_model(inputs)
         return _profile(run_model, forward, batch, device, dtype_name, args)
 
@@ -284,13 +288,16 @@ def _profile(run_model: nn.Module, forward: Callable[[], None], batch: dict, dev
 
 
 # ---------------------------------------------------------------------------------------------- training
-def build_distiller(cfg: Config, device: torch.device) -> tuple[nn.Module, Any]:
-    """The student and the ``Distiller`` that ``DistillTrainer`` steps with (random frozen teacher)."""
+def build_distiller(cfg: Config, device: torch.device, kernels: Backend = Backend()) -> tuple[nn.Module, Any]:
+    """The student and the ``Distiller`` that ``DistillTrainer`` steps with (random frozen teacher), both models
+    on ``kernels``."""
     from pointcept_distill.distill.distiller import Distiller
     from pointcept_distill.distill.teacher import FrozenTeacher
 
     student = build_model(cfg.model).to(device)
     teacher = FrozenTeacher(build_model(cfg.teacher)).to(device)
+    for model in (student, teacher.model):
+        model.backbone.set_backend(kernels)
     return student, Distiller(teacher, cfg.get("distill", {}), device)
 
 
@@ -318,13 +325,13 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
     return step
 
 
-def train_inputs(batch: dict, distiller: Any, device: torch.device) -> dict:
+def train_inputs(batch: dict, student: nn.Module, distiller: Any, device: torch.device) -> dict:
     """A training step's device inputs; with a captured teacher (``--teacher-capture``) also the host-side plan
-    that ``DistillTrainer``'s loader workers add (the student rows get the same inputs)."""
+    for the student's strides that ``DistillTrainer``'s loader workers add (the student rows get the same
+    inputs)."""
     inputs = model_inputs(batch, TRAIN_KEYS, device)
     if distiller.captured_teacher is not None:
-        plan = distiller.captured_teacher.plan(batch)
-        inputs.update({key: plan[key] for key in PLAN_KEYS})
+        inputs["plan"] = plan_batch(batch, student.backbone.strides)
     return inputs
 
 
@@ -339,12 +346,12 @@ def train_variants(losses: list[str]) -> list[tuple[str, list[str]]]:
 def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.device, args: argparse.Namespace
                 ) -> list[dict]:
     dtype = DTYPES[args.train_dtype][0]
-    student, distiller = build_distiller(distill_cfg, device)
+    student, distiller = build_distiller(distill_cfg, device, backend(args))
     student.train()
     active = [hook.name for hook in distiller.loss_hooks]
     rows = []
     for b, batch in batches.items():
-        inputs = [train_inputs(one, distiller, device) for one in batch]
+        inputs = [train_inputs(one, student, distiller, device) for one in batch]
         base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
                 "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(active)
@@ -555,6 +562,7 @@ def bench_model(config: str, batches: dict[int, list[dict]], device: torch.devic
     cfg = Config.fromfile(os.path.join(ROOT, config) if not os.path.isabs(config) else config)
     torch.manual_seed(args.seed)
     model = build_model(cfg.model).to(device).eval()
+    model.backbone.set_backend(backend(args))
     name = os.path.splitext(os.path.basename(config))[0]
     print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     args.stage_prefix = f"{name}: "
@@ -582,9 +590,7 @@ def save(report: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    with ptv3m1.window_attention_kernel(args.attention_kernel):
-        return run(args)
+    return run(parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,12 +26,12 @@ if ROOT not in sys.path:
 from pointcept_distill.data import build_dataset, point_collate_fn  # noqa: E402
 from pointcept_distill.data.pipelines import data_config  # noqa: E402
 from pointcept_distill.data.simulator import generate  # noqa: E402
-from pointcept_distill.models.capacity import plan_batch, stage_capacities  # noqa: E402
+from pointcept_distill.models.plan import BatchPlan, plan_batch  # noqa: E402
 
 
 def batch_plans(profile: str, frames: int, batch_size: int, steps: int, strides: list[int], scale: float,
-                seed: int, data_root: str | None = None) -> list[dict]:
-    """The host plans (``serialized_depth``, ``stage_sizes``, samples) of ``steps`` random training batches of
+                seed: int, data_root: str | None = None) -> list[BatchPlan]:
+    """The host plans (``plan.BatchPlan``: depth, samples, stage sizes) of ``steps`` random training batches of
     the dataset at ``data_root``, or of ``frames`` simulated sweeps."""
     if data_root is not None:
         return _plans(build_dataset(data_config(profile, data_root)["train"]), batch_size, steps, strides, seed)
@@ -40,30 +40,27 @@ def batch_plans(profile: str, frames: int, batch_size: int, steps: int, strides:
         return _plans(build_dataset(data_config(profile, root)["train"]), batch_size, steps, strides, seed)
 
 
-def _plans(dataset, batch_size: int, steps: int, strides: list[int], seed: int) -> list[dict]:
+def _plans(dataset, batch_size: int, steps: int, strides: list[int], seed: int) -> list[BatchPlan]:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)                                     # the pipeline's augmentations
     plans = []
     for _ in range(steps):
         picks = torch.randint(len(dataset), (batch_size,), generator=generator).tolist()
-        batch = plan_batch(point_collate_fn([dataset[i] for i in picks]), strides)
-        plans.append(dict(serialized_depth=batch["serialized_depth"], stage_sizes=batch["stage_sizes"],
-                          samples=batch_size))
+        plans.append(plan_batch(point_collate_fn([dataset[i] for i in picks]), strides))
     return plans
 
 
-def key_statistics(plans: list[dict], steps_per_octave: int) -> dict:
+def key_statistics(plans: list[BatchPlan], steps_per_octave: int) -> dict:
     """Distinct keys, new keys per quarter of the steps, and the mean padding of the first stage."""
     seen: set = set()
     new_per_quarter = [0, 0, 0, 0]
     padding = []
     for step, plan in enumerate(plans):
-        capacities = stage_capacities(plan["stage_sizes"], steps_per_octave)
-        key = (capacities, plan["samples"], plan["serialized_depth"])
+        key = plan.bucketed(steps_per_octave)             # a captured forward's graph key
         if key not in seen:
             seen.add(key)
             new_per_quarter[4 * step // len(plans)] += 1
-        padding.append(capacities[0] / plan["stage_sizes"][0] - 1)
+        padding.append(key.sizes[0] / plan.sizes[0] - 1)
     return {"steps_per_octave": steps_per_octave, "steps": len(plans), "keys": len(seen),
             "new_keys_per_quarter": new_per_quarter, "mean_padding": sum(padding) / len(padding)}
 

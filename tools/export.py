@@ -40,10 +40,11 @@ from torch import Tensor, nn
 
 import pointcept_distill.models  # noqa: F401  (registers models)
 from pointcept_distill.inference import load_model, verify_sha256sums
-from pointcept_distill.models.captured import INDUCTOR_OPTIONS, captured_conv_paths
+from pointcept_distill.models.backend import Backend
+from pointcept_distill.models.captured import INDUCTOR_OPTIONS
+from pointcept_distill.models.plan import BatchPlan
 from pointcept_distill.models.point import Point
-from pointcept_distill.models.ptv3m1 import window_attention_kernel
-from pointcept_distill.models.ptv3m1.pooling import SerializedPooling
+from pointcept_distill.models.ptv3m1.pooling import merged_levels
 from pointcept_distill.models.serialization.hilbert import HILBERT_TABLE
 from pointcept_distill.models.serialization.z_order import z_order_encode
 from pointcept_distill.utils.config import Config
@@ -52,6 +53,10 @@ __all__ = ["ExportedSegmentor", "FORMATS", "export_model", "export_checkpoint", 
 
 FORMATS = ("aoti", "program")
 MAX_DEPTH = 16          # Point.serialization's limit: grid coordinates below 2**16
+# Plain torch ops for every layer: the gather-GEMM convolution (spconv is opaque C++) and SDPA attention (the
+# hand-written Triton kernels are launched as raw ``triton.jit`` calls, which ``torch.export`` does not capture); on
+# CUDA inductor then writes its own Triton kernels for them
+EXPORT_BACKEND = Backend(conv="gather", attention="sdpa")
 AOTI_CONFIGS = dict(INDUCTOR_OPTIONS)      # the captured forward's: no in-place buffer reuse (see captured.py)
 
 
@@ -122,15 +127,16 @@ class ExportedSegmentor(nn.Module):
         powers = torch.ones(MAX_DEPTH + 1, dtype=torch.long, device=grid_coord.device) << torch.arange(
             MAX_DEPTH + 1, device=grid_coord.device)
         depth = (grid_coord.max().long() + 1 >= powers).sum()          # bit_length(max + 1)
+        strides = self.model.backbone.strides
+        plan = BatchPlan(strides, MAX_DEPTH, 2, (self.capacity,) * (len(strides) + 1))   # the scan and its padding
         with _depth_in_graph(depth):
-            out = self.model(dict(coord=coord, grid_coord=grid_coord, feat=feat, offset=offset,
-                                  serialized_depth=MAX_DEPTH, fixed_capacity=(self.capacity,)))
+            out = self.model(dict(coord=coord, grid_coord=grid_coord, feat=feat, offset=offset, plan=plan))
         return out["seg_logits"]
 
 
 def min_depth(model: nn.Module) -> int:
     """The shallowest scan the artifact serves as eager does: every pooling merges (sum of their levels)."""
-    return sum(m.pooling_depth for m in model.modules() if isinstance(m, SerializedPooling))
+    return sum(merged_levels(stride, MAX_DEPTH) for stride in model.backbone.strides)
 
 
 def example_inputs(capacity: int, in_channels: int, num_points: int | None = None, extent: int = 64,
@@ -158,12 +164,15 @@ def _in_channels(model: nn.Module) -> int:
 
 
 @contextlib.contextmanager
-def _export_paths() -> Iterator[None]:
-    """Plain torch ops for every layer: the gather-GEMM convolution (spconv is opaque C++) and SDPA attention
-    (the hand-written Triton kernels are launched as raw ``triton.jit`` calls, which ``torch.export`` does not
-    capture); on CUDA inductor then writes its own Triton kernels for them."""
-    with captured_conv_paths(implicit=False), window_attention_kernel(False):
+def _export_backend(model: nn.Module) -> Iterator[None]:
+    """``model`` on ``EXPORT_BACKEND`` while it is traced; its own kernels again after (the eager reference of
+    the next capacity runs on them)."""
+    own = model.backbone.backend
+    model.backbone.set_backend(EXPORT_BACKEND)
+    try:
         yield
+    finally:
+        model.backbone.set_backend(own)
 
 
 @contextlib.contextmanager
@@ -212,7 +221,7 @@ def export_model(model: nn.Module, capacity: int, path: str, fmt: str = "aoti",
     start = time.perf_counter()
     ref = _eager_logits(model, inputs)          # first: fills the module-level caches with real tensors
     n = ref.shape[0]
-    with torch.no_grad(), _export_paths(), _no_fake_in_caches():
+    with torch.no_grad(), _export_backend(model), _no_fake_in_caches():
         program = torch.export.export(wrapper, inputs, strict=False)
     with torch.no_grad():
         _check("the exported program", program.module()(*inputs)[:n], ref, tolerance)

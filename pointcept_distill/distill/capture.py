@@ -1,8 +1,9 @@
 """Feature capture from named PTv3 stages through forward hooks.
 
-A stage name is one of the backbone's ``feature_stages()``: ``"bottleneck"`` (the deepest encoder stage's
-output, before the decoder), ``"enc<s>"`` or ``"dec<s>"``. Each capture records the stage output's ``feat`` with
-the ``grid_coord`` and ``batch`` of its points, so that teacher and student points can be matched by voxel later.
+A stage name is one of the backbone's ``feature_stages()`` (looked up with ``backbone.stage``): ``"bottleneck"``
+(the deepest encoder stage's output, before the decoder), ``"enc<s>"`` or ``"dec<s>"``. Each capture records the
+stage output's ``feat`` with the ``grid_coord`` and ``batch`` of its points, so that teacher and student points
+can be matched by voxel later.
 
 With ``as_leaf=True`` (the teacher) the first captured feature is replaced, in the forward pass, by a detached
 copy that requires grad: run under ``torch.enable_grad()`` with frozen parameters, autograd then records only
@@ -17,7 +18,7 @@ from typing import Iterator
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["CapturedFeature", "FeatureCapture", "stage_channels", "stage_level", "stage_module"]
+__all__ = ["CapturedFeature", "FeatureCapture", "stage_channels", "stage_module"]
 
 
 @dataclass
@@ -27,21 +28,12 @@ class CapturedFeature:
     batch: Tensor       # (N_s,)
 
 
-def _feature_stage(backbone: nn.Module, stage: str) -> tuple[nn.Module, int]:
-    stages = backbone.feature_stages()
-    if stage not in stages:
-        raise KeyError(f"distill.stages: unknown stage '{stage}' (this backbone has {sorted(stages)})")
-    return stages[stage]
-
-
 def stage_module(backbone: nn.Module, stage: str) -> nn.Module:
     """The backbone submodule whose output is ``stage``'s Point."""
-    return _feature_stage(backbone, stage)[0]
-
-
-def stage_level(backbone: nn.Module, stage: str) -> int:
-    """The resolution level of ``stage``'s points: 0 for the input voxels, one more per pooling."""
-    return _feature_stage(backbone, stage)[1]
+    try:
+        return backbone.stage(stage).module
+    except KeyError as err:
+        raise KeyError(f"distill.stages: {err.args[0]}") from None
 
 
 def stage_channels(backbone: nn.Module, stage: str) -> int:

@@ -25,10 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from ..models import LOSSES, CapturedForward
-from ..models.capacity import PLAN_KEYS
 from ..models.point import Point, batch_to_offset
 from ..utils.amp import AMP_DTYPES
-from .capture import CapturedFeature, FeatureCapture, stage_channels, stage_level
+from .capture import CapturedFeature, FeatureCapture, stage_channels
 from .hooks.kd_loss import KDLossHook
 from .losses.grad_kd import task_gradients
 from .matching import match_by_voxel, voxel_keys
@@ -270,17 +269,19 @@ class Distiller:
         """``teacher_outputs`` of the padded batch from its graph, cut to the real points and voxels (copies).
 
         Real rows come first at every stage (the padding sample has the last batch index), so each stage keeps
-        its planned number of voxels (``stage_sizes``, from the input's plan when it carries one).
+        its planned number of voxels. The batch's ``plan`` is the student's (``DistillTrainer`` plans with the
+        student's strides); a teacher that pools with other strides is given a plan of its own.
         """
         dtype = self.teacher_amp_dtype or (torch.get_autocast_dtype(self.device_type)
                                            if torch.is_autocast_enabled(self.device_type) else None)
         captured = self.capture_teacher(dtype, needs)
-        planned = tuple(input_dict.get("stage_strides", ())) == tuple(captured.strides)
-        plan = input_dict if planned else captured.plan(input_dict)
-        input_dict = dict(input_dict, **{key: plan[key] for key in PLAN_KEYS})
+        plan = input_dict.get("plan")
+        if plan is None or plan.strides != captured.strides:
+            plan = captured.plan(input_dict)
+        input_dict = dict(input_dict, plan=plan)
         logits, features, grads = captured.replay(input_dict)
-        sizes = input_dict["stage_sizes"]
-        rows = {s: sizes[stage_level(self.teacher.model.backbone, s)] for s in features}
+        backbone = self.teacher.model.backbone
+        rows = {s: plan.sizes[backbone.stage(s).level] for s in features}
         features = {s: CapturedFeature(*(t[:rows[s]].clone() for t in (f.feat, f.grid_coord, f.batch)))
                     for s, f in features.items()}
         grads = {s: g[:rows[s]].clone() for s, g in grads.items()}

@@ -52,8 +52,7 @@ from torch import Tensor, nn
 
 from ..engine.hooks import HookBase
 from ..engine.train import TRAINERS, Trainer
-from ..models.capacity import plan_batch
-from ..models.ptv3m1.pooling import SerializedPooling
+from ..models.plan import plan_batch
 from ..utils import comm
 from ..utils.misc import sha256_file
 from ..utils.optimizer import build_optimizer
@@ -136,13 +135,13 @@ class DistillTrainer(Trainer):
                                 f"(feat_kd's projectors) start from their initialisation")
 
     def train_collate_fn(self) -> Callable[[list], Any]:
-        """With ``distill.teacher_capture`` the loader's workers also plan each batch's fixed capacities (the
-        stage sizes; student and teacher pool alike), so the captured teacher needs no device read."""
+        """With ``distill.teacher_capture`` the loader's workers also plan each batch for the student's strides
+        (its ``plan``), so neither the student nor the captured teacher reads sizes back from the device."""
         collate = super().train_collate_fn()
         if self.cfg.get("distill", {}).get("teacher_capture") in (None, "None"):
             return collate
-        strides = [m.stride for m in self.model.modules() if isinstance(m, SerializedPooling)]
-        return partial(_planned, collate, strides)
+        student = self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+        return partial(_planned, collate, student.backbone.strides)
 
     @property
     def teacher(self) -> FrozenTeacher:
@@ -160,5 +159,6 @@ class DistillTrainer(Trainer):
             self.distill_step = None        # its features are released with the step
 
 
-def _planned(collate: Callable[[list], dict], strides: list[int], samples: list) -> dict:
-    return plan_batch(collate(samples), strides)
+def _planned(collate: Callable[[list], dict], strides: tuple[int, ...], samples: list) -> dict:
+    batch = collate(samples)
+    return dict(batch, plan=plan_batch(batch, strides))

@@ -3,30 +3,29 @@ batch) and ``CapturedSegmentor`` (a segmentor's inference)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..utils.tensors import to_device
-from .capacity import PADDED_KEYS, pad_to_capacity, plan_batch, stage_capacities, stage_sizes
+from .backend import Backend
+from .capacity import PADDED_KEYS, pad_to_capacity
+from .plan import BatchPlan, plan_batch
 from .point import serialization_depth
-from .ptv3m1.pooling import SerializedPooling
-from .sparse import gather_only, implicit_gemm
 
-__all__ = ["CAPTURE_MODES", "CapturedForward", "CapturedSegmentor", "build_captured", "captured_conv_paths"]
+__all__ = ["CAPTURE_MODES", "CapturedForward", "CapturedSegmentor", "build_captured", "captured_backend"]
 
 # ``capture`` settings of the tester and the inference API: eager, CUDA graphs, inductor + CUDA graphs
 CAPTURE_MODES = (None, "graphs", "compiled")
 
 
-@contextlib.contextmanager
-def captured_conv_paths(implicit: bool = False) -> Iterator[None]:
-    """The convolution paths of a captured forward: the gather path (spconv reads sizes back), or the Triton
-    implicit GEMM with ``implicit``."""
-    with gather_only(), implicit_gemm() if implicit else contextlib.nullcontext():
-        yield
+def captured_backend(backend: Backend, implicit_gemm: bool = False) -> Backend:
+    """``backend`` with the convolution path of a captured forward: the gather-GEMM (spconv reads sizes back from
+    the device), or with ``implicit_gemm`` the Triton implicit GEMM for weights that need no gradient."""
+    return dataclasses.replace(backend, conv="implicit" if implicit_gemm else "gather")
 
 
 @dataclass
@@ -46,23 +45,24 @@ INDUCTOR_OPTIONS = {"inplace_buffers": False}
 class CapturedForward:
     """A function of a padded batch with static shapes, replayed from CUDA graphs: one launch, not ~2,000.
 
-    Each batch is padded with an isolated padding sample to per-stage capacities (``capacity.stage_capacities``
-    of its stage sizes, planned on the host; or the fixed ``capacity`` for every stage); the real points'
-    outputs are those of the unpadded batch. ``run`` of each key (stage capacities, samples, serialization
+    Each batch is padded with an isolated padding sample to per-stage capacities (``BatchPlan.bucketed`` of its
+    plan, made on the host; or the fixed ``capacity`` for every stage); the real points' outputs are those of
+    the unpadded batch. ``run`` of each padded batch's plan (its key: stage capacities, samples, serialization
     depth) is captured once in a CUDA graph (after ``warmup`` runs on the capture stream) and replayed for
-    every later batch with that key; the graphs share one memory pool, which is safe because they never run
+    every later batch with that plan; the graphs share one memory pool, which is safe because they never run
     concurrently and their outputs are consumed before the next replay. With ``compile`` the function is first
     compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which also
-    fuses its small kernels. All convolutions take the gather path (``sparse.gather_only``), or the Triton
-    implicit GEMM where their weight needs no gradient (``implicit_gemm``).
+    fuses its small kernels. Building it fixes the model's kernels (``backbone.set_backend``, ``captured_backend``):
+    every convolution takes the gather path, or the Triton implicit GEMM where its weight needs no gradient
+    (``implicit_gemm``); attention keeps the model's kernel.
 
     When it applies: on CUDA for the graphs (elsewhere the padded batch runs eagerly, which still reads nothing
-    back from the device when the input carries ``serialized_depth`` or lives on the CPU). The first batch of
+    back from the device when the input carries its ``plan`` or lives on the CPU). The first batch of
     each key pays the capture (and compilation); a stream of scans of one sensor meets a few keys. Captured
     graphs keep their buffers: memory grows with the number of keys.
 
     Args:
-        model: the segmentor ``run`` calls (its poolings' strides plan the stage capacities).
+        model: the segmentor ``run`` calls (its ``backbone.strides`` plan the stage capacities).
         run: padded batch -> a tensor or a pytree of tensors (outputs of a graph are reused by its next replay).
         dtype: autocast dtype (torch.bfloat16 / torch.float16), or None for the model's dtype.
         compile: a torch.compile backend ("inductor") to compile ``run`` with, or None.
@@ -70,7 +70,7 @@ class CapturedForward:
         steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
         warmup: eager (or compiling) runs before each capture.
         implicit_gemm: run the convolutions whose weight needs no gradient on the Triton implicit-GEMM kernel
-            (``sparse.implicit_gemm``) where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
+            (conv path "implicit") where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
             H100 than the gather-GEMM (docs/research.md); False keeps the gather-GEMM.
         labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).
         max_graphs: keep at most this many captured graphs, dropping the least recently used (None: all). Each
@@ -84,77 +84,78 @@ class CapturedForward:
         self.model = model
         self.dtype, self.implicit_gemm, self.labels = dtype, implicit_gemm, dict(labels or {})
         self.capacity, self.steps_per_octave, self.warmup = capacity, steps_per_octave, warmup
-        self.strides = [m.stride for m in model.modules() if isinstance(m, SerializedPooling)]
+        self.strides: tuple[int, ...] = tuple(model.backbone.strides)
+        self.backend = captured_backend(model.backbone.backend, implicit_gemm)
+        model.backbone.set_backend(self.backend)
         self.forward: Callable[[dict], Any] = run
         if compile is not None:
             self.forward = torch.compile(run, backend=compile, fullgraph=True, dynamic=False,
                                          options=INDUCTOR_OPTIONS if compile == "inductor" else None)
-        self.captures: dict[tuple, _Capture] = {}          # in order of last use
+        self.captures: dict[BatchPlan, _Capture] = {}      # by padded plan, in order of last use
         self.max_graphs = max_graphs
         self._pool: Any = None
         self._stream: Any = None
 
-    @contextlib.contextmanager
-    def _context(self, device: torch.device) -> Iterator[None]:
+    def _context(self, device: torch.device) -> contextlib.AbstractContextManager:
         """Autocast in ``dtype`` (its weight cache off: a captured graph must not keep casts made outside it;
-        None: off, whatever the caller's) and the gather path (or the implicit GEMM) for every convolution."""
-        amp = (torch.autocast(device.type, dtype=self.dtype, cache_enabled=False) if self.dtype is not None
-               else torch.autocast(device.type, enabled=False))
-        with amp, captured_conv_paths(self.implicit_gemm):
-            yield
+        None: off, whatever the caller's)."""
+        if self.dtype is None:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=self.dtype, cache_enabled=False)
 
-    def key(self, input_dict: dict) -> tuple[tuple[int, ...], int, int]:
-        """(capacity of each stage, samples, serialization depth) of a batch: its captured graph's key.
+    def key(self, input_dict: dict) -> BatchPlan:
+        """The plan of the batch padded for its graph: its key (stage capacities, samples, serialization depth).
 
-        Planned on the host: ``serialized_depth`` and ``stage_sizes`` are taken from the input when it carries
-        them (``plan`` in a data pipeline), else computed from its coordinates (CUDA inputs are read back for
-        that: one sync before the forward).
+        Made on the host from the input's ``plan`` when it carries one (``plan`` in a data pipeline), else from
+        its coordinates (CUDA inputs are read back for that: one sync before the forward).
         """
-        depth = input_dict.get("serialized_depth") or serialization_depth(input_dict["grid_coord"])
-        if self.capacity is not None:
-            return (self.capacity,), int(input_dict["offset"].shape[0]), depth
-        return (stage_capacities(self.stage_sizes(input_dict, depth), self.steps_per_octave),
-                int(input_dict["offset"].shape[0]), depth)
+        if self.capacity is None:
+            return self.input_plan(input_dict).bucketed(self.steps_per_octave)
+        plan = input_dict.get("plan")
+        depth = plan.depth if plan is not None else serialization_depth(input_dict["grid_coord"])
+        samples = int(input_dict["offset"].shape[0])
+        return BatchPlan(self.strides, depth, samples + 1, (self.capacity,) * (len(self.strides) + 1))
 
-    def stage_sizes(self, input_dict: dict, depth: int | None = None) -> list[int]:
-        """Real voxels of every stage: the input's ``stage_sizes`` (``plan``), or computed from its coordinates."""
-        return input_dict.get("stage_sizes") or stage_sizes(input_dict["grid_coord"], input_dict["offset"],
-                                                            self.strides, depth)
+    def input_plan(self, input_dict: dict) -> BatchPlan:
+        """The input's ``plan``, or the plan of its coordinates; a plan for other strides is an error."""
+        plan = input_dict.get("plan")
+        if plan is None:
+            return self.plan(input_dict)
+        if plan.strides != self.strides:
+            raise ValueError(f"{type(self).__name__}: the input's plan was made for strides {plan.strides}, the "
+                             f"model pools with {self.strides}")
+        return plan
 
-    def plan(self, batch: dict) -> dict:
-        """``capacity.plan_batch`` with this model's strides: ``batch`` with its host-side plan added."""
+    def plan(self, batch: dict) -> BatchPlan:
+        """``plan.plan_batch`` of ``batch`` with this model's strides: its host-side plan."""
         return plan_batch(batch, self.strides)
 
     def replay(self, input_dict: dict) -> Any:
         """``run``'s outputs for the padded batch: on CUDA the captured graph's buffers (valid until the next
         replay of this object), elsewhere a fresh eager run."""
-        capacities, _, depth = key = self.key(input_dict)
+        key = self.key(input_dict)
         n = input_dict["coord"].shape[0]
-        if n >= capacities[0]:
-            raise ValueError(f"{type(self).__name__}: {n} points do not fit the capacity {capacities[0]}")
+        if n >= key.sizes[0]:
+            raise ValueError(f"{type(self).__name__}: {n} points do not fit the capacity {key.sizes[0]}")
         if not input_dict["feat"].is_cuda:
             with self._context(input_dict["feat"].device):
-                return self.forward(self._padded(input_dict, depth, capacities))
+                return self.forward(pad_to_capacity(input_dict, key, self.labels))
         capture = self._graph_for(key, input_dict)
         capture.graph.replay()
         return capture.outputs
 
-    def _graph_for(self, key: tuple, input_dict: dict) -> _Capture:
+    def _graph_for(self, key: BatchPlan, input_dict: dict) -> _Capture:
         """The key's capture with the batch copied in, or a new one (the least recently used dropped beyond
         ``max_graphs``)."""
         capture = self.captures.pop(key, None)
         if capture is None:
-            capacities, _, depth = key
-            capture = self._capture(self._padded(input_dict, depth, capacities))
+            capture = self._capture(pad_to_capacity(input_dict, key, self.labels))
             if self.max_graphs is not None and len(self.captures) >= self.max_graphs:
                 self.captures.pop(next(iter(self.captures)))
         else:
             _fill(capture.inputs, input_dict, self.labels)
         self.captures[key] = capture                     # most recently used last
         return capture
-
-    def _padded(self, input_dict: dict, depth: int, capacities: tuple[int, ...]) -> dict:
-        return pad_to_capacity(dict(input_dict, serialized_depth=depth), capacities, self.labels)
 
     def _capture(self, inputs: dict) -> _Capture:
         # warm-up and capture on one side stream: cuBLAS's workspace for it is then allocated outside the graph
@@ -194,11 +195,13 @@ class CapturedSegmentor(CapturedForward):
         """(N, num_classes) logits of the batch's N points (a new tensor).
 
         ``input_dict`` holds the model's inputs on the model's device, or, with ``device``, a CPU batch as a
-        data loader yields it: it is then planned on the host (``plan``) and moved to ``device``.
+        data loader yields it: it is then planned on the host (``plan``, unless it is on CUDA already) and moved to
+        ``device``.
         """
         if device is not None:
-            input_dict = to_device(self.plan(input_dict) if not input_dict["grid_coord"].is_cuda else input_dict,
-                                    torch.device(device))
+            if not input_dict["grid_coord"].is_cuda:
+                input_dict = dict(input_dict, plan=self.plan(input_dict))
+            input_dict = to_device(input_dict, torch.device(device))
         return self.replay(input_dict)[:input_dict["coord"].shape[0]].clone()
 
 

@@ -42,6 +42,9 @@ class Point(dict):
     (N, C), ``offset`` (B,) cumulative counts and/or ``batch`` (N,) sample index (the missing one is derived;
     points of a sample are contiguous), ``grid_size`` (only needed without ``grid_coord``).
 
+    Optional input key: ``plan`` (``plan.BatchPlan``, the batch's host-side plan); the backbone then sets
+    ``level`` (0) and each pooling passes both on with the level counted up.
+
     Keys set by ``serialization``: ``order`` (list of order names), ``serialized_depth`` (int),
     ``serialized_code`` / ``serialized_order`` / ``serialized_inverse`` (k, N) long, one row per order.
     Key set by ``sparsify``: ``sparse_conv_feat`` (``SparseConvTensor``; its ``indice_dict`` caches the kernel

@@ -16,6 +16,7 @@ from pointcept_distill.engine import default_config_parser, default_setup
 from pointcept_distill.engine.checkpoint import CheckpointError, save_checkpoint
 from pointcept_distill.engine.train import TRAINERS
 from pointcept_distill.models import LOSSES, LovaszLoss, build_criteria, build_model
+from pointcept_distill.models.plan import plan_batch
 from pointcept_distill.models.point import Point
 
 REPO = Path(__file__).parents[2]
@@ -285,7 +286,7 @@ def test_padded_teacher_outputs_equal_the_eager_ones(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root, STAGES, "distill.teacher_capture=graphs")
     distiller = trainer.distiller
     batch = trainer.to_device(next(iter(trainer.train_loader)))
-    assert "stage_sizes" in batch and "serialized_depth" in batch      # planned in the loader's collate
+    assert batch["plan"] == plan_batch(batch, trainer.model.backbone.strides)   # planned in the loader's collate
     needs = distiller.needs()
     eager_logits, eager_feats, eager_grads = distiller.teacher_forward(batch, needs)   # CPU input: the eager path
     logits, feats, grads = distiller.replay_teacher(batch, needs)

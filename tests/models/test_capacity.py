@@ -6,9 +6,9 @@ import torch
 from host_reads import HostReads
 
 from pointcept_distill.models import build_model
-from pointcept_distill.models.capacity import (capacity_for, pad_to_capacity, plan_batch, stage_capacities,
-                                               stage_sizes)
-from pointcept_distill.models.ptv3m1.pooling import SerializedPooling, clusters
+from pointcept_distill.models.capacity import pad_to_capacity
+from pointcept_distill.models.plan import BatchPlan, capacity_for, plan_batch
+from pointcept_distill.models.ptv3m1.pooling import clusters
 
 SCENES = [((900, 500), 40), ((1100, 700, 300), 90), ((800,), 25)]      # (points per sample, extent)
 
@@ -49,7 +49,7 @@ def test_stage_sizes_match_the_eager_stages(make_scene, tiny_config):
     model = _model(tiny_config)
     for counts, extent in SCENES:
         scene = make_scene(counts, extent=extent)
-        assert stage_sizes(scene["grid_coord"], scene["offset"], (2, 2)) == _stage_rows(model, scene)
+        assert list(plan_batch(scene, (2, 2)).sizes) == _stage_rows(model, scene)
 
 
 def test_fixed_capacity_clusters_extend_clusters_with_empty_rows():
@@ -81,8 +81,7 @@ def test_pooled_orders_are_the_sorted_pooled_codes(make_scene, tiny_config, padd
     for counts, extent in SCENES:
         scene = make_scene(counts, extent=extent)
         if padded:
-            scene = pad_to_capacity(scene, stage_capacities(stage_sizes(scene["grid_coord"], scene["offset"],
-                                                                        (2, 2))))
+            scene = pad_to_capacity(scene, plan_batch(scene, (2, 2)).bucketed())
         with torch.no_grad():
             point = model.backbone.encode(dict(scene))
         pooled = list(_pooled_points(point))
@@ -100,9 +99,9 @@ def test_padded_forward_keeps_the_logits_and_reads_nothing(make_scene, tiny_conf
     for counts, extent in SCENES:
         scene = make_scene(counts, extent=extent)
         n = scene["coord"].shape[0]
-        sizes = stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
-        capacity = stage_capacities(sizes) if per_stage else capacity_for(n)
-        padded = pad_to_capacity(scene, capacity)
+        plan = plan_batch(scene, (2, 2))
+        capacity = plan.bucketed().sizes if per_stage else capacity_for(n)
+        padded = pad_to_capacity(scene, plan.padded(capacity if per_stage else (capacity,) * 3))
         with torch.no_grad(), HostReads() as reads:
             out = model(padded, return_point=True)
         with torch.no_grad():
@@ -118,12 +117,11 @@ def test_padding_has_the_same_shapes_for_any_batch_of_a_capacity(make_scene, tin
     model = _model(tiny_config)
     scenes = [make_scene(counts, extent=extent) for counts, extent in [((900, 500), 40), ((1000, 380), 60),
                                                                         ((700, 700), 30)]]
-    sizes = [stage_sizes(s["grid_coord"], s["offset"], (2, 2)) for s in scenes]
-    capacities = stage_capacities([max(column) for column in zip(*sizes)])
+    plans = [plan_batch(s, (2, 2), depth=7) for s in scenes]      # one depth for all (7 bits hold 60)
+    capacities = [capacity_for(max(column)) for column in zip(*(p.sizes for p in plans))]
     shapes = set()
-    for scene in scenes:
-        padded = pad_to_capacity(scene, capacities)
-        padded["serialized_depth"] = 7                              # one depth for all (7 bits hold 60)
+    for scene, plan in zip(scenes, plans):
+        padded = pad_to_capacity(scene, plan.padded(capacities))
         with torch.no_grad():
             point = model(padded, return_point=True)["point"]
         shapes.add((point.feat.shape, point.bottleneck.feat.shape, point.bottleneck.serialized_order.shape))
@@ -135,7 +133,7 @@ def test_padded_forward_traces_whole(make_scene, tiny_config):
     (``fullgraph=True`` raises at any host read or data-dependent shape) and keeps eager's logits."""
     model = _model(tiny_config)
     scene = make_scene((900, 500))
-    padded = pad_to_capacity(scene, stage_capacities(stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))))
+    padded = pad_to_capacity(scene, plan_batch(scene, (2, 2)).bucketed())
     torch._dynamo.reset()
     compiled = torch.compile(lambda d: model(d)["seg_logits"], backend="aot_eager", fullgraph=True, dynamic=False)
     with torch.no_grad():
@@ -147,49 +145,56 @@ def test_padded_forward_traces_whole(make_scene, tiny_config):
 
 def test_pad_to_capacity_errors_name_the_problem(make_scene):
     scene = make_scene((100,))
+    plan = plan_batch(scene, (2, 2))
     with pytest.raises(ValueError, match="capacity 100 must exceed the 100 points"):
-        pad_to_capacity(scene, 100)
+        pad_to_capacity(scene, plan.padded((100,) * 3))
+    with pytest.raises(ValueError, match="capacity 100 must exceed the 100 points"):
+        pad_to_capacity(scene, BatchPlan((2, 2), plan.depth, 2, (100,) * 3))
     with pytest.raises(KeyError, match="feat"):
-        pad_to_capacity({k: v for k, v in scene.items() if k != "feat"}, 128)
+        pad_to_capacity({k: v for k, v in scene.items() if k != "feat"}, plan.padded((128,) * 3))
+    with pytest.raises(ValueError, match="the plan has 1 samples"):
+        pad_to_capacity(scene, BatchPlan((2, 2), plan.depth, 1, (128,) * 3))
 
 
 def test_labels_are_padded_with_their_fill_value(make_scene):
     scene = make_scene((100, 50))
     scene["segment"] = torch.randint(0, 4, (150,))
-    padded = pad_to_capacity(scene, 160, labels={"segment": -1})
+    plan = plan_batch(scene, (2, 2)).padded((160,) * 3)
+    padded = pad_to_capacity(scene, plan, labels={"segment": -1})
     assert torch.equal(padded["segment"][:150], scene["segment"]) and (padded["segment"][150:] == -1).all()
     assert (padded["feat"][150:] == 0).all() and padded["offset"].tolist() == [100, 150, 160]
-    assert "segment" not in pad_to_capacity(scene, 160)             # other keys are dropped
+    assert padded["plan"] == plan
+    assert "segment" not in pad_to_capacity(scene, plan)             # other keys are dropped
     with pytest.raises(KeyError, match="segment"):
-        pad_to_capacity({k: v for k, v in scene.items() if k != "segment"}, 160, labels={"segment": -1})
+        pad_to_capacity({k: v for k, v in scene.items() if k != "segment"}, plan, labels={"segment": -1})
 
 
-def test_plan_batch_adds_the_host_plan(make_scene):
-    from pointcept_distill.models.capacity import plan_batch
+def test_plan_batch_makes_the_host_plan(make_scene):
     scene = make_scene((300, 200))
-    planned = plan_batch(scene, (2, 2))
-    assert planned["stage_sizes"] == stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
-    assert planned["stage_sizes"][0] == 500 and planned["serialized_depth"] > 0 and "stage_sizes" not in scene
+    plan = plan_batch(scene, (2, 2))
+    assert plan.strides == (2, 2) and plan.samples == 2 and len(plan.sizes) == 3
+    assert plan.sizes[0] == 500 and plan.depth > 0 and "plan" not in scene
 
 
 def test_too_small_stage_capacity_fails_loudly(make_scene, tiny_config):
     model = _model(tiny_config)
     scene = make_scene((900, 500))
-    sizes = stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+    plan = plan_batch(scene, (2, 2))
+    too_small = BatchPlan(plan.strides, plan.depth, plan.samples + 1, (2048, plan.sizes[1] // 2, 512))
     with pytest.raises(RuntimeError, match="more clusters than the stage's capacity"), torch.no_grad():
-        model(pad_to_capacity(scene, (2048, sizes[1] // 2, 512)))
+        model(pad_to_capacity(scene, too_small))
 
 
 @pytest.mark.parametrize("training", [False, True])
 def test_planned_batch_runs_unpadded_without_host_reads(make_scene, tiny_config, training):
     """A batch planned for the backbone's strides (as DistillTrainer's loader workers plan) gives every pooling
     its cluster count: the eager forward reads nothing from the device and computes the same features. A plan for
-    other strides is ignored (the poolings count their clusters)."""
+    other strides is an error (tests/models/test_plan.py); without a plan the poolings count their clusters."""
     model = _model(tiny_config).train(training)
-    strides = [m.stride for m in model.modules() if isinstance(m, SerializedPooling)]
+    strides = model.backbone.strides
     for counts, extent in SCENES:
         scene = make_scene(counts, extent=extent)
-        planned = plan_batch(dict(scene), strides)
+        planned = dict(scene, plan=plan_batch(scene, strides))
         torch.manual_seed(1)                                     # the same order shuffles in training
         with torch.no_grad(), HostReads() as reads:
             out = model.backbone(dict(planned)).feat
@@ -200,5 +205,7 @@ def test_planned_batch_runs_unpadded_without_host_reads(make_scene, tiny_config,
             ref = model.backbone(dict(scene)).feat
         torch.testing.assert_close(out, ref, rtol=0, atol=0)
         with torch.no_grad(), HostReads() as reads:
-            model.backbone(dict(planned, stage_strides=(4,) * len(strides)))
-        assert reads.by_function()["__int__"] == len(strides), dict(reads.hits)
+            model.backbone(dict(scene))
+        pooling_reads = sum(n for (name, _, caller), n in reads.hits.items()
+                            if name == "__int__" and caller == "clusters")           # beside the depth's read
+        assert pooling_reads == len(strides), dict(reads.hits)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointcept_distill.models import build_model, capacity
+from pointcept_distill.models import build_model
 from pointcept_distill.models.captured import CapturedSegmentor, build_captured
+from pointcept_distill.models.plan import BatchPlan, capacity_for, plan_batch
 
 
 def _model(tiny_config, device="cpu"):
@@ -22,25 +23,25 @@ def _eager(model, scene):
 def test_logits_match_eager_and_keys_follow_stage_sizes(make_scene, tiny_config):
     model = _model(tiny_config)
     run = CapturedSegmentor(model)
-    assert run.strides == [2, 2]
+    assert run.strides == (2, 2)
     for counts, extent in [((900, 500), 40), ((1100, 700, 300), 90)]:
         scene = make_scene(counts, extent=extent)
-        sizes = capacity.stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+        sizes = plan_batch(scene, (2, 2)).sizes
         depth = int(scene["grid_coord"].max() + 1).bit_length()
-        assert run.key(scene) == (capacity.stage_capacities(sizes), len(counts), depth)
+        assert run.key(scene) == BatchPlan((2, 2), depth, len(counts) + 1, tuple(capacity_for(n) for n in sizes))
         torch.testing.assert_close(run(scene), _eager(model, scene), rtol=0, atol=0)
 
 
 def test_plan_carries_host_values_the_key_then_uses(make_scene, tiny_config, monkeypatch):
     run = CapturedSegmentor(_model(tiny_config))
     scene = make_scene((900, 500))
-    planned = run.plan(scene)
-    assert planned["stage_sizes"] == capacity.stage_sizes(scene["grid_coord"], scene["offset"], (2, 2))
+    planned = dict(scene, plan=run.plan(scene))
+    assert planned["plan"] == plan_batch(scene, (2, 2))
     key = run.key(scene)
 
     def no_recompute(*args, **kwargs):
         raise AssertionError("stage_sizes recomputed despite the plan")
-    monkeypatch.setattr("pointcept_distill.models.captured.stage_sizes", no_recompute)
+    monkeypatch.setattr("pointcept_distill.models.captured.plan_batch", no_recompute)
     assert run.key(planned) == key
 
 
@@ -48,7 +49,7 @@ def test_fixed_capacity_and_its_error(make_scene, tiny_config):
     model = _model(tiny_config)
     scene = make_scene((900, 500))
     run = CapturedSegmentor(model, capacity=2048)
-    assert run.key(scene)[0] == (2048,)
+    assert run.key(scene).sizes == (2048,) * 3
     torch.testing.assert_close(run(scene), _eager(model, scene), rtol=0, atol=0)
     with pytest.raises(ValueError, match="1400 points do not fit the capacity 1024"):
         CapturedSegmentor(model, capacity=1024)(scene)
@@ -96,10 +97,10 @@ def test_graphs_beyond_max_graphs_drop_the_least_recently_used(make_scene, tiny_
     made = []
     monkeypatch.setattr(run, "_capture", lambda inputs: made.append(inputs) or _Capture(inputs, None, None))
     scene = make_scene((900, 500))
-    keys = [((2048, 1024, 512), 2, d) for d in (10, 11, 10, 12, 10)]
+    keys = [BatchPlan((2, 2), d, 3, (2048, 1024, 512)) for d in (10, 11, 10, 12, 10)]
     for key in keys:
         capture = run._graph_for(key, scene)
-        assert capture.inputs["fixed_capacity"] == key[0] and capture.inputs["serialized_depth"] == key[2]
+        assert capture.inputs["plan"].sizes == key.sizes and capture.inputs["plan"].depth == key.depth
     assert len(made) == 3                                 # depth 10 was reused twice
     assert list(run.captures) == [keys[3], keys[4]]       # depth 11 dropped when 12 came, 10 used last
     replayed = run._graph_for(keys[3], dict(scene, feat=scene["feat"] + 1))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pointcept_distill.models import build_model
+from pointcept_distill.models.backend import Backend
 from pointcept_distill.models.sparse import SparseConvTensor, SubMConv3d, spconv_available
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -20,13 +21,13 @@ def _model(tiny_config):
 @pytest.mark.skipif(not spconv_available(), reason="needs spconv")
 def test_spconv_path_matches_fixture_and_gather_path(fixtures_dir):
     """The fixture's scenes are small enough for the automatic choice to take the gather path, so each path is
-    forced here: spconv (``use_spconv=True``) and gather (``use_spconv=False``) must both give the fixture."""
+    forced here: spconv (``conv_path="spconv"``) and gather (``conv_path="gather"``) must both give the fixture."""
     data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=False)
     for case in data["cases"]:
         outputs = {}
-        for path, use_spconv in (("spconv", True), ("gather", False)):
+        for path in ("spconv", "gather"):
             conv = SubMConv3d(case["features"].shape[1], case["weight"].shape[0], case["kernel_size"],
-                              indice_key="k", use_spconv=use_spconv).cuda()
+                              indice_key="k", conv_path=path).cuda()
             conv.load_state_dict({"weight": case["weight"], "bias": case["bias"]})
             x = SparseConvTensor(case["features"].cuda(), case["indices"].cuda(), 2)
             outputs[path] = conv(x).features.cpu()
@@ -76,8 +77,8 @@ def test_window_attention_kernels_agree_with_sdpa(make_scene, tiny_config, dtype
 
     def run(enabled):
         model.zero_grad()
-        with attention.window_attention_kernel(enabled), torch.autocast("cuda", dtype=dtype or torch.float32,
-                                                                        enabled=dtype is not None):
+        model.backbone.set_backend(Backend(attention="triton" if enabled else "sdpa"))
+        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(dict(data))["seg_logits"].float()
         logits.square().mean().backward()
         return logits.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])

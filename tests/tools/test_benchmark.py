@@ -299,8 +299,8 @@ def test_captured_wrapper_plans_on_the_host(configs):
     grid = torch.randint(0, 50, (300, 3))
     batch = dict(grid_coord=grid, coord=grid.float(), feat=torch.randn(300, 4), offset=torch.tensor([300]))
     inputs = bench.planned(dict(batch), batch, run)
-    assert inputs["serialized_depth"] == 6 and len(inputs["stage_sizes"]) == 3
-    assert "stage_sizes" not in bench.planned(dict(batch), batch, model)
+    assert inputs["plan"].depth == 6 and len(inputs["plan"].sizes) == 3
+    assert "plan" not in bench.planned(dict(batch), batch, model)
 
 
 def test_teacher_capture_option_plans_training_inputs(configs, tmp_path):
@@ -314,8 +314,8 @@ def test_teacher_capture_option_plans_training_inputs(configs, tmp_path):
     bench = _load_benchmark()
     cfg = Config.fromfile(configs[1])
     cfg.distill = dict(cfg.distill, teacher_capture="graphs")
-    _, distiller = bench.build_distiller(cfg, torch.device("cpu"))
+    student, distiller = bench.build_distiller(cfg, torch.device("cpu"))
     batch = bench.simulated_batches([1], "nuscenes", 0, 0.05)[1][0]
-    inputs = bench.train_inputs(batch, distiller, torch.device("cpu"))
-    assert inputs["stage_sizes"][0] == batch["coord"].shape[0] and inputs["serialized_depth"] > 0
+    inputs = bench.train_inputs(batch, student, distiller, torch.device("cpu"))
+    assert inputs["plan"].sizes[0] == batch["coord"].shape[0] and inputs["plan"].depth > 0
 

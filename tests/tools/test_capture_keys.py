@@ -7,7 +7,7 @@ from tool_modules import load_tool
 def test_capture_keys_counts_the_keys_of_training_batches():
     tool = load_tool("capture_keys")
     plans = tool.batch_plans("nuscenes", frames=3, batch_size=2, steps=8, strides=[2, 2], scale=0.1, seed=0)
-    assert len(plans) == 8 and all(len(p["stage_sizes"]) == 3 and p["samples"] == 2 for p in plans)
+    assert len(plans) == 8 and all(len(p.sizes) == 3 and p.samples == 2 for p in plans)
     fine, coarse = tool.key_statistics(plans, 8), tool.key_statistics(plans, 1)
     assert 1 <= coarse["keys"] <= fine["keys"] <= 8 and sum(fine["new_keys_per_quarter"]) == fine["keys"]
     assert 0 < fine["mean_padding"] <= 1 / 8 and fine["mean_padding"] <= coarse["mean_padding"] <= 1

@@ -1,42 +1,23 @@
 """Serialized windowed self-attention of PT-v3m1: Triton kernels on CUDA (both directions), SDPA otherwise."""
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..backend import ATTENTION_KERNELS
 from ..modules import PointModule
 from ..point import Point
 from .window_attention import triton_available, window_attention
 from .windows import WindowPartition, build_windows
 
-__all__ = ["SerializedAttention", "SDPA_BACKENDS", "window_attention_kernel"]
+__all__ = ["SerializedAttention", "SDPA_BACKENDS"]
 
 # cuDNN's attention is left out: it builds (and caches) one execution graph per input shape, and the number of
 # windows changes with every scan. Measured on 2 x H200 (student training step, tools/multi_gpu.py): new window
 # counts cost up to hundreds of milliseconds each and 70 % of the step's host time went to cuDNN attention.
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-_KERNEL = {"on": True}
-
-
-@contextlib.contextmanager
-def window_attention_kernel(enabled: bool = True) -> Iterator[None]:
-    """Inside the block, attention runs (``enabled``, the default outside any block) or does not run on the Triton
-    kernels (``window_attention.window_attention``: the gathers, all windows and heads and the scatter back in one
-    launch, and a flash-attention-style backward) where Triton can run (CUDA), the head width is a power of two
-    of at least 16, there is no attention dropout and, with gradients, deterministic algorithms are off;
-    elsewhere SDPA serves. H100, bf16, real stage sizes: 2.4-5.6x faster than the SDPA path per forward, the
-    teacher's 8-scan forward 68 -> 53 ms eager, 69 -> 55 ms in CUDA graphs (docs/research.md)."""
-    previous, _KERNEL["on"] = _KERNEL["on"], enabled
-    try:
-        yield
-    finally:
-        _KERNEL["on"] = previous
 
 
 class SerializedAttention(PointModule):
@@ -46,9 +27,13 @@ class SerializedAttention(PointModule):
     ``enable_flash=False`` the window length is upstream's non-flash one, ``min(smallest sample, patch_size)``,
     so every sample is cut into full windows (reading the smallest sample costs one host sync per stage).
     No relative position encoding. Attention runs in the dtype of ``qkv`` (float32 outside autocast; upstream's
-    flash path always casts to bfloat16, which is less precise): on CUDA in one Triton kernel per direction
-    (``window_attention_kernel``), otherwise on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``; not
-    cuDNN's, which rebuilds a graph for every new window count). The window partition is
+    flash path always casts to bfloat16, which is less precise). With ``kernel="triton"`` it runs in one Triton
+    kernel per direction (``window_attention.window_attention``: the gathers, all windows and heads and the
+    scatter back in one launch, and a flash-attention-style backward) where Triton can run (CUDA), the head
+    width is a power of two of at least 16, there is no attention dropout and, with gradients, deterministic
+    algorithms are off (H100, bf16, real stage sizes: 2.4-5.6x faster than SDPA per forward; docs/research.md);
+    otherwise (and always with ``kernel="sdpa"``) on flash or memory-efficient SDPA kernels (``SDPA_BACKENDS``;
+    not cuDNN's, which rebuilds a graph for every new window count). The window partition is
     built at the first block of a stage and cached in the Point under ``attn_windows``; the decoder reuses the
     encoder's, so ``dec_patch_size`` does not enter the math (as upstream).
 
@@ -62,6 +47,7 @@ class SerializedAttention(PointModule):
         proj_drop: dropout after the output projection.
         order_index: which serialization order (row of ``serialized_order``) this block uses.
         enable_flash: flash-path windows (True) or upstream's non-flash window length (False).
+        kernel: "triton" or "sdpa" (``backend.ATTENTION_KERNELS``), as above.
         enable_rpe, upcast_attention, upcast_softmax: upstream's flags; must be False (RPE and upcasting are
             not implemented; upstream's flash path forbids them too).
     """
@@ -69,8 +55,10 @@ class SerializedAttention(PointModule):
     def __init__(self, channels: int, num_heads: int, patch_size: int, qkv_bias: bool = True,
                  qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
                  order_index: int = 0, enable_rpe: bool = False, enable_flash: bool = True,
-                 upcast_attention: bool = False, upcast_softmax: bool = False) -> None:
+                 upcast_attention: bool = False, upcast_softmax: bool = False, kernel: str = "triton") -> None:
         super().__init__()
+        if kernel not in ATTENTION_KERNELS:
+            raise ValueError(f"SerializedAttention: kernel must be one of {ATTENTION_KERNELS}, got {kernel!r}")
         if channels % num_heads:
             raise ValueError(f"SerializedAttention: channels={channels} not divisible by num_heads={num_heads}")
         if enable_rpe or upcast_attention or upcast_softmax:
@@ -81,6 +69,7 @@ class SerializedAttention(PointModule):
         self.order_index = order_index
         self.enable_flash = enable_flash
         self.attn_drop = attn_drop
+        self.kernel = kernel
         self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
         self.proj = nn.Linear(channels, channels)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -123,6 +112,6 @@ class SerializedAttention(PointModule):
         head_dim = self.channels // self.num_heads
         # the kernel has no dropout, and its backward adds the keys' gradients atomically (not deterministic)
         backward = torch.is_grad_enabled() and qkv.requires_grad
-        return (_KERNEL["on"] and triton_available(qkv) and head_dim >= 16 and not head_dim & (head_dim - 1)
+        return (self.kernel == "triton" and triton_available(qkv) and head_dim >= 16 and not head_dim & (head_dim - 1)
                 and not (self.training and self.attn_drop > 0)
                 and not (backward and torch.are_deterministic_algorithms_enabled()))

@@ -2,19 +2,30 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
+from ..backend import Backend
 from ..builder import MODELS
 from ..modules import PointModule, PointSequential
 from ..point import Point
+from ..sparse import SubMConv3d
+from .attention import SerializedAttention
 from .block import Block
 from .embedding import Embedding
 from .pooling import SerializedPooling, SerializedUnpooling
 
-__all__ = ["PointTransformerV3"]
+__all__ = ["FeatureStage", "PointTransformerV3"]
+
+
+class FeatureStage(NamedTuple):
+    """A named feature tap: the module whose output Point is the stage's, and the stage's level (poolings from
+    the input voxels)."""
+
+    module: nn.Module
+    level: int
 
 
 @MODELS.register_module("PT-v3m1")
@@ -26,7 +37,9 @@ class PointTransformerV3(PointModule):
     the decoder, ``coord``, ``grid_coord``, ``batch``, ``offset``, ``serialized_*``). For a frozen-encoder
     pass use ``encode`` and ``decode`` directly (e.g. encode under no_grad, make the bottleneck's ``feat`` a
     leaf that requires grad, then decode). With ``enc_mode`` the deepest stage is returned, still linked to
-    its parents through ``pooling_parent``.
+    its parents through ``pooling_parent``. ``strides`` are the poolings' strides (what a batch is planned for,
+    ``plan.plan_batch``); ``feature_stages`` and ``stage`` name the feature taps. ``backend`` is the kernels its
+    layers run (``backend.Backend``), fixed at construction or by ``set_backend``.
 
     Differences from upstream, by design: orders are shuffled only in training (``self.training and
     shuffle_orders``), so inference is deterministic; attention runs in the input dtype rather than always
@@ -46,6 +59,8 @@ class PointTransformerV3(PointModule):
         enable_rpe, enable_flash, upcast_attention, upcast_softmax: upstream's attention flags.
         enc_mode: encoder only (no decoder modules).
         pdnorm_*: upstream's PDNorm flags; only the defaults (off) are supported.
+        backend: the kernels (``backend.Backend`` or its keywords as a dict; default: spconv on large CUDA stages,
+            the Triton attention kernels where they run).
     """
 
     def __init__(self, in_channels: int = 6, order: str | Sequence[str] = ("z", "z-trans"),
@@ -61,13 +76,15 @@ class PointTransformerV3(PointModule):
                  upcast_softmax: bool = False, enc_mode: bool = False, pdnorm_bn: bool = False,
                  pdnorm_ln: bool = False, pdnorm_decouple: bool = True, pdnorm_adaptive: bool = False,
                  pdnorm_affine: bool = True,
-                 pdnorm_conditions: Sequence[str] = ("ScanNet", "S3DIS", "Structured3D")) -> None:
+                 pdnorm_conditions: Sequence[str] = ("ScanNet", "S3DIS", "Structured3D"),
+                 backend: Backend | dict | None = None) -> None:
         super().__init__()
+        self.backend = backend if isinstance(backend, Backend) else Backend(**(backend or {}))
         self.order = [order] if isinstance(order, str) else list(order)
         self.shuffle_orders = shuffle_orders
         self.enc_mode = enc_mode
         self.num_stages = len(enc_depths)
-        self.stride = tuple(int(v) for v in stride)
+        self.strides = tuple(int(v) for v in stride)
         _check_lengths(self.num_stages, stride, enc_depths, enc_channels, enc_num_head, enc_patch_size,
                        enc_mode, dec_depths, dec_channels, dec_num_head, dec_patch_size)
         if pdnorm_bn or pdnorm_ln:
@@ -76,8 +93,10 @@ class PointTransformerV3(PointModule):
         block_args = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
                           proj_drop=proj_drop, norm_layer=nn.LayerNorm, act_layer=nn.GELU, pre_norm=pre_norm,
                           enable_rpe=enable_rpe, enable_flash=enable_flash, upcast_attention=upcast_attention,
-                          upcast_softmax=upcast_softmax)
-        self.embedding = Embedding(in_channels, enc_channels[0], norm_layer=bn_layer, act_layer=nn.GELU)
+                          upcast_softmax=upcast_softmax, conv_path=self.backend.conv,
+                          attention_kernel=self.backend.attention)
+        self.embedding = Embedding(in_channels, enc_channels[0], norm_layer=bn_layer, act_layer=nn.GELU,
+                                   conv_path=self.backend.conv)
         self.enc = self._build_encoder(stride, enc_depths, enc_channels, enc_num_head, enc_patch_size,
                                        drop_path, bn_layer, block_args)
         if not enc_mode:
@@ -118,36 +137,63 @@ class PointTransformerV3(PointModule):
             dec.add(stage, name=f"dec{s}")
         return dec
 
-    def feature_stages(self) -> dict[str, tuple[nn.Module, int]]:
-        """The feature taps by name: ``{name: (module whose output Point is the stage's, level)}``.
+    def set_backend(self, backend: Backend) -> None:
+        """Fix the kernels of every layer to ``backend`` (e.g. a captured forward's, when it is built)."""
+        self.backend = backend
+        for module in self.modules():
+            if isinstance(module, SubMConv3d):
+                module.conv_path = backend.conv
+            elif isinstance(module, SerializedAttention):
+                module.kernel = backend.attention
+
+    def feature_stages(self) -> dict[str, FeatureStage]:
+        """The feature taps by name: ``{name: FeatureStage(module whose output Point is the stage's, level)}``.
 
         ``"enc<s>"`` and ``"dec<s>"`` are encoder and decoder stage s, at level s (s poolings from the input
         voxels, so teacher and student stages of one name hold the same voxels); ``"bottleneck"`` is the deepest
         encoder stage (the decoder's input).
         """
-        taps = {f"enc{s}": (stage, s) for s, stage in enumerate(self.enc.children())}
+        taps = {f"enc{s}": FeatureStage(stage, s) for s, stage in enumerate(self.enc.children())}
         if not self.enc_mode:           # the decoder is built from its deepest stage up
             levels = reversed(range(self.num_stages - 1))
-            taps.update({f"dec{s}": (stage, s) for s, stage in zip(levels, self.dec.children())})
+            taps.update({f"dec{s}": FeatureStage(stage, s) for s, stage in zip(levels, self.dec.children())})
         taps["bottleneck"] = taps[f"enc{self.num_stages - 1}"]
         return taps
+
+    def stage(self, name: str) -> FeatureStage:
+        """The feature tap ``name`` (``feature_stages``); a KeyError lists the names there are."""
+        stages = self.feature_stages()
+        if name not in stages:
+            raise KeyError(f"PT-v3m1: unknown stage {name!r} (stages: {sorted(stages)})")
+        return stages[name]
 
     def encode(self, data_dict: dict) -> Point:
         """Serialize, sparsify, embed and run the encoder; returns the deepest stage's Point.
 
-        An input ``serialized_depth`` (e.g. from ``capacity.pad_to_capacity``, computed on the host) is used
-        as the serialization depth instead of reading the coordinates' maximum (a host sync on CUDA). An input
-        planned for this backbone's strides (``capacity.plan_batch``: ``stage_sizes``, ``stage_strides``) gives
-        every pooling its number of clusters, so the forward reads nothing from the device.
+        An input ``plan`` (``plan.BatchPlan``, made on the host for this backbone's ``strides``) gives the
+        serialization depth and every pooling's number of clusters, so the forward reads nothing from the device;
+        a plan made for other strides or another batch is an error. Without one, the depth and the cluster counts
+        are read from the device (host syncs on CUDA).
         """
         point = Point(data_dict)
-        if "fixed_capacity" not in point and tuple(point.get("stage_strides", ())) == self.stride:
-            point.fixed_capacity = tuple(point.stage_sizes)      # exact sizes: no spare clusters
-        point.serialization(order=self.order, depth=point.get("serialized_depth"),
+        plan = point.get("plan")
+        if plan is not None:
+            self._check_plan(plan, point)
+            point.level = 0
+        point.serialization(order=self.order, depth=plan.depth if plan is not None else None,
                             shuffle_orders=self.shuffle_orders and self.training)
         point.sparsify()
         point = self.embedding(point)
         return self.enc(point)
+
+    def _check_plan(self, plan: Any, point: Point) -> None:
+        """A plan fits this backbone's strides and the batch's samples and points (shapes only: no device read)."""
+        if tuple(plan.strides) != self.strides:
+            raise ValueError(f"PT-v3m1: the input's plan was made for strides {tuple(plan.strides)}, this backbone "
+                             f"pools with {self.strides} (plan the batch with plan_batch(batch, backbone.strides))")
+        if (plan.samples, plan.sizes[0]) != (point.batch_size, point.feat.shape[0]):
+            raise ValueError(f"PT-v3m1: the input's plan is for {plan.samples} samples of {plan.sizes[0]} points, "
+                             f"the batch has {point.batch_size} samples of {point.feat.shape[0]} points")
 
     def decode(self, point: Point) -> Point:
         """Run the decoder from the deepest stage's Point back to stage 0."""

@@ -46,6 +46,8 @@ class Block(PointModule):
         norm_layer, act_layer: factories of the norm (LayerNorm) and activation (GELU).
         pre_norm: normalise before each branch (True) or after the residual sum.
         cpe_indice_key: kernel-map cache key of the CPE convolution ("stage{s}").
+        conv_path: the CPE convolution's path (``SubMConv3d``).
+        attention_kernel: the attention's kernel (``SerializedAttention``'s ``kernel``).
     """
 
     def __init__(self, channels: int, num_heads: int, patch_size: int = 48, mlp_ratio: float = 4.0,
@@ -54,11 +56,12 @@ class Block(PointModule):
                  norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
                  act_layer: Callable[[], nn.Module] = nn.GELU, pre_norm: bool = True, order_index: int = 0,
                  cpe_indice_key: str | None = None, enable_rpe: bool = False, enable_flash: bool = True,
-                 upcast_attention: bool = True, upcast_softmax: bool = True) -> None:
+                 upcast_attention: bool = True, upcast_softmax: bool = True, conv_path: str = "auto",
+                 attention_kernel: str = "triton") -> None:
         super().__init__()
         self.pre_norm = pre_norm
         self.cpe = PointSequential(
-            SubMConv3d(channels, channels, kernel_size=3, bias=True, indice_key=cpe_indice_key),
+            SubMConv3d(channels, channels, kernel_size=3, bias=True, indice_key=cpe_indice_key, conv_path=conv_path),
             nn.Linear(channels, channels),
             norm_layer(channels),
         )
@@ -66,7 +69,7 @@ class Block(PointModule):
         self.attn = SerializedAttention(
             channels, num_heads, patch_size, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
             proj_drop=proj_drop, order_index=order_index, enable_rpe=enable_rpe, enable_flash=enable_flash,
-            upcast_attention=upcast_attention, upcast_softmax=upcast_softmax)
+            upcast_attention=upcast_attention, upcast_softmax=upcast_softmax, kernel=attention_kernel)
         self.norm2 = PointSequential(norm_layer(channels))
         self.mlp = PointSequential(MLP(channels, int(channels * mlp_ratio), channels, act_layer, proj_drop))
         self.drop_path = PointSequential(DropPath(drop_path) if drop_path > 0.0 else nn.Identity())

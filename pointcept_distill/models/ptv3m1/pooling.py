@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..modules import PointModule, PointSequential
 from ..point import Point, batch_to_offset, shuffle_rows
 
-__all__ = ["SerializedPooling", "SerializedUnpooling", "clusters", "pooled_order"]
+__all__ = ["SerializedPooling", "SerializedUnpooling", "cluster_starts", "clusters", "merged_levels", "pooled_order"]
 
 
 class SerializedPooling(PointModule):
@@ -19,8 +19,9 @@ class SerializedPooling(PointModule):
     order's shifted code, as upstream's. The parent's serialized orders already sort the shifted
     codes, so neither the clusters nor the pooled orders need a sort (upstream sorts five times per pooling).
     The pooled Point keeps ``pooling_parent`` and ``pooling_inverse`` (cluster of each parent point) for
-    unpooling. Counting the clusters makes one host sync unless the Point has a ``fixed_capacity``. Orders are
-    reshuffled only in training when ``shuffle_orders`` (upstream reshuffles in eval too).
+    unpooling. Counting the clusters makes one host sync unless the Point carries a ``plan`` (``plan.BatchPlan``)
+    and its ``level``: the pooled stage then has the plan's number of rows. Orders are reshuffled only in
+    training when ``shuffle_orders`` (upstream reshuffles in eval too).
 
     Args:
         in_channels, out_channels: widths before and after ``proj``.
@@ -48,13 +49,12 @@ class SerializedPooling(PointModule):
         self.act = PointSequential(act_layer()) if act_layer is not None else None
 
     def forward(self, point: Point) -> Point:
-        pd = self.pooling_depth if self.pooling_depth <= point.serialized_depth else 0
+        pd = merged_levels(self.stride, point.serialized_depth)
         code = point.serialized_code >> (3 * pd)                                   # (k, N)
         order = point.serialized_order                                             # (k, N)
-        capacities = point.get("fixed_capacity")
-        if capacities is not None:
-            capacities = capacities[1:] or (code.shape[1],)      # this stage's rows first
-        cluster, counts, head = clusters(code[0], order[0], capacities[0] if capacities else None)
+        plan = point.get("plan")
+        rows = plan.sizes[point.level + 1] if plan is not None else None
+        cluster, counts, head = clusters(code[0], order[0], rows)
         counts = counts.clamp(min=1)                            # spare (empty) clusters: coordinate 0
         num_clusters = counts.shape[0]
         feat = self.proj(point.feat)
@@ -69,8 +69,8 @@ class SerializedPooling(PointModule):
             feat=pooled, coord=coord, grid_coord=point.grid_coord[head] >> pd, batch=batch,
             offset=batch_to_offset(batch, point.batch_size), order=point.order,
             serialized_depth=point.serialized_depth - pd)
-        if capacities is not None:
-            pooled_point.fixed_capacity = capacities
+        if plan is not None:
+            pooled_point.update(plan=plan, level=point.level + 1)
         code, order = code[:, head], pooled_order(order, cluster, num_clusters)
         if self.shuffle_orders and self.training:
             code, order = shuffle_rows(code, order)
@@ -86,6 +86,21 @@ class SerializedPooling(PointModule):
         return pooled_point
 
 
+def merged_levels(stride: int, depth: int) -> int:
+    """Serialization levels a pooling of ``stride`` merges at serialization ``depth``: log2(stride), or none when
+    the codes are shallower than that (upstream's rule: the stage is then not pooled)."""
+    levels = (int(stride) - 1).bit_length()
+    return levels if levels <= depth else 0
+
+
+def cluster_starts(sorted_code: Tensor) -> Tensor:
+    """(N,) bool: whether each point of the sorted ``sorted_code`` (N,) starts a cluster (a new code). Its sum is
+    the number of clusters: pooling numbers its clusters with it, ``plan.plan_batch`` counts them with it."""
+    starts = torch.ones_like(sorted_code, dtype=torch.bool)
+    starts[1:] = sorted_code[1:] != sorted_code[:-1]
+    return starts
+
+
 def clusters(code: Tensor, order: Tensor, capacity: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Points with equal ``code`` (N,) as clusters numbered in code order, from ``order`` (N,), an argsort of
     ``code``: (cluster of each point (N,), size of each cluster (M,), first point of each cluster in ``order``
@@ -94,12 +109,10 @@ def clusters(code: Tensor, order: Tensor, capacity: int | None = None) -> tuple[
     With ``capacity`` (fixed-capacity Points) there are ``capacity`` clusters without a host sync: rows from the
     real count up are empty (size 0) and their first point is the last point, N-1, which on a fixed-capacity
     Point is always a point of the padding sample, so the empty clusters join the padding sample. The real
-    count must not exceed ``capacity`` (a device-side assertion; ``capacity.stage_capacities`` plans it).
+    count must not exceed ``capacity`` (a device-side assertion; ``plan.BatchPlan`` plans it).
     """
     n = code.shape[0]
-    sorted_code = code[order]
-    starts = torch.ones_like(sorted_code, dtype=torch.bool)
-    starts[1:] = sorted_code[1:] != sorted_code[:-1]                            # (N,) first of its cluster
+    starts = cluster_starts(code[order])                                       # (N,) first of its cluster
     rank = torch.cumsum(starts, 0) - 1                                         # cluster of each sorted point
     if capacity is None:
         capacity = int(rank[-1]) + 1 if n else 0

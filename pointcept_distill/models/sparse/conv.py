@@ -1,18 +1,18 @@
 """Submanifold 3-D convolution with spconv's parameters: spconv on CUDA when installed, gather-GEMM elsewhere."""
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..backend import CONV_PATHS
 from . import kernel_map
 from .implicit_gemm import implicit_gemm_available, subm_conv_implicit_gemm
 from .tensor import SparseConvTensor
 
-__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "gather_only", "implicit_gemm", "spconv_available", "uses_spconv"]
+__all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "spconv_available", "uses_spconv"]
 
 _SPCONV: Any = None
 
@@ -43,37 +43,12 @@ def spconv_available() -> bool:
 GATHER_MAX_ROWS = 32_768
 
 
-_PATHS = {"gather_only": False, "implicit_gemm": False}
-
-
-@contextlib.contextmanager
-def _path(name: str) -> Iterator[None]:
-    previous, _PATHS[name] = _PATHS[name], True
-    try:
-        yield
-    finally:
-        _PATHS[name] = previous
-
-
-def gather_only() -> contextlib.AbstractContextManager:
-    """Run every ``SubMConv3d`` on the gather path inside the block (spconv reads sizes back from the device,
-    so a forward captured in a CUDA graph or traced whole by torch.compile cannot call it)."""
-    return _path("gather_only")
-
-
-def implicit_gemm() -> contextlib.AbstractContextManager:
-    """Inside the block, gather-path convolutions whose weight needs no gradient run the Triton implicit-GEMM kernel
-    (``implicit_gemm.subm_conv_implicit_gemm``: no (N, K * Cin) buffer) where Triton can run. The captured
-    path's default (``CapturedForward``); on an H100 in bf16 it is 1.5-27x faster than the gather-GEMM per layer
-    (0.9x on the one-scan 512-channel bottleneck; docs/research.md)."""
-    return _path("implicit_gemm")
-
-
-def uses_spconv(features: Tensor, use_spconv: bool | None = None) -> bool:
-    """Whether a convolution of ``features`` (N, C) runs on spconv (see ``SubMConv3d``'s ``use_spconv``)."""
-    if not features.is_cuda or use_spconv is False or _PATHS["gather_only"] or not _import_spconv():
+def uses_spconv(features: Tensor, conv_path: str = "auto") -> bool:
+    """Whether a convolution of ``features`` (N, C) built with ``conv_path`` runs on spconv: CUDA features with
+    spconv installed, on every stage ("spconv") or on stages of more than ``GATHER_MAX_ROWS`` voxels ("auto")."""
+    if conv_path not in ("auto", "spconv") or not features.is_cuda or not _import_spconv():
         return False
-    return bool(use_spconv) or features.shape[0] > GATHER_MAX_ROWS
+    return conv_path == "spconv" or features.shape[0] > GATHER_MAX_ROWS
 
 
 class SubMConv3d(nn.Module):
@@ -83,12 +58,16 @@ class SubMConv3d(nn.Module):
     between this module and ``spconv.SubMConv3d``. Offsets are centred (``a - k//2``); ``padding`` is accepted
     for signature compatibility and, as for any submanifold convolution, has no effect.
 
-    Two paths, same numbers (to float rounding):
-    - CUDA tensors with spconv installed, on more than ``GATHER_MAX_ROWS`` voxels (or ``use_spconv=True``):
-      spconv's kernels. Input and weight are cast to one dtype first (spconv fails on mixed dtypes
-      under autocast and has no bfloat16 kernels, so bf16 runs in float16).
+    Paths, same numbers (to float rounding), chosen by ``conv_path`` when the layer is built (``uses_spconv``):
+    - spconv's kernels, for CUDA tensors with spconv installed ("auto": on more than ``GATHER_MAX_ROWS`` voxels;
+      "spconv": always). Input and weight are cast to one dtype first (spconv fails on mixed dtypes under
+      autocast and has no bfloat16 kernels, so bf16 runs in float16).
     - Everything else: a gather-GEMM over the kernel map from ``kernel_map.build_kernel_map``, differentiable
-      through plain torch ops. spconv's CPU build is never used (it gives wrong answers and has no backward).
+      through plain torch ops ("gather": always, as a CUDA graph or a whole-graph compile needs). With
+      "implicit", a weight that needs no gradient runs the Triton implicit GEMM instead where Triton can run
+      (``implicit_gemm.subm_conv_implicit_gemm``: no (N, K * Cin) buffer; on an H100 in bf16 1.5-27x faster
+      than the gather-GEMM per layer, 0.9x on the one-scan 512-channel bottleneck; docs/research.md).
+      spconv's CPU build is never used (it gives wrong answers and has no backward).
     Either way the kernel map is cached in the input tensor's ``indice_dict`` under ``indice_key``.
 
     Args:
@@ -98,19 +77,20 @@ class SubMConv3d(nn.Module):
         padding: ignored (submanifold).
         bias: whether to learn a bias.
         indice_key: cache key for the kernel map, shared by convolutions on the same voxels.
-        use_spconv: None picks as above; True forces spconv on CUDA inputs (when it imports); False forces
-            the gather path.
+        conv_path: "auto", "spconv", "gather" or "implicit" (``backend.CONV_PATHS``), as above.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 0,
-                 bias: bool = True, indice_key: str | None = None, use_spconv: bool | None = None) -> None:
+                 bias: bool = True, indice_key: str | None = None, conv_path: str = "auto") -> None:
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"SubMConv3d: kernel_size must be odd, got {kernel_size}")
+        if conv_path not in CONV_PATHS:
+            raise ValueError(f"SubMConv3d: conv_path must be one of {CONV_PATHS}, got {conv_path!r}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.padding = padding
         self.indice_key = indice_key
-        self.use_spconv = use_spconv
+        self.conv_path = conv_path
         self.weight = nn.Parameter(torch.empty(out_channels, kernel_size, kernel_size, kernel_size, in_channels))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
@@ -125,13 +105,13 @@ class SubMConv3d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"bias={self.bias is not None}, indice_key={self.indice_key!r}")
+                f"bias={self.bias is not None}, indice_key={self.indice_key!r}, conv_path={self.conv_path!r}")
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         if x.features.shape[-1] != self.in_channels:
             raise ValueError(f"SubMConv3d({self.indice_key}): expected {self.in_channels} input channels, "
                              f"got {x.features.shape[-1]}")
-        if uses_spconv(x.features, self.use_spconv):
+        if uses_spconv(x.features, self.conv_path):
             return x.replace_feature(self._spconv_forward(x))
         return x.replace_feature(self._gather_forward(x))
 
@@ -155,7 +135,7 @@ class SubMConv3d(nn.Module):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
         w = self.weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(-1, self.out_channels)   # (K*Cin, Cout)
         feat = x.features.to(dtype)
-        if _PATHS["implicit_gemm"] and not _needs_grad(w) and implicit_gemm_available(feat):
+        if self.conv_path == "implicit" and not _needs_grad(w) and implicit_gemm_available(feat):
             # inference calls the kernel bare (torch.compile traces it without an autograd.Function)
             out = (_ImplicitGEMM.apply(feat, w, table, mirror) if _needs_grad(feat)
                    else subm_conv_implicit_gemm(feat, table, w))

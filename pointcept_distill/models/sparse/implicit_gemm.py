@@ -23,12 +23,16 @@ try:
 except ImportError:  # CPU installs without Triton: the gather-GEMM serves
     triton = None
 
+# Triton picks its interpreter when the kernels are defined (at import), so the kernels run on the CPU exactly when
+# the variable was set then
+TRITON_ON_CPU = triton is not None and os.environ.get("TRITON_INTERPRET") == "1"
+
 
 def implicit_gemm_available(features: Tensor) -> bool:
     """Whether the Triton kernel can run on ``features``' device (CUDA, or the CPU under the interpreter)."""
     if triton is None:
         return False
-    return features.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    return features.is_cuda or TRITON_ON_CPU
 
 
 if triton is not None:

@@ -138,6 +138,16 @@ def test_feature_stages_are_named_with_their_levels(make_scene, tiny_config):
     assert set(build_model(tiny_config(enc_mode=True)).feature_stages()) == {"enc0", "enc1", "enc2", "bottleneck"}
 
 
+def test_stage_lookup_and_strides_are_public(tiny_config):
+    model = build_model(tiny_config(stride=(4, 2))).eval()
+    assert model.strides == (4, 2)
+    stage = model.stage("dec1")
+    assert stage.module is model.dec.dec1 and stage.level == 1 and stage == model.feature_stages()["dec1"]
+    assert model.stage("bottleneck") == (model.enc.enc2, 2)
+    with pytest.raises(KeyError, match=r"unknown stage 'enc9' \(stages: \['bottleneck', 'dec0'"):
+        model.stage("enc9")
+
+
 def test_decoder_grad_through_detached_bottleneck(make_scene, tiny_config):
     model = build_model(tiny_config()).eval()
     data = make_scene((300, 120), num_classes=3)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 sys.path.insert(0, {tests!r})
 from conftest import random_scene, tiny_ptv3_config
 from pointcept_distill.models import build_model
+from pointcept_distill.models.backend import Backend
 from pointcept_distill.models.ptv3m1 import attention, build_windows
 from pointcept_distill.models.ptv3m1.window_attention import window_attention
 
@@ -71,12 +72,12 @@ real = attention.window_attention
 attention.window_attention = lambda *a: calls.append(1) or real(*a)
 
 
-def run(**switch):
+def run(enabled=True):
     calls.clear()
     model.zero_grad()
-    with attention.window_attention_kernel(**switch):
-        loss = model(dict(scene))["loss"].sum()
-        loss.backward()
+    model.backbone.set_backend(Backend(attention="triton" if enabled else "sdpa"))
+    loss = model(dict(scene))["loss"].sum()
+    loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], len(calls)
 
 

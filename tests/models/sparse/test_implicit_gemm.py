@@ -47,18 +47,18 @@ up = torch.randn(n, 72)
 (grad_implicit,) = torch.autograd.grad(sparse.conv._ImplicitGEMM.apply(x, weight, table, mirror), x, up)
 (grad_gather,) = torch.autograd.grad(sparse.conv._GatherGEMM.apply(x, weight, table, mirror), x, up)
 torch.testing.assert_close(grad_implicit, grad_gather, rtol=1e-5, atol=1e-4)
-with sparse.implicit_gemm():                   # a weight that trains keeps the gather-GEMM (its weight gradient)
-    layer = sparse.SubMConv3d(40, 72, 3, indice_key="k")
-    calls_layer = []
-    real_apply = sparse.conv._ImplicitGEMM.apply
-    sparse.conv._ImplicitGEMM.apply = lambda *a: calls_layer.append(1) or real_apply(*a)
-    tensor = sparse.SparseConvTensor(x, indices, 1)
-    layer(tensor).features.sum().backward()
-    assert calls_layer == [] and layer.weight.grad is not None
-    layer.requires_grad_(False)
-    layer(tensor)
-    assert calls_layer == [1]
-    sparse.conv._ImplicitGEMM.apply = real_apply
+# a weight that trains keeps the gather-GEMM (its weight gradient)
+layer = sparse.SubMConv3d(40, 72, 3, indice_key="k", conv_path="implicit")
+calls_layer = []
+real_apply = sparse.conv._ImplicitGEMM.apply
+sparse.conv._ImplicitGEMM.apply = lambda *a: calls_layer.append(1) or real_apply(*a)
+tensor = sparse.SparseConvTensor(x, indices, 1)
+layer(tensor).features.sum().backward()
+assert calls_layer == [] and layer.weight.grad is not None
+layer.requires_grad_(False)
+layer(tensor)
+assert calls_layer == [1]
+sparse.conv._ImplicitGEMM.apply = real_apply
 
 model = build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
                          backbone=tiny_ptv3_config())).eval()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pointcept_distill.models.sparse import SparseConvTensor, SubMConv3d, build_kernel_map, kernel_offsets
@@ -95,12 +96,21 @@ def test_spconv_only_for_large_cuda_stages(monkeypatch):
     for grad_mode in (torch.enable_grad, torch.no_grad):                            # training and inference alike
         with grad_mode():
             assert not conv_module.uses_spconv(small) and conv_module.uses_spconv(large)
-            assert not conv_module.uses_spconv(large, use_spconv=False)
-            assert conv_module.uses_spconv(small, use_spconv=True)
-    with conv_module.gather_only():
-        assert not conv_module.uses_spconv(large) and not conv_module.uses_spconv(small, use_spconv=True)
-    assert conv_module.uses_spconv(large)                                            # the block restored it
-    assert not conv_module.uses_spconv(torch.zeros(3, 8), use_spconv=True)          # CPU: always gather
+            assert not conv_module.uses_spconv(large, "gather")
+            assert conv_module.uses_spconv(small, "spconv")
+    for capturable in ("gather", "implicit"):                                       # a captured forward's paths
+        assert not conv_module.uses_spconv(large, capturable) and not conv_module.uses_spconv(small, capturable)
+    assert conv_module.uses_spconv(large)                                            # "auto" is the default
+    assert not conv_module.uses_spconv(torch.zeros(3, 8), "spconv")                 # CPU: always gather
     monkeypatch.setattr(conv_module, "_import_spconv", lambda: False)
     with torch.enable_grad():
-        assert not conv_module.uses_spconv(large, use_spconv=True)                   # not installed
+        assert not conv_module.uses_spconv(large, "spconv")                          # not installed
+
+
+def test_path_is_fixed_when_the_layer_is_built():
+    """The path is the layer's own (``conv_path``), validated at construction; no module-level switch exists."""
+    import pointcept_distill.models.sparse.conv as conv_module
+    assert SubMConv3d(4, 4).conv_path == "auto" and SubMConv3d(4, 4, conv_path="implicit").conv_path == "implicit"
+    with pytest.raises(ValueError, match="conv_path must be one of"):
+        SubMConv3d(4, 4, conv_path="fast")
+    assert not any(hasattr(conv_module, name) for name in ("_PATHS", "gather_only", "implicit_gemm"))
