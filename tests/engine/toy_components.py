@@ -66,16 +66,19 @@ class ToyPointDataset(Dataset):
 
 
 class ToySegmentor(nn.Module):
-    """Per-point linear classifier with optional dropout (which draws from the global torch RNG)."""
+    """Per-point linear classifier with optional dropout (which draws from the global torch RNG) and optional
+    BatchNorm after the hidden layer."""
 
-    def __init__(self, in_channels: int = 4, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> None:
+    def __init__(self, in_channels: int = 4, num_classes: int = NUM_CLASSES, dropout: float = 0.0,
+                 batch_norm: bool = False) -> None:
         super().__init__()
         self.block = nn.Linear(in_channels, 8)
+        self.norm = nn.BatchNorm1d(8, momentum=0.01) if batch_norm else nn.Identity()
         self.seg_head = nn.Linear(8, num_classes)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_dict: dict) -> dict:
-        logits = self.seg_head(self.dropout(torch.relu(self.block(input_dict["feat"]))))
+        logits = self.seg_head(self.dropout(torch.relu(self.norm(self.block(input_dict["feat"])))))
         if "segment" not in input_dict:
             return {"seg_logits": logits}
         loss = F.cross_entropy(logits, input_dict["segment"], ignore_index=-1)

@@ -137,6 +137,17 @@ def test_teacher_options_reach_the_teacher_only(tmp_path):
     assert kd_bench.signature(teacher)["extra"] != kd_bench.signature(runs[0])["extra"]
 
 
+def test_every_run_recomputes_its_batch_norm_statistics_before_it_is_saved(tmp_path):
+    size = kd_bench.SIZES["smoke"]
+    teacher, runs = kd_bench.plan_runs(size, ["student alone", "distill"], 1, str(tmp_path),
+                                       kd_bench.data_roots(str(tmp_path)))
+    for run in (teacher, *runs):
+        types = [h["type"] for h in kd_bench.build_config(run).hooks]
+        assert types.index("PreciseBN") == types.index("CheckpointSaver") - 1
+        assert "SemSegEvaluator" not in types
+        assert kd_bench.signature(run)["precise_bn"] == kd_bench.PRECISE_BN_ITERS
+
+
 @pytest.mark.parametrize("df", [1, 2, 5, 20, 21, 40, 200])
 def test_t_quantile(df):
     assert kd_bench.t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)

@@ -6,10 +6,11 @@ from .information_writer import InformationWriter
 from .iteration_timer import IterationTimer
 from .model_hook import ModelHook
 from .multi_dataset_evaluator import MultiDatasetEvaluator
+from .precise_bn import PreciseBN
 from .precise_evaluator import PreciseEvaluator
 from .semseg_evaluator import SemSegEvaluator
 from .torch_profiler import TorchProfiler
 
 __all__ = ["HOOKS", "HookBase", "build_hooks", "CheckpointLoader", "CheckpointSaver", "InformationWriter",
-           "IterationTimer", "ModelHook", "MultiDatasetEvaluator", "PreciseEvaluator", "SemSegEvaluator",
-           "TorchProfiler"]
+           "IterationTimer", "ModelHook", "MultiDatasetEvaluator", "PreciseBN", "PreciseEvaluator",
+           "SemSegEvaluator", "TorchProfiler"]
