@@ -61,6 +61,10 @@ class Size:
     amp: bool = False
     extra: dict = field(default_factory=dict)            # config options of every run
     teacher_extra: dict = field(default_factory=dict)    # and of the teacher only (over ``extra``)
+    # every run's BatchNorm statistics are recomputed over this many training batches with its final weights before
+    # it is saved and scored (engine hook PreciseBN): the running averages kept during training had left one
+    # distilled run 7 points below its pair (docs/kd_results.md)
+    precise_bn_iters: int = 200
 
 
 SIZES = {
@@ -73,7 +77,8 @@ SIZES = {
                 threads=1, jobs=2),
     # the mechanics in about a minute (tests): a few tiny scans, one epoch
     "smoke": Size("demo", "semseg-pt-v3m1-teacher", "semseg-pt-v3m1-student", "distill-ptv3", "distill-ptv3-paper",
-                  scale=0.05, train_frames=4, val_frames=2, teacher_epochs=1, student_epochs=1, threads=1, jobs=2),
+                  scale=0.05, train_frames=4, val_frames=2, teacher_epochs=1, student_epochs=1, threads=1, jobs=2,
+                  precise_bn_iters=2),
     # the paper's teacher (46M) and student (2.8M) on half-density scans. The student's short schedule trains its
     # blocks at the base learning rate; the teacher keeps Pointcept's 1/10 block rate (at the base rate it diverged
     # to NaN after 539 steps on the dev data) and trains 3,000 steps (900 reached 55.3 % against the student's 51.2)
@@ -87,10 +92,6 @@ SIZES = {
 }
 
 PLATEAU_ROW = "student alone 2x steps"
-# every run's BatchNorm statistics are recomputed over this many training batches with its final weights before it
-# is saved and scored (engine hook PreciseBN): the running averages kept during training had left one distilled
-# run 7 points below its pair (docs/kd_results.md)
-PRECISE_BN_ITERS = 200
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def build_config(run: Run):
         cfg.data[split].data_root = run.roots["data"]
     cfg.hooks = [h for h in cfg.hooks if h.type not in ("PreciseEvaluator", "SemSegEvaluator")]
     saver = next(i for i, h in enumerate(cfg.hooks) if h.type == "CheckpointSaver")
-    cfg.hooks.insert(saver, dict(type="PreciseBN", num_iter=PRECISE_BN_ITERS))
+    cfg.hooks.insert(saver, dict(type="PreciseBN", num_iter=run.size.precise_bn_iters))
     if run.distill is not None:
         cfg.distill = run.distill
         cfg.teacher_weight = run.teacher_weight
@@ -310,7 +311,7 @@ def signature(run: Run) -> dict:
     data = {k: getattr(run.size, k) for k in ("scale", "train_frames", "val_frames", "amp")}
     return dict(config=os.path.relpath(run.config, REPO), epochs=run.epochs, seed=run.seed, distill=run.distill,
                 teacher_weight=run.teacher_weight and os.path.relpath(run.teacher_weight, os.path.dirname(run.folder)),
-                extra=run.options, precise_bn=PRECISE_BN_ITERS, **data)
+                extra=run.options, precise_bn=run.size.precise_bn_iters, **data)
 
 
 def load_result(run: Run) -> dict | None:

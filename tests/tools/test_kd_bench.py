@@ -145,7 +145,8 @@ def test_every_run_recomputes_its_batch_norm_statistics_before_it_is_saved(tmp_p
         types = [h["type"] for h in kd_bench.build_config(run).hooks]
         assert types.index("PreciseBN") == types.index("CheckpointSaver") - 1
         assert "SemSegEvaluator" not in types
-        assert kd_bench.signature(run)["precise_bn"] == kd_bench.PRECISE_BN_ITERS
+        assert kd_bench.signature(run)["precise_bn"] == size.precise_bn_iters
+    assert kd_bench.SIZES["cpu"].precise_bn_iters == kd_bench.SIZES["gpu"].precise_bn_iters == 200
 
 
 @pytest.mark.parametrize("df", [1, 2, 5, 20, 21, 40, 200])
