@@ -140,8 +140,7 @@ class DistillTrainer(Trainer):
         collate = super().train_collate_fn()
         if self.cfg.get("distill", {}).get("teacher_capture") in (None, "None"):
             return collate
-        student = self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
-        return partial(_planned, collate, student.backbone.strides)
+        return partial(_planned, collate, self.model_without_ddp.backbone.strides)
 
     @property
     def teacher(self) -> FrozenTeacher:

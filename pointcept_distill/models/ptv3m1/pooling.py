@@ -37,8 +37,7 @@ class SerializedPooling(PointModule):
                  act_layer: Callable[[], nn.Module] | None = None, reduce: str = "max",
                  shuffle_orders: bool = True, traceable: bool = True) -> None:
         super().__init__()
-        self.pooling_depth = (int(stride) - 1).bit_length()
-        if stride != 2 ** self.pooling_depth or stride < 2 or stride > 8:
+        if stride not in (2, 4, 8):
             raise ValueError(f"SerializedPooling: stride must be 2, 4 or 8, got {stride}")
         if reduce not in ("max", "mean", "min", "sum"):
             raise ValueError(f"SerializedPooling: reduce must be max, mean, min or sum, got {reduce!r}")
