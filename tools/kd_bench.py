@@ -23,7 +23,8 @@ Protocol (the same for every row, fixed before any result was seen):
 Prints one table (mean +- std per row, the paired difference to ``student alone`` with its 95 % t-interval, the
 share of the teacher-student gap recovered, minutes per run) and writes ``<out>/kd_bench.json``:
 ``{"teacher": {"miou": [...]}, "rows": {"<row>": {"miou": [...], "miou_tta": [...], ...}}, "settings": ...}``.
-Runs whose result file exists are not trained again, so a table can be completed across several calls.
+Runs whose result file exists are not trained again, and a run killed before its result (a time limit) goes on
+from its last checkpoint, so a table can be completed across several calls.
 """
 from __future__ import annotations
 
@@ -217,6 +218,9 @@ def build_config(run: Run):
     options = dict(save_path=run.folder, seed=run.seed, epoch=run.epochs, eval_epoch=run.epochs, evaluate=False,
                    enable_amp=run.size.amp, **run.options)
     options.setdefault("num_worker", 0)
+    last = os.path.join(run.folder, "model", "model_last.pth")
+    if os.path.isfile(last):   # a run killed before its result (a time limit): go on from its last checkpoint
+        options.update(resume=True, weight=last)
     cfg = default_config_parser(run.config, options, dump=False)
     for split in ("train", "val", "test"):
         cfg.data[split].data_root = run.roots["data"]
@@ -279,7 +283,7 @@ def execute(run: Run, parent: int | None = None) -> dict:
     if parent is not None:
         exit_with_parent(parent)
     os.makedirs(run.folder, exist_ok=True)
-    log = open(os.path.join(run.folder, "run.log"), "w", encoding="utf-8")  # noqa: SIM115 (the worker's stdout)
+    log = open(os.path.join(run.folder, "run.log"), "a", encoding="utf-8")  # noqa: SIM115 (the worker's stdout)
     sys.stdout = sys.stderr = log
     import torch
     torch.set_num_threads(run.threads)

@@ -175,6 +175,28 @@ def test_workers_end_with_the_benchmark_process(tmp_path):
     assert not [pid for pid in workers if _running(pid)], "workers outlived the benchmark"
 
 
+@pytest.mark.slow
+def test_a_killed_run_goes_on_from_its_last_checkpoint(tmp_path):
+    """A run killed by a time limit after a checkpoint is resumed by the next call, not trained again."""
+    args = ["--seeds", "1", "--rows", "student alone", "--student-epochs", "6"]
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "kd_bench.py"), "--size", "smoke", "--out", str(tmp_path), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "runs" / "student_alone" / "seed0"
+    deadline = time.time() + 300
+    while not (run / "model" / "model_last.pth").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert (run / "model" / "model_last.pth").is_file(), "no checkpoint before the time limit"
+    assert not (run / "kd_bench_result.json").exists()
+    again = _bench(tmp_path, *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    resumed = [line for line in (run / "train.log").read_text().splitlines() if "Resuming train at eval epoch" in line]
+    assert resumed and not resumed[0].rstrip().endswith("epoch: 0, iteration: 0")
+    result = json.loads((run / "kd_bench_result.json").read_text())
+    assert 0 <= result["miou"] <= 1 and result["signature"]["epochs"] == 6
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
