@@ -66,6 +66,9 @@ class Size:
     # it is saved and scored (engine hook PreciseBN): the running averages kept during training had left one
     # distilled run 7 points below its pair (docs/kd_results.md)
     precise_bn_iters: int = 200
+    # the teacher's schedule as this many trainer epochs, each ending with a checkpoint (None: one per data epoch):
+    # with its optimizer state the 46M teacher's checkpoint is 0.55 GB, a second or two to write
+    teacher_checkpoints: int | None = None
 
 
 SIZES = {
@@ -89,7 +92,7 @@ SIZES = {
                 extra={"batch_size": 4, "batch_size_val": 4, "num_worker": 2, "mix_prob": 0.0,
                        "param_dicts": [dict(keyword="block", lr=0.002)], "scheduler.max_lr": [0.002, 0.002]},
                 teacher_extra={"param_dicts": [dict(keyword="block", lr=0.0002)],
-                               "scheduler.max_lr": [0.002, 0.0002]}),
+                               "scheduler.max_lr": [0.002, 0.0002]}, teacher_checkpoints=10),
 }
 
 PLATEAU_ROW = "student alone 2x steps"
@@ -164,6 +167,7 @@ class Run:
     size: Size
     roots: dict
     threads: int                 # torch threads of this run
+    checkpoints: int             # trainer epochs (``eval_epoch``), each ending with model_last.pth
 
     @property
     def options(self) -> dict:
@@ -192,8 +196,12 @@ def distill_section(size: Size, row: Row) -> dict | None:
 
 def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict,
               grad_norm_interval: int = 0) -> tuple[Run, list[Run]]:
+    checkpoints = size.teacher_checkpoints or size.teacher_epochs
+    if size.teacher_epochs % checkpoints:
+        raise SystemExit(f"kd_bench: {size.teacher_epochs} teacher epochs do not split into {checkpoints} checkpoints")
     teacher = Run("teacher", 0, os.path.join(out, "teacher"), config_path(size, size.teacher_config),
-                  size.teacher_epochs, None, None, size, roots, size.threads * size.jobs)  # alone: all cores
+                  size.teacher_epochs, None, None, size, roots, size.threads * size.jobs,  # alone: all cores
+                  checkpoints)
     weight = os.path.join(teacher.folder, "model", "model_last.pth")
     runs = []
     for name in rows:
@@ -204,8 +212,9 @@ def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict,
             section["grad_norm_interval"] = grad_norm_interval
         for seed in range(seeds):
             folder = os.path.join(out, "runs", slug(name), f"seed{seed}")
-            runs.append(Run(name, seed, folder, config_path(size, config), size.student_epochs * row.schedule,
-                            section, None if row.config == "student" else weight, size, roots, size.threads))
+            epochs = size.student_epochs * row.schedule
+            runs.append(Run(name, seed, folder, config_path(size, config), epochs, section,
+                            None if row.config == "student" else weight, size, roots, size.threads, epochs))
     return teacher, runs
 
 
@@ -215,7 +224,7 @@ def slug(name: str) -> str:
 
 def build_config(run: Run):
     from pointcept_distill.engine import default_config_parser
-    options = dict(save_path=run.folder, seed=run.seed, epoch=run.epochs, eval_epoch=run.epochs, evaluate=False,
+    options = dict(save_path=run.folder, seed=run.seed, epoch=run.epochs, eval_epoch=run.checkpoints, evaluate=False,
                    enable_amp=run.size.amp, **run.options)
     options.setdefault("num_worker", 0)
     last = os.path.join(run.folder, "model", "model_last.pth")
@@ -315,7 +324,10 @@ def signature(run: Run) -> dict:
     data = {k: getattr(run.size, k) for k in ("scale", "train_frames", "val_frames", "amp")}
     return dict(config=os.path.relpath(run.config, REPO), epochs=run.epochs, seed=run.seed, distill=run.distill,
                 teacher_weight=run.teacher_weight and os.path.relpath(run.teacher_weight, os.path.dirname(run.folder)),
-                extra=run.options, precise_bn=run.size.precise_bn_iters, **data)
+                extra=run.options, precise_bn=run.size.precise_bn_iters, **data,
+                # the data order depends on how epochs are grouped; absent when every epoch ends with a checkpoint
+                # (results stored before this setting existed stay valid)
+                **({} if run.checkpoints == run.epochs else {"checkpoints": run.checkpoints}))
 
 
 def load_result(run: Run) -> dict | None:

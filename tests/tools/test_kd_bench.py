@@ -137,6 +137,21 @@ def test_teacher_options_reach_the_teacher_only(tmp_path):
     assert kd_bench.signature(teacher)["extra"] != kd_bench.signature(runs[0])["extra"]
 
 
+def test_teacher_checkpoints_group_its_epochs_and_change_only_its_signature(tmp_path):
+    size = dataclasses.replace(kd_bench.SIZES["smoke"], teacher_epochs=6, teacher_checkpoints=2)
+    roots = kd_bench.data_roots(str(tmp_path))
+    teacher, runs = kd_bench.plan_runs(size, ["student alone", "distill"], 1, str(tmp_path), roots)
+    cfg = kd_bench.build_config(teacher)
+    assert (cfg.eval_epoch, cfg.data.train.loop) == (2, 3)        # 6 epochs as 2 trainer epochs of 3 data passes
+    assert kd_bench.signature(teacher)["checkpoints"] == 2
+    for run in runs:
+        assert kd_bench.build_config(run).eval_epoch == run.epochs and "checkpoints" not in kd_bench.signature(run)
+    plain = kd_bench.plan_runs(dataclasses.replace(size, teacher_checkpoints=None), [], 1, str(tmp_path), roots)[0]
+    assert "checkpoints" not in kd_bench.signature(plain)
+    with pytest.raises(SystemExit, match="do not split into 4 checkpoints"):
+        kd_bench.plan_runs(dataclasses.replace(size, teacher_checkpoints=4), [], 1, str(tmp_path), roots)
+
+
 def test_every_run_recomputes_its_batch_norm_statistics_before_it_is_saved(tmp_path):
     size = kd_bench.SIZES["smoke"]
     teacher, runs = kd_bench.plan_runs(size, ["student alone", "distill"], 1, str(tmp_path),
