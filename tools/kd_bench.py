@@ -2,13 +2,14 @@
 
     python tools/kd_bench.py --size cpu --data-seed 7 --rows "student alone,distill" --out DIR
     python tools/kd_bench.py --size cpu --data-seed 0 --out exp/kd_bench/cpu       # every row
-    python tools/kd_bench.py --size gpu --data-seed 0 --jobs 6 --out exp/kd_bench/gpu
+    python tools/kd_bench.py --size gpu --data-seed 0 --rows "student alone,distill" --out exp/kd_bench/gpu
 
 Protocol (the same for every row, fixed before any result was seen):
 1. the simulator writes nuScenes-format scans from ``--data-seed`` (train frames, and two validation sets: the
    benchmark's, and a second one from another seed that only measures how much one model's mIoU moves between
    validation sets);
-2. the size's teacher config trains once (seed 0) for its fixed schedule;
+2. the size's teacher config trains once (seed 0) for its fixed schedule (the student-alone runs, which do not
+   need it, beside it where the size says so: ``beside_teacher``);
 3. every row x seed trains the size's student for the same schedule: ``student alone`` with the student config,
    the others with the distillation config and the row's losses; seed k of every row shares the student's
    initialisation and data order;
@@ -69,6 +70,9 @@ class Size:
     # the teacher's schedule as this many trainer epochs, each ending with a checkpoint (None: one per data epoch):
     # with its optimizer state the 46M teacher's checkpoint is 0.55 GB, a second or two to write
     teacher_checkpoints: int | None = None
+    # runs that do not need the teacher (the student alone) trained beside it, this many at a time; the rest of the
+    # size's jobs' threads go to the teacher (a GPU size's teacher leaves most of the host free)
+    beside_teacher: int = 0
 
 
 SIZES = {
@@ -88,7 +92,7 @@ SIZES = {
     # to NaN after 539 steps on the dev data) and trains 3,000 steps (900 reached 55.3 % against the student's 51.2)
     "gpu": Size("nuscenes", "semseg-pt-v3m1-0-base", "semseg-pt-v3m1-student", "distill-ptv3",
                 "distill-ptv3-paper", scale=0.5, train_frames=120, val_frames=64, teacher_epochs=100,
-                student_epochs=20, threads=2, jobs=6, amp=True,
+                student_epochs=20, threads=2, jobs=6, amp=True, beside_teacher=3,
                 extra={"batch_size": 4, "batch_size_val": 4, "num_worker": 2, "mix_prob": 0.0,
                        "param_dicts": [dict(keyword="block", lr=0.002)], "scheduler.max_lr": [0.002, 0.002]},
                 teacher_extra={"param_dicts": [dict(keyword="block", lr=0.0002)],
@@ -200,8 +204,8 @@ def plan_runs(size: Size, rows: list[str], seeds: int, out: str, roots: dict,
     if size.teacher_epochs % checkpoints:
         raise SystemExit(f"kd_bench: {size.teacher_epochs} teacher epochs do not split into {checkpoints} checkpoints")
     teacher = Run("teacher", 0, os.path.join(out, "teacher"), config_path(size, size.teacher_config),
-                  size.teacher_epochs, None, None, size, roots, size.threads * size.jobs,  # alone: all cores
-                  checkpoints)
+                  size.teacher_epochs, None, None, size, roots,
+                  size.threads * max(size.jobs - size.beside_teacher, 1), checkpoints)
     weight = os.path.join(teacher.folder, "model", "model_last.pth")
     runs = []
     for name in rows:
@@ -500,6 +504,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grad-norm-interval", type=int, default=0, metavar="N",
                    help="log every N steps each KD term's gradient norm into the student against the segmentation "
                         "loss's (distill.grad_norm_interval); the table then shows their mean ratios")
+    p.add_argument("--beside-teacher", type=int, default=None, metavar="N",
+                   help="train N runs that do not need the teacher (student alone) beside it (default: the size's)")
     p.add_argument("--teacher-only", action="store_true", help="train and score the teacher, then stop")
     p.add_argument("--out", required=True, help="output folder (data, runs, kd_bench.json)")
     args = p.parse_args(argv)
@@ -534,14 +540,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     overrides = dict(jobs=args.jobs, threads=args.threads, student_epochs=args.student_epochs,
                      teacher_epochs=args.teacher_epochs, train_frames=args.train_frames,
-                     val_frames=args.val_frames)
+                     val_frames=args.val_frames, beside_teacher=args.beside_teacher)
     size = replace(SIZES[args.size], **{k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
     roots = generate_data(size, args.data_seed, args.out)
     teacher, runs = plan_runs(size, args.rows, args.seeds, args.out, roots, args.grad_norm_interval)
     print(f"[kd_bench] size {args.size}, data seed {args.data_seed}: teacher ({size.teacher_epochs} epochs), then "
           f"{len(runs)} student runs ({size.student_epochs} epochs each)", flush=True)
-    (teacher_result,) = run_all([teacher], 1, started)
+    # runs that need no teacher train beside it when the size says so
+    beside = [r for r in runs if r.teacher_weight is None] if size.beside_teacher and not args.teacher_only else []
+    teacher_result = run_all([teacher, *beside], 1 + min(size.beside_teacher, len(beside)), started)[0]
     if args.teacher_only:
         return dict(teacher=teacher_result)
     results = run_all(runs, size.jobs, started)

@@ -26,8 +26,14 @@ def _bench(out, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_smoke_size_writes_the_table_and_json_and_reuses_finished_runs(tmp_path):
     rows = "student alone,logit KD"
-    proc = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--grad-norm-interval", "1")
+    proc = _bench(tmp_path, "--seeds", "2", "--rows", rows, "--data-seed", "3", "--grad-norm-interval", "1",
+                  "--beside-teacher", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the student alone (no teacher needed) started while the teacher trained, the distilled rows after it
+    teacher_done = (tmp_path / "teacher" / "kd_bench_result.json").stat().st_mtime
+    started = {row: (tmp_path / "runs" / row / "seed0" / "config.py").stat().st_mtime
+               for row in ("student_alone", "logit_KD")}
+    assert started["student_alone"] < teacher_done < started["logit_KD"]
     report = json.loads((tmp_path / "kd_bench.json").read_text())
     assert len(report["teacher"]["miou"]) == 1 and 0 <= report["teacher"]["miou"][0] <= 1
     assert list(report["rows"]) == ["student alone", "logit KD"]
@@ -150,6 +156,14 @@ def test_teacher_checkpoints_group_its_epochs_and_change_only_its_signature(tmp_
     assert "checkpoints" not in kd_bench.signature(plain)
     with pytest.raises(SystemExit, match="do not split into 4 checkpoints"):
         kd_bench.plan_runs(dataclasses.replace(size, teacher_checkpoints=4), [], 1, str(tmp_path), roots)
+
+
+def test_runs_beside_the_teacher_take_their_threads_from_it(tmp_path):
+    roots = kd_bench.data_roots(str(tmp_path))
+    size = dataclasses.replace(kd_bench.SIZES["smoke"], threads=2, jobs=6)
+    assert kd_bench.plan_runs(size, [], 1, str(tmp_path), roots)[0].threads == 12
+    beside = dataclasses.replace(size, beside_teacher=3)
+    assert kd_bench.plan_runs(beside, [], 1, str(tmp_path), roots)[0].threads == 6
 
 
 def test_every_run_recomputes_its_batch_norm_statistics_before_it_is_saved(tmp_path):
