@@ -3,15 +3,15 @@
     python tools/sim2real.py --seed 0                           # the repository's 3 real frames
     python tools/sim2real.py --seed 1 --real ../shared/data/real/semantic_kitti --json exp/sim2real/seed1.json
 
-Protocol (fixed; the defaults fit 30 minutes on 2 cores):
+Protocol (fixed; the defaults are sized for 30 minutes on 2 cores, from the step times below):
 1. the simulator writes ``--train-frames`` SemanticKITTI scans and ``--val-frames`` validation scans from ``--seed``
-   with a quarter of the real sensor's azimuth columns (``--scale 0.25``: at full resolution a training step takes
-   about 15 s on 2 cores, four times the 320 steps' budget) to ``<out>/data``;
+   with a quarter of the real sensor's azimuth columns (``--scale 0.25``: a training step took about 3 s on 2 cores
+   that another run shared, 15 s at full resolution, too slow for 320 steps in 30 minutes) to ``<out>/data``;
 2. ``configs/semantic_kitti/semseg-pt-v3m1-sim-tiny.py`` trains on them with seed ``--seed`` for ``--epochs``
    epochs (the engine's trainer); BatchNorm statistics are recomputed with the final weights (``PreciseBN``, one
    pass over the training scans) and the last checkpoint is the model (no selection);
 3. ``SemSegTester`` predicts every point single-pass, on the simulated validation scans and on every labelled
-   frame of ``--real`` (a SemanticKITTI root: ``dataset/sequences/<SS>/{velodyne,labels}``; default: the
+   frame of ``--real`` (at its own density) (a SemanticKITTI root: ``dataset/sequences/<SS>/{velodyne,labels}``; default: the
    repository's copies of 3 real frames), whose raw labels ``SemanticKITTIDataset`` maps to the 19 training classes
    (unlabelled and outlier points ignored).
 
