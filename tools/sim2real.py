@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from pointcept_distill.data.semantic_kitti import KITTI_NAMES
     from pointcept_distill.data.simulator import generate
+    from pointcept_distill.utils.misc import atomic_write
     names = list(KITTI_NAMES)
     started = time.perf_counter()
     real_frames, real_points = load_real(args.real, args.seed)
@@ -294,9 +295,13 @@ def main(argv: list[str] | None = None) -> dict:
                                 scale=args.scale, config=os.path.relpath(CONFIG, REPO)))
     for path in filter(None, (os.path.join(args.out, "sim2real.json"), args.json)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        atomic_write(path, lambda tmp: write_json(report, tmp))
     return report
+
+
+def write_json(report: dict, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":
