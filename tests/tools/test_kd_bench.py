@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -254,3 +256,26 @@ def _cmdline(pid: int) -> bytes:
 def _running(pid: int) -> bool:
     stat = _stat(pid)
     return bool(stat) and stat[0] != "Z"
+
+
+def _device_script(tmp_path, limit: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SIZE="smoke", LIMIT=limit, OUT=str(tmp_path / "out"), RUNS=str(tmp_path / "runs"),
+               PYTHON=sys.executable)
+    return subprocess.run(["bash", os.path.join(ROOT, "tools", "kd_bench_gpu.sh"), "3", "1", "student alone"],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+
+
+@pytest.mark.slow
+def test_device_script_completes_the_table_and_packs_every_result(tmp_path):
+    stopped = _device_script(tmp_path, "1")
+    assert stopped.returncode == 124 and "run the same command again" in stopped.stdout
+    shutil.rmtree(tmp_path / "runs", ignore_errors=True)   # whatever a one-second call began
+    done = _device_script(tmp_path, "600")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    report = json.loads((out / "kd_bench.json").read_text())
+    assert len(report["rows"]["student alone"]["miou"]) == 1
+    with tarfile.open(out / "results.tgz") as tar:
+        folders = sorted(os.path.basename(os.path.dirname(name)) for name in tar.getnames())
+    assert folders == ["seed0", "teacher"]
+    assert "Train" in (out / "teacher_train_tail.log").read_text()
