@@ -9,12 +9,7 @@
 set -euo pipefail
 OUT=${OUT:-bench-gpu}
 mkdir -p "$OUT"
-if [ -f .devwheels/spconv-cu126.tar.xz ] && [ ! -d .devsite/spconv ]; then
-    mkdir -p .devsite
-    tar -xJf .devwheels/spconv-cu126.tar.xz -C .devsite
-fi
-export PYTHONPATH="$PWD/.devsite:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/devsite.sh"
 PY=${PYTHON:-python3}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$OUT/nvidia-smi.csv" || true

@@ -17,12 +17,7 @@ OUT=${OUT:-bench-kd}
 LIMIT=${LIMIT:-570}
 DIR="${RUNS:-exp/kd_bench}/$SIZE$SEED"
 mkdir -p "$OUT"
-if [ -f .devwheels/spconv-cu126.tar.xz ] && [ ! -d .devsite/spconv ]; then
-    mkdir -p .devsite
-    tar -xJf .devwheels/spconv-cu126.tar.xz -C .devsite
-fi
-export PYTHONPATH="$PWD/.devsite:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/devsite.sh"
 PY=${PYTHON:-python3}
 
 timeout "$LIMIT" "$PY" tools/kd_bench.py --size "$SIZE" --data-seed "$SEED" --seeds "$SEEDS" --rows "$ROWS" \
