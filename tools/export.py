@@ -58,6 +58,15 @@ MAX_DEPTH = 16          # Point.serialization's limit: grid coordinates below 2*
 # CUDA inductor then writes its own Triton kernels for them
 EXPORT_BACKEND = Backend(conv="gather", attention="sdpa")
 AOTI_CONFIGS = dict(INDUCTOR_OPTIONS)      # the captured forward's: no in-place buffer reuse (see captured.py)
+# On CUDA, AOTInductor by default tunes its Triton kernels at compile time in a generated script whose
+# intermediate buffers hold no real data: a fused searchsorted/index kernel then fails its bounds assert
+# (docs/export.md). Without it the kernels are tuned in the compile's own run of the traced inputs.
+AOTI_CUDA_CONFIGS = {"triton.autotune_at_compile_time": False}
+
+
+def aoti_configs(device: torch.device) -> dict:
+    """The inductor options of an AOTInductor package compiled for ``device``."""
+    return {**AOTI_CONFIGS, **(AOTI_CUDA_CONFIGS if device.type == "cuda" else {})}
 
 
 def _hilbert(grid_coord: Tensor, depth: Tensor) -> Tensor:
@@ -209,13 +218,14 @@ def _check(name: str, got: Tensor, ref: Tensor, tolerance: float) -> float:
 def export_model(model: nn.Module, capacity: int, path: str, fmt: str = "aoti",
                  device: str | torch.device = "cpu", tolerance: float = 1e-4) -> dict:
     """Export ``model``'s fixed-``capacity`` forward to ``path`` (``fmt`` in ``FORMATS``) and check it against the
-    eager model on a random scene; returns {file, capacity, format, relative_error, seconds}."""
+    eager model on a random scene; returns {file, capacity, format, relative_error, seconds}. ``model`` is moved
+    to ``device`` in eval mode with its parameters' ``requires_grad`` off."""
     if fmt not in FORMATS:
         raise ValueError(f"export: format must be one of {FORMATS}, got {fmt!r}")
     if capacity < 2:
         raise ValueError(f"export: capacity must be at least 2 (one scan row and one padding row), got {capacity}")
     device = torch.device(device)
-    model = model.to(device).eval()
+    model = model.to(device).eval().requires_grad_(False)   # the compile runs the graph: no autograd on weights
     wrapper = ExportedSegmentor(model, capacity)
     inputs = example_inputs(capacity, _in_channels(model), device=device)
     start = time.perf_counter()
@@ -231,7 +241,8 @@ def export_model(model: nn.Module, capacity: int, path: str, fmt: str = "aoti",
             torch.export.save(program, path)
             loaded = torch.export.load(path).module()
         else:
-            torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=AOTI_CONFIGS)
+            torch._inductor.aoti_compile_and_package(program, package_path=path,
+                                                     inductor_configs=aoti_configs(device))
             loaded = torch._inductor.aoti_load_package(path)
         with torch.no_grad():
             error = _check(f"{path} ({fmt})", loaded(*inputs)[:n], ref, tolerance)

@@ -111,6 +111,13 @@ def test_in_graph_depth_codes_equal_the_eager_codes():
         assert torch.equal(export._hilbert(g, torch.tensor(depth)), encode_orders(g, None, depth, ("hilbert",))[0])
 
 
+def test_cuda_packages_are_tuned_on_the_traced_inputs_and_keep_the_cpu_workaround():
+    cuda, cpu = export.aoti_configs(torch.device("cuda")), export.aoti_configs(torch.device("cpu"))
+    assert cuda["triton.autotune_at_compile_time"] is False
+    assert "triton.autotune_at_compile_time" not in cpu
+    assert cpu["inplace_buffers"] is False and cuda["inplace_buffers"] is False
+
+
 def test_a_scan_larger_than_the_capacity_and_a_bad_capacity_are_refused(student, tmp_path):
     cfg, weight, model, _ = student
     with pytest.raises(ValueError, match="capacity must be at least 2"):
