@@ -40,6 +40,15 @@ class ConcatDataset(Dataset):
             if hasattr(ds, "set_seed"):
                 ds.set_seed(seed)
 
+    def get_data_size(self, idx: int) -> int:
+        """The point count of sample ``idx``, from its dataset's ``get_data_size``."""
+        d, i = self.data_list[idx % len(self.data_list)]
+        return self.datasets[d].get_data_size(i)
+
+    def get_data_sizes(self) -> list[int]:
+        """``get_data_size`` of every index, from the datasets' ``get_data_sizes`` (``len(self)`` values)."""
+        return [size for ds in self.datasets for size in ds.get_data_sizes()] * self.loop
+
     def __getitem__(self, idx: int) -> dict:
         d, i = self.data_list[idx % len(self.data_list)]
         repeat = idx // len(self.data_list)  # distinct augmentation draws for each loop repeat

@@ -1,8 +1,10 @@
 """``DefaultDataset``: the shared mechanism of every dataset (Pointcept's constructor and protocol).
 
 A subclass says where its samples are and how to decode one: ``get_data_list()``,
-``get_data_name(idx)`` and ``load_data(idx)``. This class adds the sample name and dataset name,
-the shared-memory cache, looping, per-sample seeded augmentation and the test-mode fragment protocol.
+``get_data_name(idx)`` and ``load_data(idx)`` (and, if its points are not in ``coord.npy``, which raw file
+holds them: ``get_points_file(idx)`` and ``points_record_bytes``). This class adds the sample name and
+dataset name, the samples' point counts without decoding them (``get_data_sizes``, which the rank-balancing
+sampler uses), the shared-memory cache, looping, per-sample seeded augmentation and the test-mode fragment protocol.
 Its own ``load_data`` reads Pointcept's generic layout ``<data_root>/<split>/<scene>/<asset>.npy``.
 """
 from __future__ import annotations
@@ -52,6 +54,7 @@ class DefaultDataset(Dataset):
     """
 
     dataset_name = "default"
+    points_record_bytes: int | None = None  # bytes per point of a raw points file; None: a .npy file
 
     def __init__(self, split: str | Sequence[str] = "train", data_root: str = "data/dataset",
                  transform: Sequence[dict] | None = None, test_mode: bool = False,
@@ -111,6 +114,27 @@ class DefaultDataset(Dataset):
     def get_data_path(self, idx: int) -> str:
         """The file (or folder) sample ``idx`` is read from, as errors about its values name it."""
         return str(self.data_list[idx % len(self.data_list)])
+
+    def get_points_file(self, idx: int) -> str:
+        """The file holding sample ``idx``'s points (here the generic layout's ``coord.npy``)."""
+        return os.path.join(self.get_data_path(idx), "coord.npy")
+
+    def get_data_size(self, idx: int) -> int:
+        """Sample ``idx``'s point count without decoding it: a ``.npy`` file's header shape, else the file's
+        byte size over ``points_record_bytes``."""
+        path = self.get_points_file(idx)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file (the points of sample {self.get_data_name(idx)!r})")
+        if self.points_record_bytes is not None:
+            return os.path.getsize(path) // self.points_record_bytes
+        try:
+            return int(np.load(path, mmap_mode="r").shape[0])  # reads the header only
+        except ValueError as err:
+            raise ValueError(f"{path}: not a readable .npy file ({err})") from err
+
+    def get_data_sizes(self) -> list[int]:
+        """``get_data_size`` of every index: ``len(self)`` values, each file read once and repeated ``loop`` times."""
+        return [self.get_data_size(i) for i in range(len(self.data_list))] * self.loop
 
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         """Decode sample ``idx`` from disk into numpy arrays (subclasses say how)."""

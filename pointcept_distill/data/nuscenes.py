@@ -36,6 +36,7 @@ class NuScenesDataset(DefaultDataset):
     (sweeps are not aggregated, as upstream)."""
 
     dataset_name = "nuscenes"
+    points_record_bytes = 5 * 4  # float32 x, y, z, intensity, ring
 
     def __init__(self, sweeps: int = 10, ignore_index: int = -1, **kwargs) -> None:
         self.sweeps = sweeps
@@ -65,6 +66,9 @@ class NuScenesDataset(DefaultDataset):
 
     def get_data_path(self, idx: int) -> str:
         return os.path.join(self.data_root, "raw", self.data_list[idx % len(self.data_list)]["lidar_path"])
+
+    def get_points_file(self, idx: int) -> str:
+        return self.get_data_path(idx)
 
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         info = self.data_list[idx % len(self.data_list)]

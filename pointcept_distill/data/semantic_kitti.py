@@ -42,6 +42,7 @@ class SemanticKITTIDataset(DefaultDataset):
     """SemanticKITTI scans; ``strength`` = remission as stored; ``name`` = ``"<SS>_<FFFFFF>"``."""
 
     dataset_name = "semantic_kitti"
+    points_record_bytes = 4 * 4  # float32 x, y, z, remission
 
     def __init__(self, ignore_index: int = -1, **kwargs) -> None:
         self.learning_map = build_lookup(KITTI_LEARNING_MAP, ignore_index)
@@ -72,6 +73,9 @@ class SemanticKITTIDataset(DefaultDataset):
         path = self.data_list[idx % len(self.data_list)]
         seq = os.path.basename(os.path.dirname(os.path.dirname(path)))
         return f"{seq}_{os.path.splitext(os.path.basename(path))[0]}"
+
+    def get_points_file(self, idx: int) -> str:
+        return self.get_data_path(idx)
 
     def load_data(self, idx: int) -> dict[str, np.ndarray]:
         scan_path = self.data_list[idx % len(self.data_list)]

@@ -1,3 +1,7 @@
+import os
+import re
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +128,29 @@ def test_concat_forwards_seed_and_epoch(sim_root):
     torch.testing.assert_close(a[3]["coord"], b[3]["coord"])
     a.set_epoch(2)
     assert not torch.equal(a[3]["coord"], b[3]["coord"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_data_sizes_are_point_counts_read_without_decoding(sim_root, profile):
+    ds = build_dataset(config(profile, sim_root(profile), loop=2))
+    counts = [len(ds.load_data(i)["coord"]) for i in range(3)]
+    assert ds.get_data_sizes() == counts * 2 and ds.get_data_size(4) == counts[1]
+
+
+def test_concat_data_sizes_follow_its_index_and_loop(sim_root):
+    subs = [build_dataset(config(p, sim_root(p), split="val", loop=2)) for p in ("nuscenes", "waymo")]
+    concat = build_dataset(dict(type="ConcatDataset", datasets=subs, loop=2))
+    expected = [len(subs[0].load_data(i)["coord"]) for i in range(4)] + \
+        [len(subs[1].load_data(i)["coord"]) for i in range(4)]
+    assert concat.get_data_sizes() == expected * 2
+    assert [concat.get_data_size(i) for i in range(len(concat))] == expected * 2
+
+
+def test_missing_points_file_is_named(sim_root, tmp_path):
+    root = tmp_path / "waymo"
+    shutil.copytree(sim_root("waymo"), root)
+    ds = build_dataset(config("waymo", root))
+    missing = ds.get_points_file(1)
+    os.remove(missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+        ds.get_data_sizes()
