@@ -8,6 +8,7 @@ seed = None  # None: drawn at start and written to save_path/config.py
 save_path = "exp/default"
 num_worker = 16  # total over processes
 batch_size = 16  # total over processes
+balance_ranks = 0  # >0: every step's samples of similar point count, dealt evenly over the processes (docs/multi_gpu.md)
 gradient_accumulation_steps = 1
 batch_size_val = None  # None: 1 per process
 batch_size_test = None  # None: 1 per process

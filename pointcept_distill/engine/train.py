@@ -30,7 +30,7 @@ from ..utils.registry import Registry
 from ..utils.scheduler import build_scheduler
 from ..utils.tensors import to_device
 from .checkpoint import CheckpointError
-from .dataloader import EpochSampler, SeededCollate, SeededSamples, worker_init_fn
+from .dataloader import EpochSampler, SeededCollate, SeededSamples, build_train_sampler, worker_init_fn
 from .defaults import create_ddp_model, default_device
 from .hooks.base import HookBase, build_hooks
 from .writers import require_wandb
@@ -246,8 +246,8 @@ class Trainer(TrainerBase):
     def build_train_loader(self) -> DataLoader:
         from ..data.builder import build_dataset
         dataset = build_dataset(self.cfg.data.train)
-        sampler = EpochSampler(len(dataset), shuffle=True, seed=self.cfg.seed, rank=comm.get_rank(),
-                               world_size=comm.get_world_size())
+        sampler = build_train_sampler(dataset, self.cfg.seed, self.cfg.batch_size_per_gpu,
+                                      self.cfg.get("balance_ranks", 0))
         return self._loader(dataset, sampler, self.cfg.batch_size_per_gpu, self.train_collate_fn(),
                             drop_last=len(dataset) > self.cfg.batch_size)
 
