@@ -10,9 +10,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pointcept_distill.engine import default_config_parser
+import torch
+
+from pointcept_distill.data.builder import DATASETS
+from pointcept_distill.engine import Trainer, default_config_parser, default_setup
 from pointcept_distill.engine.dataloader import BalancedEpochSampler, EpochSampler, build_train_sampler
 from pointcept_distill.utils.config import OptionError, parse_options
+from toy_components import ToyPointDataset, toy_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -159,6 +163,41 @@ def test_config_key_is_declared_off_and_checked_like_the_others(tmp_path):
         _parse(tmp_path, "balance_ranks=abc")
     with pytest.raises(OptionError, match="unknown config key 'balance_rank'.*'balance_ranks'"):
         _parse(tmp_path, "balance_rank=8")
+
+
+class SizedToyPointDataset(ToyPointDataset):
+    """The toy dataset with made-up, uneven sizes (its clouds are all alike)."""
+
+    def get_data_sizes(self) -> list[int]:
+        return [(i * 37) % 11 + 1 for i in range(len(self))]
+
+
+DATASETS.register_module(module=SizedToyPointDataset, force=True)
+
+
+def _train(path, **overrides) -> Trainer:
+    hooks = [dict(type="CheckpointLoader"), dict(type="InformationWriter"), dict(type="SemSegEvaluator"),
+             dict(type="CheckpointSaver", save_freq_iter=1)]
+    crash_at = overrides.pop("crash_at", None)
+    hooks += [dict(type="CrashAt", global_iter=crash_at)] if crash_at else []
+    cfg = toy_cfg(path, hooks=hooks, balance_ranks=2, **overrides)
+    cfg.data.train.type = "SizedToyPointDataset"
+    trainer = Trainer(default_setup(cfg))
+    if crash_at:
+        with pytest.raises(RuntimeError, match="planned crash"):
+            trainer.train()
+    else:
+        trainer.train()
+    return trainer
+
+
+def test_training_with_balanced_ranks_resumes_exactly(tmp_path):
+    reference = _train(tmp_path / "ref")
+    assert isinstance(reference.train_loader.sampler, BalancedEpochSampler)
+    _train(tmp_path / "run", crash_at=6)
+    resumed = _train(tmp_path / "run", resume=True, weight=str(tmp_path / "run" / "model" / "model_last.pth"))
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
 
 
 _GLOO_RANKS = """
