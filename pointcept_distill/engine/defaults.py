@@ -22,7 +22,8 @@ __all__ = ["default_argument_parser", "default_config_parser", "default_setup", 
 RUNTIME_KEYS = ("save_path", "weight", "resume", "overwrite", "evaluate", "test_only", "seed", "num_worker", "batch_size_val",
                 "batch_size_test", "gradient_accumulation_steps", "clip_grad", "max_bad_steps", "deterministic",
                 "sync_bn", "enable_amp", "amp_dtype", "empty_cache", "empty_cache_per_epoch", "find_unused_parameters",
-                "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports", "balance_ranks")
+                "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports",
+                "balance_ranks")
 AMP_DTYPE_NAMES = ("float16", "bfloat16")
 
 
