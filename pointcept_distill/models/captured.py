@@ -114,7 +114,8 @@ class CapturedForward:
         plan = input_dict.get("plan")
         depth = plan.depth if plan is not None else serialization_depth(input_dict["grid_coord"])
         samples = int(input_dict["offset"].shape[0])
-        return BatchPlan(self.strides, depth, samples + 1, (self.capacity,) * (len(self.strides) + 1))
+        return BatchPlan(self.strides, depth, samples + 1, (self.capacity,) * (len(self.strides) + 1),
+                         padding_sample=True)
 
     def input_plan(self, input_dict: dict) -> BatchPlan:
         """The input's ``plan``, or the plan of its coordinates; a plan for other strides is an error."""

@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from .masked_norm import point_batch_norm, valid_rows
 from .point import Point
 from .sparse import SubMConv3d
 
@@ -21,7 +22,9 @@ class PointSequential(PointModule):
     Dispatch per child (Pointcept's rules; they shape the state-dict keys and the sparse-feature flow):
     - ``PointModule``: ``point = child(point)``;
     - ``SubMConv3d``: ``sparse_conv_feat = child(sparse_conv_feat)``, then ``feat`` takes its features;
-    - any other module: ``feat = child(feat)``, and ``sparse_conv_feat`` (if present) takes the new features.
+    - any other module: ``feat = child(feat)``, and ``sparse_conv_feat`` (if present) takes the new features; a
+      batch norm of a Point with a padding sample (``masked_norm.valid_rows``) takes its statistics over the
+      other samples' rows (``masked_norm.point_batch_norm``).
 
     Args:
         *args: modules (named by position) or a single OrderedDict of name -> module.
@@ -58,7 +61,8 @@ class PointSequential(PointModule):
                 point.sparse_conv_feat = module(point.sparse_conv_feat)
                 point.feat = point.sparse_conv_feat.features
             else:
-                point.feat = module(point.feat)
+                valid = valid_rows(point) if isinstance(module, nn.modules.batchnorm._BatchNorm) else None
+                point.feat = module(point.feat) if valid is None else point_batch_norm(module, point.feat, valid)
                 if "sparse_conv_feat" in point:
                     point.sparse_conv_feat = point.sparse_conv_feat.replace_feature(point.feat)
         return point

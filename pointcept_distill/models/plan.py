@@ -33,12 +33,15 @@ class BatchPlan:
         samples: samples B of the batch (a padded batch's padding sample included).
         sizes: rows of every stage, ``len(strides) + 1`` of them: the input points, then the clusters of each
             pooling (a padded batch: each stage's capacity).
+        padding_sample: whether the last sample is a padding sample (a padded batch's plan, ``padded``): its rows
+            are left out of training statistics (``masked_norm.valid_rows``).
     """
 
     strides: tuple[int, ...]
     depth: int
     samples: int
     sizes: tuple[int, ...]
+    padding_sample: bool = False
 
     def __post_init__(self) -> None:
         if len(self.sizes) != len(self.strides) + 1:
@@ -57,7 +60,9 @@ class BatchPlan:
             if capacity <= size:
                 raise ValueError(f"BatchPlan.padded: capacity {capacity} must exceed the {size} points of stage "
                                  f"{stage} (one padding row at least)")
-        return BatchPlan(self.strides, self.depth, self.samples + 1, capacities)
+        if self.padding_sample:
+            raise ValueError("BatchPlan.padded: the plan is padded already")
+        return BatchPlan(self.strides, self.depth, self.samples + 1, capacities, padding_sample=True)
 
     def bucketed(self, steps_per_octave: int = 8) -> BatchPlan:
         """``padded`` to each stage's ``capacity_for`` bucket: few distinct plans serve a stream of batches."""

@@ -28,7 +28,8 @@ def test_logits_match_eager_and_keys_follow_stage_sizes(make_scene, tiny_config)
         scene = make_scene(counts, extent=extent)
         sizes = plan_batch(scene, (2, 2)).sizes
         depth = int(scene["grid_coord"].max() + 1).bit_length()
-        assert run.key(scene) == BatchPlan((2, 2), depth, len(counts) + 1, tuple(capacity_for(n) for n in sizes))
+        assert run.key(scene) == BatchPlan((2, 2), depth, len(counts) + 1, tuple(capacity_for(n) for n in sizes),
+                                           padding_sample=True)
         torch.testing.assert_close(run(scene), _eager(model, scene), rtol=0, atol=0)
 
 
@@ -49,7 +50,7 @@ def test_fixed_capacity_and_its_error(make_scene, tiny_config):
     model = _model(tiny_config)
     scene = make_scene((900, 500))
     run = CapturedSegmentor(model, capacity=2048)
-    assert run.key(scene).sizes == (2048,) * 3
+    assert run.key(scene).sizes == (2048,) * 3 and run.key(scene).padding_sample
     torch.testing.assert_close(run(scene), _eager(model, scene), rtol=0, atol=0)
     with pytest.raises(ValueError, match="1400 points do not fit the capacity 1024"):
         CapturedSegmentor(model, capacity=1024)(scene)

@@ -79,8 +79,12 @@ def test_a_plan_for_another_batch_is_rejected(make_scene, tiny_config):
 def test_padded_plan_adds_the_padding_sample_and_checks_capacities(make_scene):
     plan = plan_batch(make_scene((300, 200)), (2, 2))
     padded = plan.bucketed(4)
-    assert padded == BatchPlan(plan.strides, plan.depth, 3, tuple(capacity_for(n, 4) for n in plan.sizes))
+    assert padded == BatchPlan(plan.strides, plan.depth, 3, tuple(capacity_for(n, 4) for n in plan.sizes),
+                               padding_sample=True)
     assert padded == plan.padded(padded.sizes) and hash(padded) == hash(plan.bucketed(4))   # a graph key
+    assert not plan.padding_sample and padded != dataclasses.replace(padded, padding_sample=False)
+    with pytest.raises(ValueError, match="padded already"):
+        padded.bucketed()
     with pytest.raises(ValueError, match="capacity 10 must exceed the .* points of stage 2"):
         plan.padded((1024, 1024, 10))
     with pytest.raises(ValueError, match="3 stage sizes for 1 strides"):

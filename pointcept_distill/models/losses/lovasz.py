@@ -17,7 +17,9 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int | None = Non
 
     For each class c: errors ``|1[label == c] - probs[:, c]|`` sorted in descending order, dotted with the
     Lovasz gradient of the sorted foreground indicator. Ignored rows are kept in place with error -1 (they
-    sort last and are masked out), so no boolean indexing and no host sync is needed. Classes count when
+    sort last and are masked out), so no boolean indexing and no host sync is needed; the sort is stable, so
+    tied errors keep their row order and ignored rows appended to a batch (a fixed-capacity batch's padding)
+    change neither the loss nor its gradient. Classes count when
     present among the kept labels (and in ``class_seen`` if given); with none, the loss is 0.
 
     Args:
@@ -34,7 +36,7 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int | None = Non
     fg = (torch.arange(c, device=labels.device).unsqueeze(1) == labels) & keep                # (C, N)
     fg = fg.to(probs.dtype)
     errors = torch.where(keep, (fg - probs.t()).abs(), probs.new_full((), -1.0))             # (C, N)
-    errors_sorted, perm = torch.sort(errors, dim=1, descending=True)
+    errors_sorted, perm = torch.sort(errors, dim=1, descending=True, stable=True)
     fg_sorted = fg.gather(1, perm)
     gts = fg_sorted.sum(1, keepdim=True)
     intersection = gts - fg_sorted.cumsum(1)

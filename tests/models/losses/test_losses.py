@@ -47,6 +47,25 @@ def test_lovasz_gradient_matches_reference():
     assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
+def test_lovasz_ignores_appended_rows_even_with_tied_errors():
+    """Ignored rows appended to a batch (a fixed-capacity batch's padding) change neither the loss nor any real
+    row's gradient, also where errors tie (repeated rows: the stable sort keeps the tied rows' order)."""
+    torch.manual_seed(3)
+    logits = torch.randn(6, 4).repeat(50, 1)                             # 300 rows, 6 distinct: ties everywhere
+    labels = torch.randint(0, 4, (6,)).repeat(50)
+    labels[::11] = -1
+    padded_logits = torch.cat([logits, torch.randn(97, 4)]).requires_grad_()
+    logits.requires_grad_()
+    loss = LovaszLoss("multiclass", ignore_index=-1)
+    value = loss(logits, labels)
+    value.backward()
+    padded_value = loss(padded_logits, torch.cat([labels, labels.new_full((97,), -1)]))
+    padded_value.backward()
+    torch.testing.assert_close(padded_value, value, rtol=1e-6, atol=0)
+    torch.testing.assert_close(padded_logits.grad[:300], logits.grad, rtol=1e-6, atol=1e-9)
+    assert (padded_logits.grad[300:] == 0).all() and logits.grad.abs().max() > 0
+
+
 def test_lovasz_unsupported_mode_is_named():
     with pytest.raises(NotImplementedError, match="binary"):
         LovaszLoss("binary")
