@@ -25,7 +25,8 @@ RUNTIME_KEYS = ("save_path", "weight", "resume", "overwrite", "evaluate", "test_
                 "ddp", "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports")
 AMP_DTYPE_NAMES = ("float16", "bfloat16")
 # the config's ``ddp`` dict: DistributedDataParallel's communication options, defaults as before the key existed
-DDP_DEFAULTS = {"bucket_cap_mb": 25, "static_graph": False, "gradient_as_bucket_view": False,
+# (bucket_cap_mb None: DDP's own, 25 MiB buckets after a first one of 1 MiB; a number sets every bucket's cap)
+DDP_DEFAULTS = {"bucket_cap_mb": None, "static_graph": False, "gradient_as_bucket_view": False,
                 "broadcast_buffers": False}
 
 
@@ -177,7 +178,8 @@ def ddp_options(cfg: Any, where: str | None = None) -> dict[str, Any]:
     missing or None ``ddp``, take ``DDP_DEFAULTS``) plus the top-level ``find_unused_parameters`` (default False).
 
     ``OptionError`` naming the key for an unknown entry or a value of the wrong type:
-    ``bucket_cap_mb`` a positive number, the others True or False. ``find_unused_parameters`` stays a top-level
+    ``bucket_cap_mb`` a positive number (MiB) or None (DDP's default, left out of the result), the others True or
+    False. ``find_unused_parameters`` stays a top-level
     key (Pointcept's), so inside ``ddp`` it is refused too."""
     prefix = f"{where}: " if where else ""
     given = cfg.get("ddp")
@@ -194,8 +196,8 @@ def ddp_options(cfg: Any, where: str | None = None) -> dict[str, Any]:
     options = {**DDP_DEFAULTS, **given}
     for key, value in options.items():
         if key == "bucket_cap_mb":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            expected = "a positive number (MiB)"
+            ok = value is None or isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            expected = "a positive number (MiB) or None"
         else:
             ok = isinstance(value, bool)
             expected = "True or False"
@@ -204,6 +206,8 @@ def ddp_options(cfg: Any, where: str | None = None) -> dict[str, Any]:
     unused = cfg.get("find_unused_parameters", False)
     if not isinstance(unused, bool):
         raise OptionError(f"{prefix}find_unused_parameters={unused!r}: expected True or False")
+    if options["bucket_cap_mb"] is None:
+        del options["bucket_cap_mb"]
     return {**options, "find_unused_parameters": unused}
 
 

@@ -30,7 +30,8 @@ def _parse(tmp_path, *options: str) -> Config:
 
 
 def test_defaults_are_the_options_the_trainer_passed_before():
-    assert ddp_options(Config({})) == dict(bucket_cap_mb=25, static_graph=False, gradient_as_bucket_view=False,
+    # bucket_cap_mb None is left to DDP (25 MiB, a first bucket of 1 MiB), as before the key existed
+    assert ddp_options(Config({})) == dict(static_graph=False, gradient_as_bucket_view=False,
                                            broadcast_buffers=False, find_unused_parameters=False)
     base = Config.fromfile(os.path.join(ROOT, "configs", "_base_", "default_runtime.py"))
     assert base.ddp.to_dict() == DDP_DEFAULTS
@@ -38,8 +39,8 @@ def test_defaults_are_the_options_the_trainer_passed_before():
 
 
 def test_options_override_and_keep_find_unused_parameters(tmp_path):
-    cfg = _parse(tmp_path, "ddp.static_graph=true", "ddp.bucket_cap_mb=4", "find_unused_parameters=true")
-    assert ddp_options(cfg) == dict(DDP_DEFAULTS, static_graph=True, bucket_cap_mb=4, find_unused_parameters=True)
+    cfg = _parse(tmp_path, "ddp.static_graph=true", "ddp.bucket_cap_mb=2.5", "find_unused_parameters=true")
+    assert ddp_options(cfg) == dict(DDP_DEFAULTS, static_graph=True, bucket_cap_mb=2.5, find_unused_parameters=True)
 
 
 @pytest.mark.parametrize("option,message", [
