@@ -308,7 +308,8 @@ def main() -> None:
 
     report: dict = {"gpus": n_max, "per_gpu_batch": args.per_gpu_batch}
     phases = args.phases.split(",")
-    runs = {"scaling": len(steps) * sum(len(ddp) if n > 1 else 1 for n in counts), "equivalence": 3, "resume": 2}  # training runs of each phase
+    # training runs of each phase
+    runs = {"scaling": len(steps) * sum(len(ddp) if n > 1 else 1 for n in counts), "equivalence": 3, "resume": 2}
     progress = StageProgress("multi_gpu", sum(k for phase, k in runs.items() if phase in phases))
     batch = args.per_gpu_batch * n_max
 
