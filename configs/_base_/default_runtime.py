@@ -23,6 +23,9 @@ amp_dtype = "float16"  # or "bfloat16" (no GradScaler)
 empty_cache = False
 empty_cache_per_epoch = False
 find_unused_parameters = False
+# DistributedDataParallel's communication options (docs/multi_gpu.md#ddp-options); unknown entries are refused.
+# bucket_cap_mb None: DDP's default (25 MiB buckets, the first 1 MiB); a number (MiB) caps every bucket
+ddp = dict(bucket_cap_mb=None, static_graph=False, gradient_as_bucket_view=False, broadcast_buffers=False)
 enable_wandb = False
 wandb_project = "pointcept"
 wandb_key = None

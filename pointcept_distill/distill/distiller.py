@@ -213,11 +213,19 @@ class Distiller:
         hooks = self.loss_hooks if hooks is None else hooks
         needs = self.needs(hooks)
         student = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        with FeatureCapture(student.backbone, list(needs.stages)) as capture_s:
-            out = model(input_dict, return_point=True)
+        inner: dict = {}
+        # the student's own output, before DDP passes it on: under ddp.static_graph DDP's first backward through
+        # its output starts the gradient all-reduce, so the task gradients (a backward of their own) must not
+        # go through it, or step 1's parameter gradients would be left unreduced (docs/multi_gpu.md#ddp-options)
+        handle = student.register_forward_hook(lambda module, args, output: inner.update(out=output))
+        try:
+            with FeatureCapture(student.backbone, list(needs.stages)) as capture_s:
+                out = model(input_dict, return_point=True)
+        finally:
+            handle.remove()
         logits_s = student.head_logits(out["point"])                         # (N, K)
         logits_t, feats_t, grads_t = self.teacher_forward(input_dict, needs)
-        grads_s = self.task_gradients(out["loss"], capture_s.features, needs)
+        grads_s = self.task_gradients(inner.get("out", out)["loss"], capture_s.features, needs)
         matched = {s: self.match_voxels(capture_s.features[s], feats_t[s], grads_s.get(s), grads_t.get(s),
                                         len(input_dict["offset"])) for s in needs.stages}
         started = {hook.name: hook.start(matched) for hook in hooks}

@@ -26,7 +26,8 @@ Config keys (beside the usual ones; the student is ``model``):
         feat_kd=None,                                   # e.g. dict(type="FeatureMimicKD", loss_weight=1.0): a
                                                         #   learned projector per stage; widths read from the models
         grad_norm_interval=0,                           # every that many steps, log each loss term's gradient
-                                                        #   norm into the student (0: off; grad_norms.py)
+                                                        #   norm into the student (0: off; grad_norms.py);
+                                                        #   not with ddp.static_graph=True
         kd_weight_schedule=None,                        # e.g. dict(warmup=0.1, decay_from=0.8): a factor on every
                                                         #   KD term by the share of training done (schedule.py)
     )
@@ -50,6 +51,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from ..engine.defaults import ddp_options
 from ..engine.hooks import HookBase
 from ..engine.train import TRAINERS, Trainer
 from ..models.plan import plan_batch
@@ -84,6 +86,13 @@ class DistillTrainer(Trainer):
         self.teacher_sha256 = sha256_file(cfg.teacher_weight)
         student = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         self.distiller = Distiller(teacher, cfg.get("distill", {}), self.device, student)
+        if self.distiller.grad_norm_interval and ddp_options(cfg)["static_graph"]:
+            # each term's gradient norm is a backward of its own through DDP's output; under a static graph the
+            # first one would start step 1's gradient all-reduce before the step's backward has run
+            raise ValueError(f"distill.grad_norm_interval={self.distiller.grad_norm_interval} cannot be used with "
+                             f"ddp.static_graph=True (the per-term gradient norms would leave the first step's "
+                             f"gradients unreduced across processes): set distill.grad_norm_interval=0 or "
+                             f"ddp.static_graph=False (docs/multi_gpu.md#ddp-options)")
         n_params = sum(p.numel() for p in teacher.parameters())
         n_distill = sum(p.numel() for p in self.distiller.loss_modules.parameters())
         active = [hook.name for hook in self.distiller.loss_hooks]

@@ -16,15 +16,19 @@ from ..utils.config import Config, OptionError, apply_options, parse_options
 from ..utils.misc import set_seed
 
 __all__ = ["default_argument_parser", "default_config_parser", "default_setup", "create_ddp_model",
-           "default_device", "check_new_run", "RUNTIME_KEYS", "AMP_DTYPE_NAMES"]
+           "default_device", "check_new_run", "ddp_options", "RUNTIME_KEYS", "AMP_DTYPE_NAMES", "DDP_DEFAULTS"]
 
 # keys the engine reads with a default, so that a config may leave them out and an override may still set them
 RUNTIME_KEYS = ("save_path", "weight", "resume", "overwrite", "evaluate", "test_only", "seed", "num_worker", "batch_size_val",
                 "batch_size_test", "gradient_accumulation_steps", "clip_grad", "max_bad_steps", "deterministic",
                 "sync_bn", "enable_amp", "amp_dtype", "empty_cache", "empty_cache_per_epoch", "find_unused_parameters",
-                "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports",
+                "ddp", "enable_wandb", "wandb_project", "wandb_key", "mix_prob", "param_dicts", "custom_imports",
                 "balance_ranks")
 AMP_DTYPE_NAMES = ("float16", "bfloat16")
+# the config's ``ddp`` dict: DistributedDataParallel's communication options, defaults as before the key existed
+# (bucket_cap_mb None: DDP's own, 25 MiB buckets after a first one of 1 MiB; a number sets every bucket's cap)
+DDP_DEFAULTS = {"bucket_cap_mb": None, "static_graph": False, "gradient_as_bucket_view": False,
+                "broadcast_buffers": False}
 
 
 class _DictAction(argparse.Action):
@@ -101,6 +105,7 @@ def default_config_parser(file_path: str, options: dict | None, dump: bool = Tru
     cfg = Config.fromfile(file_path)
     if options:
         apply_options(cfg, options, RUNTIME_KEYS)
+    ddp_options(cfg, where=file_path)  # a bad ddp dict is reported before anything is written
     amp_dtype = cfg.get("amp_dtype", "float16")
     if amp_dtype not in AMP_DTYPE_NAMES:
         raise OptionError(f"{file_path}: amp_dtype={amp_dtype!r}: expected one of "
@@ -169,10 +174,52 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
-    """Wrap in ``DistributedDataParallel`` when there is more than one process; else return ``model``."""
+def ddp_options(cfg: Any, where: str | None = None) -> dict[str, Any]:
+    """The ``DistributedDataParallel`` keyword arguments of a config: its ``ddp`` dict (missing entries, or a
+    missing or None ``ddp``, take ``DDP_DEFAULTS``) plus the top-level ``find_unused_parameters`` (default False).
+
+    ``OptionError`` naming the key for an unknown entry or a value of the wrong type:
+    ``bucket_cap_mb`` a positive number (MiB) or None (DDP's default, left out of the result), the others True or
+    False. ``find_unused_parameters`` stays a top-level
+    key (Pointcept's), so inside ``ddp`` it is refused too."""
+    prefix = f"{where}: " if where else ""
+    given = cfg.get("ddp")
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise OptionError(f"{prefix}ddp={given!r}: expected a dict of {', '.join(DDP_DEFAULTS)} (or None)")
+    unknown = sorted(set(given) - set(DDP_DEFAULTS))
+    if unknown:
+        hint = (" (find_unused_parameters is a top-level config key, not a ddp entry)"
+                if "find_unused_parameters" in unknown else "")
+        raise OptionError(f"{prefix}ddp: unknown option(s) {', '.join(repr(k) for k in unknown)}; known: "
+                          f"{', '.join(DDP_DEFAULTS)}{hint}")
+    options = {**DDP_DEFAULTS, **given}
+    for key, value in options.items():
+        if key == "bucket_cap_mb":
+            ok = value is None or isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            expected = "a positive number (MiB) or None"
+        else:
+            ok = isinstance(value, bool)
+            expected = "True or False"
+        if not ok:
+            raise OptionError(f"{prefix}ddp.{key}={value!r}: expected {expected}")
+    unused = cfg.get("find_unused_parameters", False)
+    if not isinstance(unused, bool):
+        raise OptionError(f"{prefix}find_unused_parameters={unused!r}: expected True or False")
+    if options["bucket_cap_mb"] is None:
+        del options["bucket_cap_mb"]
+    return {**options, "find_unused_parameters": unused}
+
+
+def create_ddp_model(model: nn.Module, options: dict[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+    """Wrap in ``DistributedDataParallel`` when there is more than one process; else return ``model``.
+
+    ``options``: DDP's keyword arguments as ``ddp_options`` gives them (the trainers pass their config's);
+    ``kwargs`` are added to them (and win), e.g. ``device_ids``. Without either, DDP's own defaults."""
     if comm.get_world_size() == 1:
         return model
+    kwargs = {**(options or {}), **kwargs}
     if next(model.parameters()).is_cuda:
         kwargs.setdefault("device_ids", [torch.cuda.current_device()])
         kwargs.setdefault("output_device", torch.cuda.current_device())

@@ -31,7 +31,7 @@ from ..utils.scheduler import build_scheduler
 from ..utils.tensors import to_device
 from .checkpoint import CheckpointError
 from .dataloader import EpochSampler, SeededCollate, SeededSamples, build_train_sampler, worker_init_fn
-from .defaults import create_ddp_model, default_device
+from .defaults import create_ddp_model, ddp_options, default_device
 from .hooks.base import HookBase, build_hooks
 from .writers import require_wandb
 
@@ -206,8 +206,7 @@ class Trainer(TrainerBase):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.logger.info(f"Num params: {n_params}")
-        return create_ddp_model(model.to(self.device), broadcast_buffers=False,
-                                find_unused_parameters=self.cfg.get("find_unused_parameters", False))
+        return create_ddp_model(model.to(self.device), ddp_options(self.cfg))
 
     def build_writer(self) -> Any:
         """TensorBoard's ``SummaryWriter`` on the main process; with ``enable_wandb`` it and a
