@@ -311,7 +311,8 @@ def execute(run: Run, parent: int | None = None) -> dict:
     TRAINERS.build(dict(type=cfg.train.type, cfg=cfg)).train()
     minutes = (time.perf_counter() - start) / 60
     result = dict(evaluate(cfg, os.path.join(run.folder, "model", "model_last.pth"), run.roots),
-                  train_minutes=minutes, name=run.name, seed=run.seed, signature=signature(run),
+                  train_minutes=minutes, resumed=bool(cfg.get("resume")), name=run.name, seed=run.seed,
+                  signature=signature(run),
                   grad_ratio=mean_grad_ratios(run.folder))
 
     def write(path: str) -> None:
@@ -411,6 +412,7 @@ def summarize(teacher: dict, rows: dict[str, list[dict]]) -> dict:
         entry = dict(miou=miou, miou_tta=[r["miou_tta"] for r in results],
                      miou_val2=[r["miou_val2"] for r in results], seeds=[r["seed"] for r in results],
                      train_minutes=[r["train_minutes"] for r in results],
+                     resumed=[bool(r.get("resumed")) for r in results],
                      grad_ratio=mean_dicts([r.get("grad_ratio", {}) for r in results]))
         if base and name != BASELINE and len(base) == len(miou):
             diff, low, high = paired_interval(miou, base)
@@ -428,11 +430,20 @@ def pct(value: float) -> str:
     return "-" if value != value else f"{100 * value:.1f}"
 
 
+def run_minutes(minutes: list[float], resumed: list[bool]) -> str:
+    """The mean training minutes of the runs trained in one go, with a * when resumed runs were left out (a
+    resumed run's minutes are those of its last segment only); "-" when every run was resumed."""
+    whole = [m for m, r in zip(minutes, resumed) if not r]
+    if not whole:
+        return "-"
+    return f"{mean_std(whole)[0]:.1f}" + ("*" if len(whole) < len(minutes) else "")
+
+
 def table(teacher: dict, summary: dict) -> str:
     lines = ["| row | seeds | mIoU single-pass | mIoU TTA | vs student alone (95% CI) | gap recovered | "
              "min/run | KD gradient / seg. gradient |", "|---|---|---|---|---|---|---|---|"]
     lines.append(f"| teacher | 1 | {pct(teacher['miou'])} | {pct(teacher['miou_tta'])} | | | "
-                 f"{teacher['train_minutes']:.1f} | |")
+                 f"{run_minutes([teacher['train_minutes']], [bool(teacher.get('resumed'))])} | |")
     for name, e in summary.items():
         m, s = mean_std(e["miou"])
         mt, st = mean_std(e["miou_tta"])
@@ -441,7 +452,10 @@ def table(teacher: dict, summary: dict) -> str:
         gap = f"{100 * e['gap_recovered']:.0f} %" if "gap_recovered" in e else ""
         ratios = ", ".join(f"{k.removeprefix('loss_kd_')} {v:.2f}" for k, v in e.get("grad_ratio", {}).items())
         lines.append(f"| {name} | {len(e['miou'])} | {pct(m)} ± {pct(s)} | {pct(mt)} ± {pct(st)} | {diff} | {gap} "
-                     f"| {mean_std(e['train_minutes'])[0]:.1f} | {ratios} |")
+                     f"| {run_minutes(e['train_minutes'], e.get('resumed', [False] * len(e['train_minutes'])))} "
+                 f"| {ratios} |")
+    if any(r for e in summary.values() for r in e.get("resumed", [])) or teacher.get("resumed"):
+        lines.append("\nmin/run: runs killed and resumed are left out (*), their minutes being the last segment's")
     return "\n".join(lines)
 
 

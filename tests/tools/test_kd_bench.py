@@ -107,6 +107,15 @@ def _summary(rows: dict[str, list[float]]) -> dict:
     return kd_bench.summarize(dict(miou=0.45), results)
 
 
+def test_run_minutes_leave_resumed_runs_out():
+    summary = _summary({"student alone": [0.37, 0.38, 0.36]})
+    summary["student alone"].update(train_minutes=[2.0, 4.0, 0.1], resumed=[False, False, True])
+    lines = kd_bench.table(dict(miou=0.45, miou_tta=0.46, train_minutes=5.0), summary).splitlines()
+    assert lines[2].split("|")[7].strip() == "5.0"
+    assert lines[3].split("|")[7].strip() == "3.0*" and "left out" in lines[-1]
+    assert kd_bench.run_minutes([0.2], [True]) == "-" and kd_bench.run_minutes([1.0, 3.0], [False, False]) == "2.0"
+
+
 def test_premise_checks_say_which_bar_is_met():
     alone = [0.37, 0.38, 0.36]
     lines = kd_bench.premise_checks(dict(miou=0.45), _summary({
@@ -226,6 +235,7 @@ def test_a_killed_run_goes_on_from_its_last_checkpoint(tmp_path):
     assert resumed and not resumed[0].rstrip().endswith("epoch: 0, iteration: 0")
     result = json.loads((run / "kd_bench_result.json").read_text())
     assert 0 <= result["miou"] <= 1 and result["signature"]["epochs"] == 6
+    assert result["resumed"] is True
 
 
 def _children(pid: int) -> list[int]:
