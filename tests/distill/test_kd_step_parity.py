@@ -1,6 +1,7 @@
 """Two distillation steps compute bit for bit the losses and gradients recorded in tests/fixtures/kd_step/steps.pt,
 for each KD loss alone and all together: the values ``kd_step_record.py`` wrote at commit 60df246, when the
-distiller computed every loss itself (the KD losses as hooks must not change a bit of a step)."""
+distiller computed every loss itself (the KD losses as hooks must not change a bit of a step), re-recorded once for
+the Lovász loss's stable sort (tests/fixtures/README.md)."""
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,8 @@ def recorded():
         reference = torch.load(FIXTURE, weights_only=True)
     if reference["platform"] != platform():
         pytest.skip(f"{FIXTURE.name} was recorded on {reference['platform']}, this is {platform()}: CPU kernels "
-                    f"round differently; run tests/distill/kd_step_record.py at commit 60df246 to compare here")
+                    f"round differently; run tests/distill/kd_step_record.py at the commit tests/fixtures/README.md "
+                    f"names to compare here")
     return reference
 
 
