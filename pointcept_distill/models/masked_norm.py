@@ -8,7 +8,7 @@ kept rows' outputs, the gradients and the running-statistics update (momentum, o
 the momentum is None; the unbiased variance for ``running_var``) are those of ``F.batch_norm`` on the kept rows
 alone. Its shapes follow from the input's alone and the row count stays a tensor: nothing is read back from the
 device, so it can be captured in a CUDA graph. ``point_batch_norm`` applies a module with it; ``PointSequential``
-calls it for the batch norms of a Point whose plan has a padding sample (``plan.BatchPlan.padding_sample``), so
+calls it for the training batch norms of a Point whose plan has a padding sample (``plan.BatchPlan.padding_sample``), so
 the eager forward of an unpadded batch and the state-dict keys stay as they are.
 """
 from __future__ import annotations

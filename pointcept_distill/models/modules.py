@@ -23,8 +23,8 @@ class PointSequential(PointModule):
     - ``PointModule``: ``point = child(point)``;
     - ``SubMConv3d``: ``sparse_conv_feat = child(sparse_conv_feat)``, then ``feat`` takes its features;
     - any other module: ``feat = child(feat)``, and ``sparse_conv_feat`` (if present) takes the new features; a
-      batch norm of a Point with a padding sample (``masked_norm.valid_rows``) takes its statistics over the
-      other samples' rows (``masked_norm.point_batch_norm``).
+      batch norm in training, on a Point with a padding sample (``masked_norm.valid_rows``), takes its statistics
+      over the other samples' rows (``masked_norm.point_batch_norm``).
 
     Args:
         *args: modules (named by position) or a single OrderedDict of name -> module.
@@ -61,7 +61,9 @@ class PointSequential(PointModule):
                 point.sparse_conv_feat = module(point.sparse_conv_feat)
                 point.feat = point.sparse_conv_feat.features
             else:
-                valid = valid_rows(point) if isinstance(module, nn.modules.batchnorm._BatchNorm) else None
+                # only a training batch norm takes batch statistics (eval: running ones, padding harmless)
+                is_training_norm = isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training
+                valid = valid_rows(point) if is_training_norm else None
                 point.feat = module(point.feat) if valid is None else point_batch_norm(module, point.feat, valid)
                 if "sparse_conv_feat" in point:
                     point.sparse_conv_feat = point.sparse_conv_feat.replace_feature(point.feat)

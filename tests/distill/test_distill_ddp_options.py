@@ -13,6 +13,7 @@ import torch
 import pointcept_distill.distill  # noqa: F401
 from pointcept_distill.data.simulator import generate
 from pointcept_distill.engine import default_config_parser, default_setup
+from pointcept_distill.engine.checkpoint import load_checkpoint
 from pointcept_distill.engine.train import TRAINERS
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import parse_options
@@ -47,7 +48,7 @@ def _train(tmp_path, setup, name: str, *extra: str) -> dict:
                            "--num-gpus", "2", "--options", *_options(tmp_path, setup, name, *extra)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return torch.load(tmp_path / name / "model" / "model_last.pth", weights_only=False)["state_dict"]
+    return load_checkpoint(str(tmp_path / name / "model" / "model_last.pth"))["state_dict"]
 
 
 @pytest.mark.slow

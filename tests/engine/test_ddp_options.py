@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pointcept_distill.engine import default_config_parser
+from pointcept_distill.engine.checkpoint import load_checkpoint
 from pointcept_distill.engine.defaults import DDP_DEFAULTS, ddp_options
 from pointcept_distill.utils.config import Config, OptionError, parse_options
 from toy_components import toy_cfg_dict
@@ -108,7 +109,7 @@ def _train(tmp_path, name: str, **ddp) -> dict:
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "--config-file", str(config),
                            "--num-gpus", "2"], env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return torch.load(save_path / "model" / "model_last.pth", weights_only=False)["state_dict"]
+    return load_checkpoint(str(save_path / "model" / "model_last.pth"))["state_dict"]
 
 
 @pytest.mark.slow
