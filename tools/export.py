@@ -104,7 +104,7 @@ def _depth_in_graph(depth: Tensor) -> Iterator[None]:
     original = Point.serialization
     tensor_depth = depth
 
-    def serialization(point: Point, order="z", depth=None, shuffle_orders=False) -> None:
+    def serialization(point: Point, order="z", depth=None, shuffle_orders=False, permutation=None) -> None:
         orders = [order] if isinstance(order, str) else list(order)
         point._ensure_grid_coord()
         point["order"] = orders
