@@ -325,6 +325,30 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
     return step
 
 
+def captured_train_step(model: nn.Module, inputs: list[dict], device: torch.device, dtype: torch.dtype | None,
+                        compile: str | None = None) -> tuple[Callable[[], None], Any]:
+    """``train_step``'s step from ``CapturedTrainStep`` (the trainer's ``captured_step``): forward, losses and
+    backward from the batch's graph, then the optimizer graph; ``inputs`` carry their ``plan``. Returns the step
+    and the ``CapturedTrainStep`` (its graph counts)."""
+    from pointcept_distill.engine.captured_step import CapturedTrainStep, stepping_by
+    batches = itertools.cycle(inputs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    captured = CapturedTrainStep(model, optimizer, dtype, scaler, compile=compile)
+
+    def step() -> None:
+        captured(next(batches))
+        if scaler is None:
+            captured.step()
+            return
+        scaler.unscale_(optimizer)
+        with stepping_by(optimizer, captured.step):
+            scaler.step(optimizer)
+        scaler.update()
+    return step, captured
+
+
 def train_inputs(batch: dict, student: nn.Module, distiller: Any, device: torch.device) -> dict:
     """A training step's device inputs; with a captured teacher (``--teacher-capture``) also the host-side plan
     for the student's strides that ``DistillTrainer``'s loader workers add (the student rows get the same
@@ -355,18 +379,30 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
         base = {"dtype": args.train_dtype, "scans": b, "points": int(batch[0]["offset"][-1]),
                 "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(active)
+        if args.captured_step:
+            cases.insert(1, ("student captured", "captured"))
         if getattr(args, "progress", None) is not None and b == next(iter(batches)):
             args.progress.add(len(batches) * len(cases))
         for name, losses in cases:
             stage(args, f"training step {name} x{b} ({args.train_dtype})")
-            compute = student if losses is None else partial(distiller.compute_loss, student, losses=losses)
             row = dict(base, step=name)
+            kernels = student.backbone.backend
             try:
-                step = train_step(student, compute, sum_losses, inputs, device, dtype)
+                if losses == "captured":
+                    planned = [dict(inp, plan=plan_batch(one, student.backbone.strides))
+                               for inp, one in zip(inputs, batch)]
+                    step, captured = captured_train_step(student, planned, device, dtype, args.captured_step_compile)
+                else:
+                    compute = student if losses is None else partial(distiller.compute_loss, student, losses=losses)
+                    step, captured = train_step(student, compute, sum_losses, inputs, device, dtype), None
                 latency = measure(step, device, args.train_warmup, args.train_repeats)
                 row.update(latency.as_dict(), peak_mib=peak_memory_mib(step, device))
+                if captured is not None and device.type == "cuda":      # elsewhere the step runs eagerly
+                    row.update(graphs=captured.captures, hit_share=1 - captured.captures / captured.steps)
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            finally:
+                student.backbone.set_backend(kernels)      # a captured step sets the gather-GEMM convolution
             rows.append(row)
             print(f"  train {name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
     return rows
@@ -462,7 +498,8 @@ def train_table(report: dict[str, Any]) -> list[str]:
         ratio = r["median_ms"] / student[r["scans"]] if r.get("median_ms") and student.get(r["scans"]) else None
         cells = ([_fmt(r.get("median_ms")), _fmt(ratio, 2), _fmt(r.get("peak_mib"))] if "error" not in r
                  else [f"error: {r['error'][:80]}", "-", "-"])
-        lines.append(_row([r["step"], r["dtype"], _fmt(r["scans"]), _fmt(r["points"]), *cells]))
+        step = r["step"] + (f" ({r['graphs']} graphs, {100 * r['hit_share']:.0f} % hits)" if "graphs" in r else "")
+        lines.append(_row([step, r["dtype"], _fmt(r["scans"]), _fmt(r["points"]), *cells]))
     return lines
 
 
@@ -526,6 +563,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-capture", action="store_true",
                         help="training rows: the teacher's part of a distillation step replayed from CUDA graphs "
                              "(distill.teacher_capture='graphs')")
+    parser.add_argument("--captured-step", action="store_true",
+                        help="training rows: also the student's step from CUDA graphs (config key captured_step), "
+                             "beside the eager step on the same batches")
+    parser.add_argument("--captured-step-compile", default=None, choices=("inductor",),
+                        help="--captured-step: compile the forward and losses first")
     parser.add_argument("--steps-per-octave", type=int, default=8,
                         help="--capture: capacity buckets per doubling of the point count")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")

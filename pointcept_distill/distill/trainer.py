@@ -45,8 +45,7 @@ checkpoints keep them under ``distill_state_dict`` (``state_dict`` stays the stu
 """
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +53,6 @@ from torch import Tensor, nn
 from ..engine.defaults import ddp_options
 from ..engine.hooks import HookBase
 from ..engine.train import TRAINERS, Trainer
-from ..models.plan import plan_batch
 from ..utils import comm
 from ..utils.misc import sha256_file
 from ..utils.optimizer import build_optimizer
@@ -143,13 +141,10 @@ class DistillTrainer(Trainer):
             self.logger.warning(f"'{source}' has no '{DISTILL_STATE_KEY}': the distillation losses' parameters "
                                 f"(feat_kd's projectors) start from their initialisation")
 
-    def train_collate_fn(self) -> Callable[[list], Any]:
+    def plans_batches(self) -> bool:
         """With ``distill.teacher_capture`` the loader's workers also plan each batch for the student's strides
         (its ``plan``), so neither the student nor the captured teacher reads sizes back from the device."""
-        collate = super().train_collate_fn()
-        if self.cfg.get("distill", {}).get("teacher_capture") in (None, "None"):
-            return collate
-        return partial(_planned, collate, self.model_without_ddp.backbone.strides)
+        return super().plans_batches() or self.cfg.get("distill", {}).get("teacher_capture") not in (None, "None")
 
     @property
     def teacher(self) -> FrozenTeacher:
@@ -165,8 +160,3 @@ class DistillTrainer(Trainer):
             return super().after_forward(output)
         finally:
             self.distill_step = None        # its features are released with the step
-
-
-def _planned(collate: Callable[[list], dict], strides: tuple[int, ...], samples: list) -> dict:
-    batch = collate(samples)
-    return dict(batch, plan=plan_batch(batch, strides))

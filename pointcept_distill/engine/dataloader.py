@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..models.plan import plan_batch
 from ..utils import comm
 from ..utils.misc import derive_seed, fork_rng_seeded
 
@@ -213,6 +214,13 @@ class SeededCollate:
     def __call__(self, items: list[tuple[int, int, Any]]) -> Any:
         samples = [sample for _, _, sample in items]
         return fork_rng_seeded(derive_seed(items[0][1], 1), lambda: self.collate_fn(samples))
+
+
+def planned_collate(collate: Callable[[list], dict], strides: tuple[int, ...], samples: list) -> dict:
+    """``collate(samples)`` with its host-side ``plan`` for a backbone pooling with ``strides``
+    (``models.plan.plan_batch``: made in the loader's workers, so the forward reads no size from the device)."""
+    batch = collate(samples)
+    return dict(batch, plan=plan_batch(batch, strides))
 
 
 def unpack_collate(items: list[tuple[int, int, Any]]) -> list[tuple[int, Any]]:

@@ -6,7 +6,9 @@ an epoch are saved), deterministic data loading (``engine/dataloader.py``), non-
 update that makes weights non-finite, or an epoch whose every step was skipped, stops the run before that
 state is evaluated or saved), loss dicts with several ``loss_*`` terms, a stage where hooks add loss terms to a
 step (``HookBase.after_forward``), and a training step split into overridable parts (``compute_loss``,
-``total_loss``, ``backward``, ``optimizer_step``) for subclasses such as a distillation trainer.
+``total_loss``, ``backward``, ``optimizer_step``) for subclasses such as a distillation trainer. With
+``captured_step`` the step's forward, losses, backward and optimizer step replay CUDA graphs
+(``engine/captured_step.py``).
 """
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ from ..utils.optimizer import build_optimizer
 from ..utils.registry import Registry
 from ..utils.scheduler import build_scheduler
 from ..utils.tensors import to_device
+from .captured_step import CapturedTrainStep, captured_step_options, stepping_by
 from .checkpoint import CheckpointError
-from .dataloader import EpochSampler, SeededCollate, SeededSamples, build_train_sampler, worker_init_fn
+from .dataloader import (EpochSampler, SeededCollate, SeededSamples, build_train_sampler, planned_collate,
+                         worker_init_fn)
 from .defaults import create_ddp_model, ddp_options, default_device
 from .hooks.base import HookBase, build_hooks
 from .writers import require_wandb
@@ -194,6 +198,7 @@ class Trainer(TrainerBase):
         self.scaler = self.build_scaler()
         self.logger.info("=> Building hooks ...")
         self.register_hooks(self.build_hooks())
+        self.captured_step = self.build_captured_step()
 
     # ----------------------------------------------------------------- building blocks (overridable)
     def build_model(self) -> nn.Module:
@@ -225,8 +230,17 @@ class Trainer(TrainerBase):
         return MultiWriter([writer, wandb_writer])
 
     def train_collate_fn(self) -> Callable[[list], Any]:
+        """Pointcept's collate; when ``plans_batches`` the loader's workers also plan each batch for the model's
+        strides (its ``plan``), so that no forward reads sizes back from the device."""
         from ..data.collate import point_collate_fn
-        return partial(point_collate_fn, mix_prob=self.cfg.get("mix_prob", 0))
+        collate = partial(point_collate_fn, mix_prob=self.cfg.get("mix_prob", 0))
+        if not self.plans_batches():
+            return collate
+        return partial(planned_collate, collate, self.model_without_ddp.backbone.strides)
+
+    def plans_batches(self) -> bool:
+        """Whether training batches carry their host-side plan: a captured step needs it."""
+        return captured_step_options(self.cfg) is not None
 
     def val_collate_fn(self) -> Callable[[list], Any]:
         from ..data.collate import collate_fn
@@ -278,6 +292,34 @@ class Trainer(TrainerBase):
 
     def build_hooks(self) -> list[HookBase]:
         return build_hooks(self.cfg.hooks)
+
+    def build_captured_step(self) -> CapturedTrainStep | None:
+        """The ``captured_step`` (engine/captured_step.py) or None (eager steps); what it cannot run is an error
+        naming the config key or hook."""
+        options = captured_step_options(self.cfg)
+        if options is None:
+            return None
+        self.check_capturable()
+        dtype = self.amp_dtype if self.amp_enabled else None
+        self.logger.info(f"Training steps from CUDA graphs (captured_step={options})")
+        return CapturedTrainStep(self.model, self.optimizer, dtype, self.scaler, self.cfg.get("clip_grad"),
+                                 **options)
+
+    def check_capturable(self) -> None:
+        """What a captured step cannot run (yet): DDP, SyncBatchNorm, accumulation, hooks adding loss terms."""
+        problems = []
+        if self.model_is_ddp:
+            problems.append("DDP (more than one process)")
+        if any(isinstance(m, nn.SyncBatchNorm) for m in self.model.modules()):
+            problems.append("sync_bn=True")
+        if self.accum_steps != 1:
+            problems.append(f"gradient_accumulation_steps={self.accum_steps}")
+        adding = [type(h).__name__ for h in self.hooks if type(h).after_forward is not HookBase.after_forward]
+        if adding or type(self).after_forward is not TrainerBase.after_forward:
+            problems.append(f"loss terms added after the forward ({', '.join(adding) or type(self).__name__})")
+        if problems:
+            raise ValueError(f"captured_step cannot run with: {'; '.join(problems)}. Remove the captured_step "
+                             f"config key to train with eager steps.")
 
     # ------------------------------------------------------------------------------------- the loop
     @property
@@ -333,15 +375,15 @@ class Trainer(TrainerBase):
 
     def run_step(self) -> None:
         input_dict = self.to_device(self.comm_info["input_dict"])
-        if self.accumulation_counter == 0:
-            self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=self.amp_enabled, dtype=self.amp_dtype):
-            output = self.forward_losses(input_dict)
-        loss = self.total_loss(output)
-        if self.loss_is_finite(loss):
+        if self.captured_step is not None:
+            output = self.captured_step(input_dict)           # forward, losses and backward
+            loss = self.total_loss(output)
+            finite = self.loss_is_finite(loss)
+        else:
+            output, loss, finite = self.eager_forward_backward(input_dict)
+        if finite:
             self.bad_steps = 0
             self.epoch_good_steps += 1
-            self.backward(loss / self.accum_steps)
             self.accumulation_counter += 1
         else:
             self.skip_bad_step(loss)
@@ -353,6 +395,19 @@ class Trainer(TrainerBase):
         if self.cfg.get("empty_cache", False) and self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.comm_info["model_output_dict"] = self.loggable_outputs(output, loss)
+
+    def eager_forward_backward(self, input_dict: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
+        """The step's output, total loss and whether it is finite; its backward when it is (gradients zeroed at the
+        first micro-batch of an accumulation)."""
+        if self.accumulation_counter == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.amp_enabled, dtype=self.amp_dtype):
+            output = self.forward_losses(input_dict)
+        loss = self.total_loss(output)
+        finite = self.loss_is_finite(loss)
+        if finite:
+            self.backward(loss / self.accum_steps)
+        return output, loss, finite
 
     def forward_losses(self, input_dict: dict) -> dict[str, torch.Tensor]:
         """The step's output before its backward: ``compute_loss``, then the terms the hooks add (``after_forward``)."""
@@ -414,21 +469,24 @@ class Trainer(TrainerBase):
         return list(self.model.parameters())
 
     def optimizer_step(self) -> None:
-        """Clip, step, and step the scheduler, which is skipped when fp16 overflow skipped the step."""
+        """Clip, step, and step the scheduler, which is skipped when fp16 overflow skipped the step. A captured
+        step clips and steps in its optimizer graph (``CapturedTrainStep.step``)."""
         clip = self.cfg.get("clip_grad")
+        step = self.optimizer.step if self.captured_step is None else self.captured_step.step
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-            if clip is not None:
+            if clip is not None and self.captured_step is None:
                 nn.utils.clip_grad_norm_(self.trained_parameters(), clip)
-            self.scaler.step(self.optimizer)
+            with stepping_by(self.optimizer, step):
+                self.scaler.step(self.optimizer)
             scale = self.scaler.get_scale()
             self.scaler.update()
             if scale <= self.scaler.get_scale():
                 self.scheduler.step()
             return
-        if clip is not None:
+        if clip is not None and self.captured_step is None:
             nn.utils.clip_grad_norm_(self.trained_parameters(), clip)
-        self.optimizer.step()
+        step()
         self.scheduler.step()
 
     def loggable_outputs(self, output: dict, loss: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -16,16 +16,17 @@ from torch import Tensor
 
 from .plan import BatchPlan
 
-__all__ = ["PADDED_KEYS", "pad_to_capacity"]
+__all__ = ["CARRIED_KEYS", "PADDED_KEYS", "pad_to_capacity"]
 
-# per-point model inputs that are padded; everything else in the input is dropped
+# per-point model inputs that are padded; per-batch inputs carried as they are; everything else is dropped
 PADDED_KEYS = ("coord", "grid_coord", "feat")
+CARRIED_KEYS = ("order_permutations",)
 
 
 def pad_to_capacity(data_dict: dict, plan: BatchPlan, labels: Mapping[str, int] | None = None) -> dict:
     """``coord``, ``grid_coord``, ``feat`` padded to the padded ``plan``'s first stage rows (zeros), the
-    ``labels`` keys too (with their fill value, e.g. an ignore index), with ``offset`` (B+1,) and the ``plan``.
-    ``Point`` derives ``batch`` from ``offset``; other keys are dropped."""
+    ``labels`` keys too (with their fill value, e.g. an ignore index), with ``offset`` (B+1,), the ``plan`` and
+    the ``CARRIED_KEYS`` the input has. ``Point`` derives ``batch`` from ``offset``; other keys are dropped."""
     capacity = plan.sizes[0]
     labels = dict(labels or {})
     missing = [k for k in PADDED_KEYS + ("offset",) + tuple(labels) if k not in data_dict]
@@ -42,6 +43,7 @@ def pad_to_capacity(data_dict: dict, plan: BatchPlan, labels: Mapping[str, int] 
     out = {key: _pad_rows(data_dict[key], capacity, fill) for key, fill in fills.items()}
     out["offset"] = torch.cat([offset, offset.new_full((1,), capacity)])
     out["plan"] = plan
+    out.update({key: data_dict[key] for key in CARRIED_KEYS if key in data_dict})
     return out
 
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..utils.tensors import to_device
 from .backend import Backend
-from .capacity import PADDED_KEYS, pad_to_capacity
+from .capacity import CARRIED_KEYS, PADDED_KEYS, pad_to_capacity
 from .plan import BatchPlan, plan_batch
 from .point import serialization_depth
 
@@ -225,9 +225,12 @@ def build_captured(model: nn.Module, capture: str | None, dtype: str | torch.dty
 
 def _fill(inputs: dict, input_dict: dict, labels: dict[str, int]) -> None:
     """Copy a batch into the captured buffers: its rows first, padding after (zeros, or a label's fill value),
-    its offsets before the last."""
+    its offsets before the last, its carried inputs (``CARRIED_KEYS``) whole."""
     n = input_dict["coord"].shape[0]
     for key, fill in [(k, 0) for k in PADDED_KEYS] + list(labels.items()):
         inputs[key][:n].copy_(input_dict[key])
         inputs[key][n:].fill_(fill)
     inputs["offset"][:-1].copy_(input_dict["offset"])
+    for key in CARRIED_KEYS:
+        if key in inputs:
+            inputs[key].copy_(input_dict[key])

@@ -17,18 +17,21 @@ so with the padding rows the generator advances further than eager's draws for t
 first call's draws agree and every later call's are shifted; on CUDA, Philox offsets advance by the padded
 counts). Drawing only the real rows' numbers would need their counts on the host, i.e. a data-dependent shape,
 which a captured graph cannot have. The draws have the same distribution per real row; with ``drop_path=0`` and
-no dropout the step equals eager's. The orders' shuffles (``point.shuffle_rows``) draw the same permutations.
+no dropout the step equals eager's. The orders' shuffles (``point.shuffle_rows``) draw the same permutations;
+a captured step draws them on the host before each replay (``draw_order_permutations``, the same CPU draws in the
+same order) and gives them as the input's ``order_permutations``.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .capacity import pad_to_capacity
 from .plan import plan_batch
 
-__all__ = ["ignore_index", "padded_training_loss"]
+__all__ = ["draw_order_permutations", "ignore_index", "padded_training_loss"]
 
 
 def ignore_index(criteria: nn.Module) -> int:
@@ -44,6 +47,22 @@ def ignore_index(criteria: nn.Module) -> int:
         raise ValueError(f"padded training needs one ignore index shared by every criterion to label the padding "
                          f"rows with, got {names or 'no criteria'}")
     return int(values.pop())
+
+
+def draw_order_permutations(backbone: nn.Module) -> Tensor | None:
+    """(stages, k) permutations of the k serialization orders for one forward of ``backbone``, or None when no
+    stage shuffles them (eval mode).
+
+    Drawn on the CPU generator as the eager forward draws them (a ``randperm(k)`` for each stage that shuffles,
+    ``backbone.shuffled_stages``: the serialization, then each pooling; the identity for a stage that does not),
+    so a forward given them as ``order_permutations`` (with its plan) orders its points exactly as the eager
+    forward would have from the same generator state; the permutations are applied on the device.
+    """
+    shuffled = backbone.shuffled_stages()
+    if not any(shuffled):
+        return None
+    k = len(backbone.order)
+    return torch.stack([torch.randperm(k) if s else torch.arange(k) for s in shuffled])             # (stages, k)
 
 
 def padded_training_loss(model: nn.Module, input_dict: dict, capacities: Sequence[int] | None = None,

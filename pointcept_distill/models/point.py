@@ -23,9 +23,14 @@ def offset_to_batch(offset: Tensor, num_points: int | None = None) -> Tensor:
     return torch.searchsorted(offset, torch.arange(n, device=offset.device), right=True)
 
 
-def shuffle_rows(*rows: Tensor) -> tuple[Tensor, ...]:
+def shuffle_rows(*rows: Tensor, permutation: Tensor | None = None) -> tuple[Tensor, ...]:
     """Each (k, N) tensor with its rows permuted by one ``torch.randperm`` (CPU generator, as upstream); the rows
-    are picked by Python index, so CUDA tensors need no host-to-device copy of the permutation (a sync)."""
+    are picked by Python index, so CUDA tensors need no host-to-device copy of the permutation (a sync).
+
+    A given ``permutation`` (k,) on the rows' device (drawn beforehand, ``order_permutations``) is applied by a
+    gather instead: a captured graph then reads a new permutation from its input at every replay."""
+    if permutation is not None:
+        return tuple(t.index_select(0, permutation) for t in rows)
     perm = torch.randperm(rows[0].shape[0]).tolist()
     return tuple(torch.stack([t[i] for i in perm]) for t in rows)
 
@@ -96,14 +101,14 @@ class Point(dict):
                                        rounding_mode="trunc").int()
 
     def serialization(self, order: str | Sequence[str] = "z", depth: int | None = None,
-                      shuffle_orders: bool = False) -> None:
+                      shuffle_orders: bool = False, permutation: Tensor | None = None) -> None:
         """Encode every point along each space-filling curve in ``order`` and sort by the codes.
 
         ``depth`` defaults to ``bit_length(max grid_coord + 1)`` over the whole batch (Pointcept's rule,
         ``serialization_depth``; on CUDA a host sync, which a depth computed beforehand avoids). Sorting is
         stable; inputs are expected to hold one point per voxel and sample (GridSample), otherwise upstream
         itself has no defined order. ``shuffle_orders`` permutes the rows (``torch.randperm`` on the CPU
-        generator), as upstream does in training.
+        generator), as upstream does in training, or by a ``permutation`` (k,) drawn beforehand (``shuffle_rows``).
         """
         self._ensure_grid_coord()
         orders = [order] if isinstance(order, str) else list(order)
@@ -115,7 +120,7 @@ class Point(dict):
             raise ValueError(f"Point.serialization: {self.batch_size} samples at depth {depth} overflow int64 codes")
         code = encode_orders(self["grid_coord"], self["batch"], depth, orders)                        # (k, N)
         if shuffle_orders:
-            code, = shuffle_rows(code)
+            code, = shuffle_rows(code, permutation=permutation)
         self["order"] = orders
         self["serialized_depth"] = depth
         self.set_serialized_code(code)

@@ -16,7 +16,7 @@ from pointcept_distill.models import build_model
 from pointcept_distill.models.capacity import pad_to_capacity
 from pointcept_distill.models.losses import build_criteria
 from pointcept_distill.models.masked_norm import masked_batch_norm, point_batch_norm
-from pointcept_distill.models.padded_training import ignore_index, padded_training_loss
+from pointcept_distill.models.padded_training import draw_order_permutations, ignore_index, padded_training_loss
 from pointcept_distill.models.plan import plan_batch
 
 CRITERIA = [dict(type="CrossEntropyLoss", loss_weight=1.0, ignore_index=-1),        # the LiDAR configs' criteria
@@ -174,6 +174,71 @@ def test_padded_training_forward_reads_nothing_from_the_device(make_scene, tiny_
     with HostReads() as reads:
         padded_training_loss(model, planned)["loss"].backward()
     assert {site[2] for site in reads.hits} == {"shuffle_rows"}, dict(reads.hits)
+
+
+def _drawn(scene):
+    """A padded step whose order permutations are drawn before the forward (as a captured step draws them)."""
+    return lambda m: padded_training_loss(m, dict(scene, order_permutations=draw_order_permutations(m.backbone)))
+
+
+def test_drawn_order_permutations_give_the_eager_step(make_scene, tiny_config):
+    """Shuffles on: the permutations drawn before the forward (the CPU draws the eager forward makes, in its
+    order) and applied on the device give eager's loss and gradients from the same seed; other permutations
+    (the control: each reversed) do not."""
+    eager = _segmentor(tiny_config, drop_path=0.0)
+    assert eager.backbone.shuffled_stages() == [True] * 3
+    drawn, reversed_ = copy.deepcopy(eager), copy.deepcopy(eager)
+    scene = _scene(make_scene, (900, 500))
+    loss, grads = _step(eager, lambda m: m(dict(scene)))
+    drawn_loss, drawn_grads = _step(drawn, _drawn(scene))
+    torch.testing.assert_close(drawn_loss, loss, rtol=1e-5, atol=0)
+    assert _max_difference(drawn_grads, grads) < 1e-5
+    flip = lambda m: padded_training_loss(m, dict(scene, order_permutations=draw_order_permutations(  # noqa: E731
+        m.backbone).flip(1)))
+    _, reversed_grads = _step(reversed_, flip)
+    assert _max_difference(reversed_grads, grads) > 1e-3
+
+
+def test_order_permutations_need_a_plan_and_one_row_per_stage(make_scene, tiny_config):
+    model = _segmentor(tiny_config)
+    scene = _scene(make_scene, (300,))
+    assert draw_order_permutations(model.eval().backbone) is None
+    assert draw_order_permutations(_segmentor(tiny_config, shuffle_orders=False).backbone).shape == (3, 4)
+    model.train()
+    with pytest.raises(ValueError, match=r"order_permutations must be a \(3, 4\) tensor.*without a plan"):
+        model(dict(scene, order_permutations=draw_order_permutations(model.backbone)))
+    with pytest.raises(ValueError, match=r"got shape \(2, 4\)"):
+        padded_training_loss(model, dict(scene, order_permutations=draw_order_permutations(model.backbone)[:2]))
+
+
+def test_padded_step_with_drawn_permutations_reads_nothing_from_the_device(make_scene, tiny_config):
+    """With its permutations drawn beforehand, forward, losses and backward read no device value and nothing on
+    the host's generator either: all a captured graph needs at replay is in its inputs."""
+    model = _segmentor(tiny_config)
+    scene = _scene(make_scene, (900, 500))
+    planned = dict(scene, plan=plan_batch(scene, model.backbone.strides),
+                   order_permutations=draw_order_permutations(model.backbone))
+    with HostReads() as reads:
+        padded_training_loss(model, planned)["loss"].backward()
+    assert not reads.hits, dict(reads.hits)
+
+
+def test_padded_training_step_with_shuffles_traces_whole(make_scene, tiny_config):
+    """Shuffles on, permutations drawn beforehand: the padded step compiles without a graph break and equals
+    eager's from the same seed."""
+    eager = _segmentor(tiny_config, drop_path=0.0)
+    compiled = copy.deepcopy(eager)
+    scene = _scene(make_scene, (900, 500))
+    plan = plan_batch(scene, eager.backbone.strides).bucketed()
+    torch._dynamo.reset()
+    loss_of = torch.compile(lambda model, batch: model(batch)["loss"], backend="aot_eager", fullgraph=True,
+                            dynamic=False)
+    loss, grads = _step(eager, lambda m: m(dict(scene)))
+    compiled_loss, compiled_grads = _step(compiled, lambda m: {"loss": loss_of(m, pad_to_capacity(
+        dict(scene, order_permutations=draw_order_permutations(m.backbone)), plan, {"segment": -1}))})
+    torch._dynamo.reset()
+    torch.testing.assert_close(compiled_loss, loss, rtol=1e-5, atol=0)
+    assert _max_difference(compiled_grads, grads) < 1e-5
 
 
 def test_padded_training_step_traces_whole(make_scene, tiny_config):

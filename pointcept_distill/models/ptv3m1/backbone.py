@@ -180,8 +180,12 @@ class PointTransformerV3(PointModule):
         if plan is not None:
             self._check_plan(plan, point)
             point.level = 0
+        permutations = point.get("order_permutations")
+        if permutations is not None:
+            self._check_permutations(permutations, plan)
         point.serialization(order=self.order, depth=plan.depth if plan is not None else None,
-                            shuffle_orders=self.shuffle_orders and self.training)
+                            shuffle_orders=self.shuffle_orders and self.training,
+                            permutation=permutations[0] if permutations is not None else None)
         point.sparsify()
         point = self.embedding(point)
         return self.enc(point)
@@ -194,6 +198,21 @@ class PointTransformerV3(PointModule):
         if (plan.samples, plan.sizes[0]) != (point.batch_size, point.feat.shape[0]):
             raise ValueError(f"PT-v3m1: the input's plan is for {plan.samples} samples of {plan.sizes[0]} points, "
                              f"the batch has {point.batch_size} samples of {point.feat.shape[0]} points")
+
+    def shuffled_stages(self) -> list[bool]:
+        """Whether a forward now shuffles each stage's serialization orders: stage 0 in the serialization
+        (``shuffle_orders``), each later stage in its pooling (which, as upstream's, shuffles in training)."""
+        poolings = [getattr(self.enc, f"enc{s}").down for s in range(1, self.num_stages)]
+        return [self.training and self.shuffle_orders] + [p.training and p.shuffle_orders for p in poolings]
+
+    def _check_permutations(self, permutations: Any, plan: Any) -> None:
+        """Drawn order permutations (``order_permutations``): one row per stage, one column per order, with a plan
+        (a pooled stage takes the row of its level)."""
+        want = (self.num_stages, len(self.order))
+        if plan is None or tuple(permutations.shape) != want:
+            raise ValueError(f"PT-v3m1: order_permutations must be a {want} tensor (stages x orders) given with the "
+                             f"batch's plan, got shape {tuple(permutations.shape)}"
+                             f"{'' if plan is not None else ' without a plan'}")
 
     def decode(self, point: Point) -> Point:
         """Run the decoder from the deepest stage's Point back to stage 0."""

@@ -70,9 +70,13 @@ class SerializedPooling(PointModule):
             serialized_depth=point.serialized_depth - pd)
         if plan is not None:
             pooled_point.update(plan=plan, level=point.level + 1)
+        permutations = point.get("order_permutations")                            # (stages, k) or None
+        if permutations is not None:
+            pooled_point.order_permutations = permutations
         code, order = code[:, head], pooled_order(order, cluster, num_clusters)
         if self.shuffle_orders and self.training:
-            code, order = shuffle_rows(code, order)
+            permutation = permutations[point.level + 1] if permutations is not None else None
+            code, order = shuffle_rows(code, order, permutation=permutation)
         pooled_point.set_serialized_code(code, order)
         if self.traceable:
             pooled_point.pooling_inverse = cluster

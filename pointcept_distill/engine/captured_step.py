@@ -1,0 +1,241 @@
+"""``CapturedTrainStep``: a segmentor's training step (forward, losses, backward, optimizer step) replayed from
+CUDA graphs on fixed-capacity batches; config key ``captured_step``.
+
+Two kinds of graph:
+
+- **one per padded plan** (``CapturedForward``'s key: the batch's plan at its capacity buckets): the gradients
+  zeroed, the padded training forward (``models/padded_training``: batch norms over the real rows, padding
+  labelled ignored, the order permutations drawn on the host before each replay as the eager forward draws them),
+  the losses, their sum and its backward into gradient tensors made before the first capture, so that every graph
+  writes the same ones;
+- **one optimizer graph**: gradient clipping (``clip_grad_norm_``, multi-tensor) and the Adam/AdamW step with
+  ``capturable`` state; its learning rates and betas are device tensors filled from the param groups before each
+  replay, so a scheduler's changes take effect without a new capture.
+
+Between the two the host reads whether the loss is finite, as the eager step does, and the trainer skips the
+optimizer graph when it is not; with fp16 the ``GradScaler`` scales the loss inside the graph and unscales,
+checks and updates its scale eagerly between the graphs (a few multi-tensor kernels), its ``step`` replaying the
+optimizer graph. Warm-up runs before a capture leave no trace: the batch norms' running statistics, the CUDA
+generator, the parameters and the optimizer state are restored after them.
+
+Off CUDA the same steps run eagerly on the padded batch (what the CPU tests check against the eager trainer).
+Not supported (each refused with the reason when the trainer builds it): DDP, SyncBatchNorm, gradient
+accumulation, hooks that add loss terms after the forward, optimizers other than Adam and AdamW.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..models.captured import CapturedForward
+from ..models.padded_training import draw_order_permutations, ignore_index
+
+__all__ = ["CAPTURED_STEP_DEFAULTS", "CapturedTrainStep", "captured_step_options", "stepping_by"]
+
+# the config key ``captured_step = dict(...)``: its entries and their defaults
+CAPTURED_STEP_DEFAULTS = dict(compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
+CAPTURABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def captured_step_options(cfg: Any) -> dict | None:
+    """The ``captured_step`` config entry with its defaults filled in, or None when it is off (absent, None or
+    False); ``True`` means the defaults. Unknown entries are an error naming them."""
+    value = cfg.get("captured_step")
+    if value in (None, False):
+        return None
+    value = {} if value is True else dict(value)
+    unknown = sorted(set(value) - set(CAPTURED_STEP_DEFAULTS))
+    if unknown:
+        raise KeyError(f"captured_step: unknown key(s) {unknown} (known: {sorted(CAPTURED_STEP_DEFAULTS)})")
+    if value.get("compile") not in (None, "inductor"):
+        raise ValueError(f"captured_step.compile must be None or 'inductor', got {value['compile']!r}")
+    return {**CAPTURED_STEP_DEFAULTS, **value}
+
+
+class CapturedTrainStep:
+    """A segmentor's training step from CUDA graphs (see the module docstring).
+
+    Args:
+        model: the segmentor in training mode (not DDP-wrapped), on its device.
+        optimizer: an Adam or AdamW over (some of) its parameters; made ``capturable`` at the first step.
+        dtype: autocast dtype (torch.bfloat16 / torch.float16), or None for float32.
+        scaler: the fp16 ``GradScaler`` (its scale multiplies the loss inside the graph), or None.
+        clip_grad: the max gradient norm clipped inside the optimizer graph, or None.
+        compile: "inductor" to compile the forward and losses (one compilation per plan), or None.
+        steps_per_octave, warmup, max_graphs: ``CapturedForward``'s.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, dtype: torch.dtype | None = None,
+                 scaler: torch.amp.GradScaler | None = None, clip_grad: float | None = None,
+                 compile: str | None = None, steps_per_octave: int = 8, warmup: int = 2,
+                 max_graphs: int | None = None) -> None:
+        if not isinstance(optimizer, CAPTURABLE_OPTIMIZERS):
+            raise TypeError(f"captured_step: the optimizer must be Adam or AdamW (capturable state), got "
+                            f"{type(optimizer).__name__}")
+        self.model, self.optimizer, self.scaler, self.clip_grad = model, optimizer, scaler, clip_grad
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.losses: Callable[[dict], dict] = model
+        if compile is not None:
+            self.losses = torch.compile(model, backend=compile, fullgraph=True, dynamic=False)
+        self.graphs = _StepGraphs(model, self._forward_backward, dtype=dtype, steps_per_octave=steps_per_octave,
+                                  warmup=warmup, implicit_gemm=False, max_graphs=max_graphs,
+                                  labels={"segment": ignore_index(model.criteria)})
+        self.grads: list[Tensor] | None = None                    # the gradient tensors every graph writes
+        self.optimizer_graph: torch.cuda.CUDAGraph | None = None
+        self.hyper: list[dict[str, Any]] = []                     # per group: lr and betas on the device
+        self.steps = 0
+
+    # ------------------------------------------------------------------------------- forward and backward
+    def __call__(self, input_dict: dict) -> dict[str, Tensor]:
+        """Zero the gradients, run forward, losses and backward on ``input_dict`` (on the model's device, with its
+        host-side ``plan``; planned here otherwise); returns the scalar outputs (new tensors). On CUDA replayed
+        from the graph of the batch's padded plan (captured at its first batch)."""
+        self._install_grads()
+        permutations = draw_order_permutations(self.model.backbone)
+        if permutations is not None:
+            input_dict = dict(input_dict, order_permutations=permutations.to(input_dict["feat"].device))
+        outputs = self.graphs.replay(input_dict)
+        self.steps += 1
+        return {k: v.detach().clone() for k, v in outputs.items()}
+
+    def _forward_backward(self, padded: dict) -> dict[str, Tensor]:
+        torch._foreach_zero_(self.grads)
+        output = self.losses(padded)
+        loss = torch.stack([v.float().reshape(()) for k, v in output.items() if _is_loss(k)]).sum()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        return {k: v for k, v in output.items() if isinstance(v, Tensor) and v.numel() == 1}
+
+    def _install_grads(self) -> None:
+        """Every trained parameter's ``grad`` is its tensor of the graphs (made at the first step; put back if
+        something set it to None or replaced it, e.g. ``zero_grad(set_to_none=True)``)."""
+        if self.grads is None:
+            self.grads = [torch.zeros_like(p) for p in self.params]
+            if self.scaler is not None:
+                self.scaler.scale(torch.ones((), device=self.params[0].device))   # makes its scale tensor
+        for p, grad in zip(self.params, self.grads):
+            if p.grad is not grad:
+                p.grad = grad
+
+    @property
+    def num_graphs(self) -> int:
+        """Captured step graphs held now (``max_graphs`` drops the least recently used)."""
+        return len(self.graphs.captures)
+
+    @property
+    def captures(self) -> int:
+        """Step graphs captured so far (a step that found its graph replayed it: ``steps - captures`` hits)."""
+        return self.graphs.num_captured
+
+    # ---------------------------------------------------------------------------------- optimizer step
+    def step(self) -> None:
+        """Clip and step the optimizer on the gradients of the last ``__call__`` (the optimizer graph on CUDA, with
+        the param groups' current learning rates and betas)."""
+        if not self.params[0].is_cuda:
+            if self.clip_grad is not None:
+                nn.utils.clip_grad_norm_(self.params, self.clip_grad)
+            self.optimizer.step()
+            return
+        if self.optimizer_graph is None:
+            self.optimizer_graph = self._capture_optimizer()
+        for group, tensors in zip(self.optimizer.param_groups, self.hyper):
+            tensors["lr"].fill_(float(group["lr"]))
+            for beta, value in zip(tensors["betas"], group["betas"]):
+                beta.fill_(float(value))
+        self.optimizer_graph.replay()
+
+    def _optimizer_step(self) -> None:
+        if self.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.params, self.clip_grad, foreach=True)
+        self.optimizer.step()
+
+    def _capture_optimizer(self) -> torch.cuda.CUDAGraph:
+        """Capture clip + step with tensor hyperparameters after one warm-up step that makes the state of the
+        parameters without one (then undone: the parameters, the existing state, and fresh state zeroed)."""
+        device = self.params[0].device
+        self._make_capturable(device)
+        graph = torch.cuda.CUDAGraph()
+        with self._tensor_hyperparameters(device):
+            existing = {id(t) for t in self._state_tensors()}
+            with _restored(self.params + self._state_tensors(), device):
+                self._optimizer_step()
+            for state in self._state_tensors():
+                if id(state) not in existing:
+                    state.zero_()                      # as the optimizer makes a parameter's first state
+            with torch.cuda.graph(graph):
+                self._optimizer_step()
+        return graph
+
+    def _make_capturable(self, device: torch.device) -> None:
+        """Capturable groups (their step counts on the device), as a loaded optimizer state may not have."""
+        for group in self.optimizer.param_groups:
+            group["capturable"], group["foreach"] = True, True
+        for state in self.optimizer.state.values():
+            if "step" in state and state["step"].device != device:
+                state["step"] = state["step"].to(device=device, dtype=torch.float32)
+
+    def _state_tensors(self) -> list[Tensor]:
+        return [v for p in self.params for v in self.optimizer.state.get(p, {}).values() if isinstance(v, Tensor)]
+
+    @contextlib.contextmanager
+    def _tensor_hyperparameters(self, device: torch.device) -> Iterator[None]:
+        """The groups' lr and betas as device tensors while the optimizer graph is captured (kept in ``hyper``
+        for ``step`` to fill), the groups' own values back afterwards."""
+        saved = [(group["lr"], group["betas"]) for group in self.optimizer.param_groups]
+        self.hyper = [dict(lr=torch.tensor(float(lr), device=device),
+                           betas=tuple(torch.tensor(float(b), device=device) for b in betas)) for lr, betas in saved]
+        for group, tensors in zip(self.optimizer.param_groups, self.hyper):
+            group["lr"], group["betas"] = tensors["lr"], tensors["betas"]
+        try:
+            yield
+        finally:
+            for group, (lr, betas) in zip(self.optimizer.param_groups, saved):
+                group["lr"], group["betas"] = lr, betas
+
+
+
+class _StepGraphs(CapturedForward):
+    """The step's graphs: ``CapturedForward`` whose warm-up runs leave no trace (the batch norms' statistics and
+    the CUDA generator are put back after them), counting its captures."""
+
+    num_captured = 0
+
+    def _capture(self, inputs: dict) -> Any:
+        self.num_captured += 1
+        with _restored(list(self.model.buffers()), inputs["feat"].device):
+            return super()._capture(inputs)
+
+
+@contextlib.contextmanager
+def stepping_by(optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> Iterator[None]:
+    """``optimizer.step`` is ``step`` inside the block: ``GradScaler.step(optimizer)``, which calls it unless it
+    found inf/NaN gradients, then replays a captured optimizer step."""
+    if step == optimizer.step:
+        yield
+        return
+    optimizer.step = step
+    try:
+        yield
+    finally:
+        del optimizer.step
+
+
+def _is_loss(key: str) -> bool:
+    return key == "loss" or key.startswith("loss_")
+
+
+@contextlib.contextmanager
+def _restored(tensors: list[Tensor], device: torch.device) -> Iterator[None]:
+    """Put ``tensors`` (and the CUDA generator of ``device``) back as they were after the block."""
+    saved = [t.detach().clone() for t in tensors]
+    rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, value in zip(tensors, saved):
+                t.copy_(value)
+        if rng is not None:
+            torch.cuda.set_rng_state(rng, device)
