@@ -8,9 +8,10 @@ Two kinds of graph:
   labelled ignored, the order permutations drawn on the host before each replay as the eager forward draws them),
   the losses, their sum and its backward into gradient tensors made before the first capture, so that every graph
   writes the same ones;
-- **one optimizer graph**: gradient clipping (``clip_grad_norm_``, multi-tensor) and the Adam/AdamW step with
-  ``capturable`` state; its learning rates and betas are device tensors filled from the param groups before each
-  replay, so a scheduler's changes take effect without a new capture.
+- **one optimizer graph**: gradient clipping (``clip_grad_norm_``, multi-tensor) and the Adam/AdamW step
+  (``graph_adam.GraphAdam``: torch's math on the optimizer's own state, its learning rates and betas read from
+  device tensors filled from the param groups before each replay, so a scheduler's changes take effect without a
+  new capture).
 
 Between the two the host reads whether the loss is finite, as the eager step does, and the trainer skips the
 optimizer graph when it is not; with fp16 the ``GradScaler`` scales the loss inside the graph and unscales,
@@ -32,12 +33,12 @@ from torch import Tensor, nn
 
 from ..models.captured import CapturedForward
 from ..models.padded_training import draw_order_permutations, ignore_index
+from .graph_adam import GraphAdam
 
 __all__ = ["CAPTURED_STEP_DEFAULTS", "CapturedTrainStep", "captured_step_options", "stepping_by"]
 
 # the config key ``captured_step = dict(...)``: its entries and their defaults
 CAPTURED_STEP_DEFAULTS = dict(compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
-CAPTURABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
 
 def captured_step_options(cfg: Any) -> dict | None:
@@ -60,7 +61,7 @@ class CapturedTrainStep:
 
     Args:
         model: the segmentor in training mode (not DDP-wrapped), on its device.
-        optimizer: an Adam or AdamW over (some of) its parameters; made ``capturable`` at the first step.
+        optimizer: an Adam or AdamW over (some of) its parameters (stepped by ``GraphAdam`` on its state).
         dtype: autocast dtype (torch.bfloat16 / torch.float16), or None for float32.
         scaler: the fp16 ``GradScaler`` (its scale multiplies the loss inside the graph), or None.
         clip_grad: the max gradient norm clipped inside the optimizer graph, or None.
@@ -72,11 +73,9 @@ class CapturedTrainStep:
                  scaler: torch.amp.GradScaler | None = None, clip_grad: float | None = None,
                  compile: str | None = None, steps_per_octave: int = 8, warmup: int = 2,
                  max_graphs: int | None = None) -> None:
-        if not isinstance(optimizer, CAPTURABLE_OPTIMIZERS):
-            raise TypeError(f"captured_step: the optimizer must be Adam or AdamW (capturable state), got "
-                            f"{type(optimizer).__name__}")
         self.model, self.optimizer, self.scaler, self.clip_grad = model, optimizer, scaler, clip_grad
-        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        self.adam = GraphAdam(optimizer, self.params)
         self.losses: Callable[[dict], dict] = model
         if compile is not None:
             self.losses = torch.compile(model, backend=compile, fullgraph=True, dynamic=False)
@@ -85,7 +84,6 @@ class CapturedTrainStep:
                                   labels={"segment": ignore_index(model.criteria)})
         self.grads: list[Tensor] | None = None                    # the gradient tensors every graph writes
         self.optimizer_graph: torch.cuda.CUDAGraph | None = None
-        self.hyper: list[dict[str, Any]] = []                     # per group: lr and betas on the device
         self.steps = 0
 
     # ------------------------------------------------------------------------------- forward and backward
@@ -131,69 +129,34 @@ class CapturedTrainStep:
 
     # ---------------------------------------------------------------------------------- optimizer step
     def step(self) -> None:
-        """Clip and step the optimizer on the gradients of the last ``__call__`` (the optimizer graph on CUDA, with
-        the param groups' current learning rates and betas)."""
+        """Clip and step the optimizer on the gradients of the last ``__call__``, with the param groups' current
+        learning rates and betas (on CUDA the optimizer graph, captured at the first step)."""
+        if not self.adam.hyper:
+            self.adam.prepare()
+        self.adam.load_hyperparameters()
         if not self.params[0].is_cuda:
-            if self.clip_grad is not None:
-                nn.utils.clip_grad_norm_(self.params, self.clip_grad)
-            self.optimizer.step()
+            self._optimizer_step()
             return
         if self.optimizer_graph is None:
             self.optimizer_graph = self._capture_optimizer()
-        for group, tensors in zip(self.optimizer.param_groups, self.hyper):
-            tensors["lr"].fill_(float(group["lr"]))
-            for beta, value in zip(tensors["betas"], group["betas"]):
-                beta.fill_(float(value))
         self.optimizer_graph.replay()
 
     def _optimizer_step(self) -> None:
         if self.clip_grad is not None:
             nn.utils.clip_grad_norm_(self.params, self.clip_grad, foreach=True)
-        self.optimizer.step()
+        self.adam.step()
 
     def _capture_optimizer(self) -> torch.cuda.CUDAGraph:
-        """Capture clip + step with tensor hyperparameters after one warm-up step that makes the state of the
-        parameters without one (then undone: the parameters, the existing state, and fresh state zeroed)."""
-        device = self.params[0].device
-        self._make_capturable(device)
+        """Clip + step captured after one warm-up step, which is undone (parameters and optimizer state)."""
+        with _restored(self.params + self._state_tensors(), self.params[0].device):
+            self._optimizer_step()
         graph = torch.cuda.CUDAGraph()
-        with self._tensor_hyperparameters(device):
-            existing = {id(t) for t in self._state_tensors()}
-            with _restored(self.params + self._state_tensors(), device):
-                self._optimizer_step()
-            for state in self._state_tensors():
-                if id(state) not in existing:
-                    state.zero_()                      # as the optimizer makes a parameter's first state
-            with torch.cuda.graph(graph):
-                self._optimizer_step()
+        with torch.cuda.graph(graph):
+            self._optimizer_step()
         return graph
-
-    def _make_capturable(self, device: torch.device) -> None:
-        """Capturable groups (their step counts on the device), as a loaded optimizer state may not have."""
-        for group in self.optimizer.param_groups:
-            group["capturable"], group["foreach"] = True, True
-        for state in self.optimizer.state.values():
-            if "step" in state and state["step"].device != device:
-                state["step"] = state["step"].to(device=device, dtype=torch.float32)
 
     def _state_tensors(self) -> list[Tensor]:
         return [v for p in self.params for v in self.optimizer.state.get(p, {}).values() if isinstance(v, Tensor)]
-
-    @contextlib.contextmanager
-    def _tensor_hyperparameters(self, device: torch.device) -> Iterator[None]:
-        """The groups' lr and betas as device tensors while the optimizer graph is captured (kept in ``hyper``
-        for ``step`` to fill), the groups' own values back afterwards."""
-        saved = [(group["lr"], group["betas"]) for group in self.optimizer.param_groups]
-        self.hyper = [dict(lr=torch.tensor(float(lr), device=device),
-                           betas=tuple(torch.tensor(float(b), device=device) for b in betas)) for lr, betas in saved]
-        for group, tensors in zip(self.optimizer.param_groups, self.hyper):
-            group["lr"], group["betas"] = tensors["lr"], tensors["betas"]
-        try:
-            yield
-        finally:
-            for group, (lr, betas) in zip(self.optimizer.param_groups, saved):
-                group["lr"], group["betas"] = lr, betas
-
 
 
 class _StepGraphs(CapturedForward):

@@ -82,7 +82,7 @@ def test_captured_step_trains_as_the_eager_step(tmp_path, sim_root):
     for key in ("step", "exp_avg", "exp_avg_sq"):      # moments rounding apart, relative to the largest of all
         scale = max(float(state[key].abs().max()) for state in eager_state.values())
         for index, state in captured.optimizer.state_dict()["state"].items():
-            assert float((state[key] - eager_state[index][key]).abs().max()) <= 1e-5 * scale, f"{index}.{key}"
+            assert float((state[key] - eager_state[index][key]).abs().max()) <= 1e-4 * scale, f"{index}.{key}"
     assert [g["lr"] for g in captured.optimizer.param_groups] == [g["lr"] for g in eager.optimizer.param_groups]
     if torch.cuda.is_available():                       # graphs: one per distinct padded plan, then replays
         step = captured.captured_step
@@ -113,7 +113,7 @@ def test_learning_rate_changes_reach_the_captured_optimizer_step(tmp_path, sim_r
     step(batch)
     assert all(p.grad is g for p, g in zip(step.params, step.grads))
     step.step()
-    moved = [float((p - b).abs().max()) for p, b in zip(params, before)]
+    moved = [float((p.detach() - b).abs().max()) for p, b in zip(params, before)]
     assert min(moved) > 0 and max(moved) <= 1e-3 * 1.01            # Adam's steps are at most lr (+ rounding)
     assert step.optimizer_graph is graph and step.captures == (1 if torch.cuda.is_available() else 0)
 
