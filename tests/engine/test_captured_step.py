@@ -12,6 +12,7 @@ from pointcept_distill.data.simulator import generate
 from pointcept_distill.engine.captured_step import CapturedTrainStep, captured_step_options
 from pointcept_distill.engine.defaults import default_config_parser, default_setup
 from pointcept_distill.engine.train import TRAINERS
+from pointcept_distill.models.captured import captured_backend
 from pointcept_distill.models.plan import BatchPlan
 from pointcept_distill.utils.config import Config, parse_options
 from tiny_configs import ROOT
@@ -43,6 +44,12 @@ def _trainer(tmp_path, sim_root, *options, **values):
     return TRAINERS.build(dict(type=cfg.train.type, cfg=default_setup(cfg)))
 
 
+def _same_kernels(trainer) -> None:
+    """The eager run on the captured step's convolution (the gather-GEMM; on CUDA the default would be spconv,
+    another summation order), so that the two runs differ only in how the step runs."""
+    trainer.model.backbone.set_backend(captured_backend(trainer.model.backbone.backend))
+
+
 class _Recorder:
     """Records each step's losses (the logged dict) after the step."""
 
@@ -68,6 +75,7 @@ def test_captured_step_trains_as_the_eager_step(tmp_path, sim_root):
     adam = dict(type="AdamW", lr=0.002, weight_decay=0.005, eps=1e-4)
     for name, values in (("eager", {}), ("captured", {"captured_step": dict(steps_per_octave=4)})):
         trainer = _trainer(tmp_path / name, sim_root, "epoch=2", "eval_epoch=2", optimizer=adam, **values)
+        _same_kernels(trainer)
         recorder = _Recorder(trainer)
         trainer.train()
         runs[name] = (trainer, recorder.losses)
@@ -154,6 +162,7 @@ def test_fp16_captured_step_scales_and_matches_the_eager_step(tmp_path, sim_root
     for name, values in (("eager", {}), ("captured", {"captured_step": True})):
         trainer = _trainer(tmp_path / name, sim_root, "epoch=2", "eval_epoch=2", "enable_amp=True",
                            "amp_dtype=float16", **values)
+        _same_kernels(trainer)
         recorder = _Recorder(trainer)
         trainer.train()
         runs[name] = (trainer, recorder.losses)
