@@ -26,6 +26,9 @@ find_unused_parameters = False
 # DistributedDataParallel's communication options (docs/multi_gpu.md#ddp-options); unknown entries are refused.
 # bucket_cap_mb None: DDP's default (25 MiB buckets, the first 1 MiB); a number (MiB) caps every bucket
 ddp = dict(bucket_cap_mb=None, static_graph=False, gradient_as_bucket_view=False, broadcast_buffers=False)
+# Training steps replayed from CUDA graphs (docs/execution.md#the-captured-training-step-captured_step):
+# --options captured_step.enabled=True [captured_step.steps_per_octave=4]; unknown entries are refused.
+captured_step = dict(enabled=False, compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
 enable_wandb = False
 wandb_project = "pointcept"
 wandb_key = None

@@ -37,23 +37,28 @@ from .graph_adam import GraphAdam
 
 __all__ = ["CAPTURED_STEP_DEFAULTS", "CapturedTrainStep", "captured_step_options", "stepping_by"]
 
-# the config key ``captured_step = dict(...)``: its entries and their defaults
-CAPTURED_STEP_DEFAULTS = dict(compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
+# the config key ``captured_step = dict(...)``: its entries and their defaults (configs/_base_/default_runtime.py)
+CAPTURED_STEP_DEFAULTS = dict(enabled=False, compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
 
 
 def captured_step_options(cfg: Any) -> dict | None:
-    """The ``captured_step`` config entry with its defaults filled in, or None when it is off (absent, None or
-    False); ``True`` means the defaults. Unknown entries are an error naming them."""
+    """``CapturedTrainStep``'s options from the ``captured_step`` config entry, or None when it is off (absent,
+    None, False, or ``enabled=False``); ``True`` means the defaults, enabled. Unknown entries are an error naming
+    them."""
     value = cfg.get("captured_step")
     if value in (None, False):
         return None
-    value = {} if value is True else dict(value)
+    value = {"enabled": True} if value is True else dict(value)
     unknown = sorted(set(value) - set(CAPTURED_STEP_DEFAULTS))
     if unknown:
         raise KeyError(f"captured_step: unknown key(s) {unknown} (known: {sorted(CAPTURED_STEP_DEFAULTS)})")
-    if value.get("compile") not in (None, "inductor"):
+    if value.get("compile") not in (None, "None", "inductor"):
         raise ValueError(f"captured_step.compile must be None or 'inductor', got {value['compile']!r}")
-    return {**CAPTURED_STEP_DEFAULTS, **value}
+    options = {**CAPTURED_STEP_DEFAULTS, **value}
+    if not options.pop("enabled"):
+        return None
+    options["compile"] = None if options["compile"] in (None, "None") else options["compile"]
+    return options
 
 
 class CapturedTrainStep:

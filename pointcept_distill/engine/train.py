@@ -365,9 +365,22 @@ class Trainer(TrainerBase):
             raise FloatingPointError(f"all {skipped} steps of epoch {self.epoch + 1} were skipped (non-finite "
                                      f"losses): stopping before evaluating or saving it. Check the data for "
                                      f"NaN/inf values; try a lower lr, clip_grad, or amp_dtype='bfloat16'.")
+        self.log_cuda_statistics()
         self.after_epoch()
         if self.cfg.get("empty_cache_per_epoch", False) and self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def log_cuda_statistics(self) -> None:
+        """On CUDA, after an epoch: the captured step's graph counts so far and the epoch's peak memory."""
+        if self.device.type != "cuda":
+            return
+        line = f"Peak CUDA memory of the epoch: {torch.cuda.max_memory_allocated(self.device) / 2 ** 20:.0f} MiB"
+        torch.cuda.reset_peak_memory_stats(self.device)
+        step = self.captured_step
+        if step is not None:
+            line += (f"; captured_step: {step.steps} steps, {step.captures} graphs captured ({step.num_graphs} held), "
+                     f"{100 * (1 - step.captures / max(step.steps, 1)):.1f} % of steps replayed a captured graph")
+        self.logger.info(line)
 
     def to_device(self, obj: Any) -> Any:
         """``obj`` (a batch: tensors in dicts and lists) on this trainer's device."""

@@ -73,7 +73,7 @@ def test_captured_step_trains_as_the_eager_step(tmp_path, sim_root):
     (the largest change of a weight is 3.5e-4)."""
     runs = {}
     adam = dict(type="AdamW", lr=0.002, weight_decay=0.005, eps=1e-4)
-    for name, values in (("eager", {}), ("captured", {"captured_step": dict(steps_per_octave=4)})):
+    for name, values in (("eager", {}), ("captured", {"captured_step": dict(enabled=True, steps_per_octave=4)})):
         trainer = _trainer(tmp_path / name, sim_root, "epoch=2", "eval_epoch=2", optimizer=adam, **values)
         _same_kernels(trainer)
         recorder = _Recorder(trainer)
@@ -183,11 +183,23 @@ def test_batches_carry_their_plan_only_for_the_captured_step(tmp_path, sim_root)
 def test_captured_step_options_are_checked_by_name():
     assert captured_step_options(Config({})) is None and captured_step_options(Config({"captured_step": False})) \
         is None
+    assert captured_step_options(Config({"captured_step": dict(enabled=False, steps_per_octave=2)})) is None
     assert captured_step_options(Config({"captured_step": True}))["steps_per_octave"] == 8
+    assert captured_step_options(Config({"captured_step": dict(enabled=True, compile="None")}))["compile"] is None
     with pytest.raises(KeyError, match=r"captured_step: unknown key\(s\) \['step_per_octave'\]"):
         captured_step_options(Config({"captured_step": {"step_per_octave": 4}}))
     with pytest.raises(ValueError, match="captured_step.compile must be None or 'inductor'"):
         captured_step_options(Config({"captured_step": {"compile": "eager"}}))
+
+
+def test_captured_step_is_set_from_the_command_line(tmp_path, sim_root):
+    """The runtime default is off; ``--options captured_step.enabled=True captured_step.steps_per_octave=2``
+    turns it on with its buckets; an unknown entry is refused by name."""
+    assert _trainer(tmp_path / "off", sim_root).captured_step is None
+    trainer = _trainer(tmp_path / "on", sim_root, "captured_step.enabled=True", "captured_step.steps_per_octave=2")
+    assert trainer.captured_step.graphs.steps_per_octave == 2
+    with pytest.raises(Exception, match="step_per_octave"):
+        _trainer(tmp_path / "bad", sim_root, "captured_step.enabled=True", "captured_step.step_per_octave=2")
 
 
 @pytest.mark.parametrize("values, match", [
