@@ -318,8 +318,8 @@ class Trainer(TrainerBase):
         if adding or type(self).after_forward is not TrainerBase.after_forward:
             problems.append(f"loss terms added after the forward ({', '.join(adding) or type(self).__name__})")
         if problems:
-            raise ValueError(f"captured_step cannot run with: {'; '.join(problems)}. Remove the captured_step "
-                             f"config key to train with eager steps.")
+            raise ValueError(f"captured_step cannot run with: {'; '.join(problems)}. Set captured_step.enabled=False "
+                             f"to train with eager steps.")
 
     # ------------------------------------------------------------------------------------- the loop
     @property
