@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ..models.captured import CapturedForward
 from ..models.padded_training import draw_order_permutations, ignore_index
 from .graph_adam import GraphAdam
+from .loss_terms import sum_losses
 
 __all__ = ["CAPTURED_STEP_DEFAULTS", "CapturedTrainStep", "captured_step_options", "stepping_by"]
 
@@ -107,7 +108,7 @@ class CapturedTrainStep:
     def _forward_backward(self, padded: dict) -> dict[str, Tensor]:
         torch._foreach_zero_(self.grads)
         output = self.losses(padded)
-        loss = torch.stack([v.float().reshape(()) for k, v in output.items() if _is_loss(k)]).sum()
+        loss = sum_losses(output, "CapturedTrainStep's model")
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         return {k: v for k, v in output.items() if isinstance(v, Tensor) and v.numel() == 1}
 
@@ -188,10 +189,6 @@ def stepping_by(optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> It
         yield
     finally:
         del optimizer.step
-
-
-def _is_loss(key: str) -> bool:
-    return key == "loss" or key.startswith("loss_")
 
 
 @contextlib.contextmanager

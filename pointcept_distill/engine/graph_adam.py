@@ -35,6 +35,8 @@ class GraphAdam:
             if unsupported:
                 raise ValueError(f"captured_step: {type(optimizer).__name__} with {unsupported} is not supported")
         self.optimizer = optimizer
+        self.decoupled = isinstance(optimizer, torch.optim.AdamW) or any(
+            group.get("decoupled_weight_decay") for group in optimizer.param_groups)   # AdamW's weight decay
         trained = {id(p) for p in params}
         self.groups = [[p for p in group["params"] if id(p) in trained] for group in optimizer.param_groups]
         self.hyper: list[dict[str, Tensor]] = []
@@ -73,13 +75,11 @@ class GraphAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        decoupled = isinstance(self.optimizer, torch.optim.AdamW) or any(
-            g.get("decoupled_weight_decay") for g in self.optimizer.param_groups)
         for group, params, hyper in zip(self.optimizer.param_groups, self.groups, self.hyper):
             if params:
-                self._group_step(group, params, hyper, decoupled)
+                self._group_step(group, params, hyper)
 
-    def _group_step(self, group: dict, params: list[Tensor], hyper: dict[str, Tensor], decoupled: bool) -> None:
+    def _group_step(self, group: dict, params: list[Tensor], hyper: dict[str, Tensor]) -> None:
         state = self.optimizer.state
         lr, beta1, beta2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
         grads = [p.grad for p in params]
@@ -89,7 +89,7 @@ class GraphAdam:
         torch._foreach_add_(steps, 1)
         step = steps[0]                                                 # the group's count (all agree)
         weight_decay = float(group["weight_decay"])
-        if weight_decay and decoupled:
+        if weight_decay and self.decoupled:
             torch._foreach_mul_(params, 1 - lr * weight_decay)
         elif weight_decay:
             grads = torch._foreach_add(grads, params, alpha=weight_decay)

@@ -37,16 +37,12 @@ from .dataloader import (EpochSampler, SeededCollate, SeededSamples, build_train
                          worker_init_fn)
 from .defaults import create_ddp_model, ddp_options, default_device
 from .hooks.base import HookBase, build_hooks
+from .loss_terms import is_loss_key, sum_losses
 from .writers import require_wandb
 
 __all__ = ["TRAINERS", "TrainerBase", "Trainer", "is_loss_key", "sum_losses"]
 
 TRAINERS = Registry("trainers")
-
-
-def is_loss_key(key: str) -> bool:
-    """Whether a loss dict's entry is a term of the total loss: ``loss`` and ``loss_*`` (others are only logged)."""
-    return key == "loss" or key.startswith("loss_")
 
 
 def _plain(value: Any) -> Any:
@@ -65,14 +61,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     for key, item in value.items():
         flat.update(_flatten(item, f"{prefix}.{key}" if prefix else key))
     return flat
-
-
-def sum_losses(output: dict[str, torch.Tensor], source: str = "the model") -> torch.Tensor:
-    """Sum of the ``loss`` and ``loss_*`` entries of a loss dict (other entries are only logged)."""
-    terms = [v for k, v in output.items() if is_loss_key(k)]
-    if not terms:
-        raise KeyError(f"{source} returned no 'loss' or 'loss_*' entry (keys: {sorted(output)})")
-    return torch.stack([t.float().reshape(()) for t in terms]).sum()
 
 
 class TrainerBase:
