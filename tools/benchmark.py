@@ -326,16 +326,18 @@ def train_step(model: nn.Module, compute_loss: Callable[[dict], dict], total_los
 
 
 def captured_train_step(model: nn.Module, inputs: list[dict], device: torch.device, dtype: torch.dtype | None,
-                        compile: str | None = None) -> tuple[Callable[[], None], Any]:
+                        compile: str | None = None, losses: Callable[[dict], dict] | None = None
+                        ) -> tuple[Callable[[], None], Any]:
     """``train_step``'s step from ``CapturedTrainStep`` (the trainer's ``captured_step``): forward, losses and
-    backward from the batch's graph, then the optimizer graph; ``inputs`` carry their ``plan``. Returns the step
-    and the ``CapturedTrainStep`` (its graph counts)."""
+    backward from the batch's graph, then the optimizer graph; ``inputs`` carry their ``plan``; ``losses`` as
+    ``CapturedTrainStep``'s (None: the model's). Returns the step and the ``CapturedTrainStep`` (its graph
+    counts)."""
     from pointcept_distill.engine.captured_step import CapturedTrainStep, stepping_by
     batches = itertools.cycle(inputs)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    captured = CapturedTrainStep(model, optimizer, dtype, scaler, compile=compile)
+    captured = CapturedTrainStep(model, optimizer, dtype, scaler, compile=compile, losses=losses)
 
     def step() -> None:
         captured(next(batches))
@@ -347,6 +349,21 @@ def captured_train_step(model: nn.Module, inputs: list[dict], device: torch.devi
             scaler.step(optimizer)
         scaler.update()
     return step, captured
+
+
+def captured_distillation(cfg: Config, student: nn.Module, distiller: Any, device: torch.device
+                          ) -> tuple[str, Callable[[dict], dict]]:
+    """The row name and the step function of a captured distillation step as ``DistillTrainer`` builds it: the
+    losses a graph can hold (``KDLossHook.capturable``), the teacher inside the step's graphs (no graphs of its
+    own) on the Triton implicit GEMM for its frozen weights."""
+    from pointcept_distill.distill.distiller import Distiller
+    plain = Distiller(distiller.teacher, dict(cfg.get("distill", {}), teacher_capture=None), device)
+    backbone = plain.teacher.model.backbone
+    backbone.set_backend(captured_backend(backbone.backend, implicit_gemm=True))
+    names = [hook.name for hook in plain.loss_hooks if hook.capturable]
+    left_out = [hook.name for hook in plain.loss_hooks if not hook.capturable]
+    name = "distill captured" + (f" (without {', '.join(left_out)})" if left_out else "")
+    return name, partial(plain.compute_loss, student, losses=names)
 
 
 def train_inputs(batch: dict, student: nn.Module, distiller: Any, device: torch.device) -> dict:
@@ -380,18 +397,23 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
                 "distinct_inputs": len(batch)}
         cases = [("student", None)] + train_variants(active)
         if args.captured_step:                              # last: a failed capture spoils the CUDA generator
-            cases.append(("student captured", "captured"))
+            cases += [("student captured", "captured"), ("distill captured", "captured")]
         if getattr(args, "progress", None) is not None and b == next(iter(batches)):
             args.progress.add(len(batches) * len(cases))
         for name, losses in cases:
             stage(args, f"training step {name} x{b} ({args.train_dtype})")
             row = dict(base, step=name)
-            kernels = student.backbone.backend
+            kernels = student.backbone.backend, distiller.teacher.model.backbone.backend
             try:
                 if losses == "captured":
                     planned = [dict(inp, plan=plan_batch(one, student.backbone.strides))
                                for inp, one in zip(inputs, batch)]
-                    step, captured = captured_train_step(student, planned, device, dtype, args.captured_step_compile)
+                    compute = None
+                    if name == "distill captured":
+                        name, compute = captured_distillation(distill_cfg, student, distiller, device)
+                        row["step"] = name
+                    step, captured = captured_train_step(student, planned, device, dtype, args.captured_step_compile,
+                                                         compute)
                 else:
                     compute = student if losses is None else partial(distiller.compute_loss, student, losses=losses)
                     step, captured = train_step(student, compute, sum_losses, inputs, device, dtype), None
@@ -401,8 +423,9 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
                     row.update(graphs=captured.captures, hit_share=1 - captured.captures / captured.steps)
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            finally:
-                student.backbone.set_backend(kernels)      # a captured step sets the gather-GEMM convolution
+            finally:                                    # a captured step sets graph-safe convolutions
+                student.backbone.set_backend(kernels[0])
+                distiller.teacher.model.backbone.set_backend(kernels[1])
             rows.append(row)
             print(f"  train {name} x{b}: {row.get('median_ms', row.get('error'))}", flush=True)
     return rows
@@ -564,8 +587,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="training rows: the teacher's part of a distillation step replayed from CUDA graphs "
                              "(distill.teacher_capture='graphs')")
     parser.add_argument("--captured-step", action="store_true",
-                        help="training rows: also the student's step from CUDA graphs (config key captured_step), "
-                             "beside the eager step on the same batches")
+                        help="training rows: also the student's and the distillation step from CUDA graphs (config "
+                             "key captured_step), beside the eager steps on the same batches")
     parser.add_argument("--captured-step-compile", default=None, choices=("inductor",),
                         help="--captured-step: compile the forward and losses first")
     parser.add_argument("--steps-per-octave", type=int, default=8,

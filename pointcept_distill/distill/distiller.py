@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import LOSSES, CapturedForward
+from ..models.masked_norm import valid_rows
 from ..models.point import Point, batch_to_offset
 from ..utils.amp import AMP_DTYPES
 from .capture import CapturedFeature, FeatureCapture, stage_channels
@@ -230,7 +231,8 @@ class Distiller:
                                         len(input_dict["offset"])) for s in needs.stages}
         started = {hook.name: hook.start(matched) for hook in hooks}
         step = DistillStep(logits_s, logits_t, input_dict["segment"], input_dict["offset"], matched,
-                           {name: pending for name, pending in started.items() if pending is not None})
+                           {name: pending for name, pending in started.items() if pending is not None},
+                           valid_rows(out["point"]))
         return {"loss_seg": out["loss"]}, step
 
     def teacher_autocast(self) -> contextlib.AbstractContextManager:

@@ -43,3 +43,4 @@ class DistillStep:
     offset: Tensor                      # (B,) cumulative point counts of the samples
     stages: dict[str, MatchedStage]     # by stage name; empty where no loss reads features
     started: dict[str, Any]             # by loss name: the losses started on every stage (``KDLossHook.start``)
+    valid: Tensor | None = None         # (N,) bool: False on a padded batch's padding rows (None: all rows real)

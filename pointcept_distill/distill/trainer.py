@@ -50,9 +50,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..engine.captured_step import CapturedTrainStep
 from ..engine.defaults import ddp_options
 from ..engine.hooks import HookBase
 from ..engine.train import TRAINERS, Trainer
+from ..models.captured import captured_backend
 from ..utils import comm
 from ..utils.misc import sha256_file
 from ..utils.optimizer import build_optimizer
@@ -140,6 +142,29 @@ class DistillTrainer(Trainer):
         elif self.distiller.loss_modules.state_dict():
             self.logger.warning(f"'{source}' has no '{DISTILL_STATE_KEY}': the distillation losses' parameters "
                                 f"(feat_kd's projectors) start from their initialisation")
+
+    def capture_problems(self) -> list[str]:
+        """The default trainer's, plus what the distillation step cannot capture (yet): the per-stage losses
+        (voxel matching and persistence pairs read sizes on the host; refused as hooks), the gradient norms, a
+        teacher with its own graphs (the captured step runs the teacher inside its graphs) or other strides."""
+        problems = super().capture_problems()
+        if self.cfg.get("distill", {}).get("teacher_capture") not in (None, "None"):
+            problems.append("distill.teacher_capture (the captured step replays the teacher inside its own graphs: "
+                            "set distill.teacher_capture=None)")
+        student = self.model_without_ddp.backbone
+        if tuple(self.teacher.model.backbone.strides) != tuple(student.strides):
+            problems.append(f"a teacher pooling with strides {tuple(self.teacher.model.backbone.strides)}, the "
+                            f"student with {tuple(student.strides)} (one padded plan serves both)")
+        return problems
+
+    def build_captured_step(self) -> CapturedTrainStep | None:
+        """The default trainer's captured step, the teacher's convolutions on the paths a graph can hold (the
+        Triton implicit GEMM for its frozen weights where Triton runs, else the gather-GEMM)."""
+        step = super().build_captured_step()
+        if step is not None:
+            backbone = self.teacher.model.backbone
+            backbone.set_backend(captured_backend(backbone.backend, implicit_gemm=True))
+        return step
 
     def plans_batches(self) -> bool:
         """With ``distill.teacher_capture`` the loader's workers also plan each batch for the student's strides

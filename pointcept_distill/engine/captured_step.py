@@ -19,9 +19,11 @@ checks and updates its scale eagerly between the graphs (a few multi-tensor kern
 optimizer graph. Warm-up runs before a capture leave no trace: the batch norms' running statistics, the CUDA
 generator, the parameters and the optimizer state are restored after them.
 
-Off CUDA the same steps run eagerly on the padded batch (what the CPU tests check against the eager trainer).
-Not supported (each refused with the reason when the trainer builds it): DDP, SyncBatchNorm, gradient
-accumulation, hooks that add loss terms after the forward, optimizers other than Adam and AdamW.
+What the step graphs compute is the trainer's ``forward_losses`` on the padded batch: the model's losses and the
+terms its ``capturable`` hooks add (``DistillTrainer``: the teacher's forward and the KD terms that read only the
+logits). Off CUDA the same steps run eagerly on the padded batch (what the CPU tests check against the eager
+trainer). Not supported (each refused with the reason when the trainer builds it): DDP, SyncBatchNorm, gradient
+accumulation, hooks whose terms cannot be captured, optimizers other than Adam and AdamW.
 """
 from __future__ import annotations
 
@@ -73,18 +75,20 @@ class CapturedTrainStep:
         clip_grad: the max gradient norm clipped inside the optimizer graph, or None.
         compile: "inductor" to compile the forward and losses (one compilation per plan), or None.
         steps_per_octave, warmup, max_graphs: ``CapturedForward``'s.
+        losses: padded batch -> the step's output dict, its loss terms summed for the backward (the trainer's
+            ``forward_losses``: the model's losses and those its hooks add); None: ``model`` alone.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, dtype: torch.dtype | None = None,
                  scaler: torch.amp.GradScaler | None = None, clip_grad: float | None = None,
                  compile: str | None = None, steps_per_octave: int = 8, warmup: int = 2,
-                 max_graphs: int | None = None) -> None:
+                 max_graphs: int | None = None, losses: Callable[[dict], dict] | None = None) -> None:
         self.model, self.optimizer, self.scaler, self.clip_grad = model, optimizer, scaler, clip_grad
         self.params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         self.adam = GraphAdam(optimizer, self.params)
-        self.losses: Callable[[dict], dict] = model
+        self.losses: Callable[[dict], dict] = model if losses is None else losses
         if compile is not None:
-            self.losses = torch.compile(model, backend=compile, fullgraph=True, dynamic=False)
+            self.losses = torch.compile(self.losses, backend=compile, fullgraph=True, dynamic=False)
         self.graphs = _StepGraphs(model, self._forward_backward, dtype=dtype, steps_per_octave=steps_per_octave,
                                   warmup=warmup, implicit_gemm=False, max_graphs=max_graphs,
                                   labels={"segment": ignore_index(model.criteria)})

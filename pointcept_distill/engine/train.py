@@ -287,14 +287,18 @@ class Trainer(TrainerBase):
         options = captured_step_options(self.cfg)
         if options is None:
             return None
-        self.check_capturable()
+        problems = self.capture_problems()
+        if problems:
+            raise ValueError(f"captured_step cannot run with: {'; '.join(problems)}. Set captured_step.enabled=False "
+                             f"to train with eager steps.")
         dtype = self.amp_dtype if self.amp_enabled else None
         self.logger.info(f"Training steps from CUDA graphs (captured_step={options})")
         return CapturedTrainStep(self.model, self.optimizer, dtype, self.scaler, self.cfg.get("clip_grad"),
-                                 **options)
+                                 losses=self.forward_losses, **options)
 
-    def check_capturable(self) -> None:
-        """What a captured step cannot run (yet): DDP, SyncBatchNorm, accumulation, hooks adding loss terms."""
+    def capture_problems(self) -> list[str]:
+        """What a captured step cannot run (yet), each named: DDP, SyncBatchNorm, accumulation, hooks adding loss
+        terms that are not ``capturable``."""
         problems = []
         if self.model_is_ddp:
             problems.append("DDP (more than one process)")
@@ -302,12 +306,11 @@ class Trainer(TrainerBase):
             problems.append("sync_bn=True")
         if self.accum_steps != 1:
             problems.append(f"gradient_accumulation_steps={self.accum_steps}")
-        adding = [type(h).__name__ for h in self.hooks if type(h).after_forward is not HookBase.after_forward]
-        if adding or type(self).after_forward is not TrainerBase.after_forward:
-            problems.append(f"loss terms added after the forward ({', '.join(adding) or type(self).__name__})")
-        if problems:
-            raise ValueError(f"captured_step cannot run with: {'; '.join(problems)}. Set captured_step.enabled=False "
-                             f"to train with eager steps.")
+        adding = [getattr(h, "name", type(h).__name__) for h in self.hooks
+                  if type(h).after_forward is not HookBase.after_forward and not h.capturable]
+        if adding:
+            problems.append(f"loss terms added after the forward by hooks that cannot be captured ({', '.join(adding)})")
+        return problems
 
     # ------------------------------------------------------------------------------------- the loop
     @property

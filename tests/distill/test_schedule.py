@@ -37,19 +37,25 @@ def test_built_from_config():
 def _trainer(iteration, max_epoch=2, per_epoch=5):
     g = torch.Generator().manual_seed(0)
     step = SimpleNamespace(student_logits=torch.randn(12, 4, generator=g),
-                           teacher_logits=torch.randn(12, 4, generator=g), offset=torch.tensor([5, 12]))
+                           teacher_logits=torch.randn(12, 4, generator=g), offset=torch.tensor([5, 12]), valid=None)
     epoch, it = divmod(iteration, per_epoch)
-    return SimpleNamespace(distill_step=step, total_iters=max_epoch * per_epoch, global_iter=epoch * per_epoch + it + 1)
+    return SimpleNamespace(distill_step=step, total_iters=max_epoch * per_epoch, global_iter=epoch * per_epoch + it + 1,
+                           device=torch.device("cpu"))
 
 
 def test_hook_scales_its_terms_by_the_share_of_training_done():
     plain = KDLossHook("cwd_kd", ChannelWiseKD())
     ramped = KDLossHook("cwd_kd", ChannelWiseKD(), KDWeightSchedule(warmup=0.5))
+    factors = []
     for iteration, factor in [(0, 0.0), (2, 0.4), (5, 1.0), (9, 1.0)]:   # 10 iterations in all
         plain.trainer = ramped.trainer = _trainer(iteration)
+        plain.before_step()
+        ramped.before_step()                    # the step's factor, into the one device tensor the terms read
+        factors.append(ramped.factor)
         full = plain.after_forward({})["loss_kd_cwd"]
         assert full > 0
         torch.testing.assert_close(ramped.after_forward({})["loss_kd_cwd"], full * factor)
+    assert plain.factor is None and all(f is factors[0] for f in factors)     # a captured graph reads it
 
 
 def test_every_loss_hook_of_a_section_gets_its_schedule():

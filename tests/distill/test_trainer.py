@@ -523,9 +523,16 @@ def test_kd_weight_schedule_reads_the_trainers_progress(tmp_path, sim_root):
     for hook in trainer.distiller.loss_hooks:
         hook.schedule = KDWeightSchedule(warmup=0.5)
     torch.manual_seed(0)
+    with pytest.raises(RuntimeError, match="before_step"):     # the factor is the step's: set before it
+        trainer.forward_losses(batch)
+    for hook in trainer.distiller.loss_hooks:
+        hook.before_step()
+    torch.manual_seed(0)
     ramped = trainer.forward_losses(batch)                 # the first step of training: the factor is 0
     assert ramped["loss_kd_logit"] == 0 and ramped["loss_seg"] > 0
     trainer.max_epoch, trainer.epoch = 4, 3                 # the last step of a 4-epoch run: the factor is 1
     trainer.comm_info["iter"] = len(trainer.train_loader) - 1
+    for hook in trainer.distiller.loss_hooks:
+        hook.before_step()
     torch.manual_seed(0)
     torch.testing.assert_close(trainer.forward_losses(batch)["loss_kd_logit"], plain["loss_kd_logit"])

@@ -205,7 +205,7 @@ def test_captured_step_is_set_from_the_command_line(tmp_path, sim_root):
 @pytest.mark.parametrize("values, match", [
     (dict(gradient_accumulation_steps=2), "gradient_accumulation_steps=2"),
     (dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9)), "must be Adam or AdamW"),
-    (dict(hooks=HOOKS + [dict(type="RecorderHook")]), r"loss terms added after the forward \(RecorderHook\)"),
+    (dict(hooks=HOOKS + [dict(type="RecorderHook")]), r"hooks that cannot be captured \(RecorderHook\)"),
 ])
 def test_what_the_captured_step_cannot_run_is_refused_by_name(tmp_path, sim_root, values, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -319,3 +319,21 @@ def test_teacher_capture_option_plans_training_inputs(configs, tmp_path):
     inputs = bench.train_inputs(batch, student, distiller, torch.device("cpu"))
     assert inputs["plan"].sizes[0] == batch["coord"].shape[0] and inputs["plan"].depth > 0
 
+
+
+def test_captured_step_option_adds_the_captured_training_rows(configs, tmp_path):
+    """``--captured-step``: the student's and the distillation step from ``CapturedTrainStep`` (on the CPU the
+    padded steps run eagerly), after the eager rows, on the same batches; the distillation row keeps the losses a
+    graph can hold and names those it leaves out."""
+    out = tmp_path / "captured_step.json"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                    "--threads", "1", "--no-inference", "--distill-config", configs[1], "--captured-step",
+                    "--json", str(out)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    rows = json.loads(out.read_text())["train"]
+    assert rows and all("error" not in r for r in rows)
+    names = [r["step"] for r in rows if r["scans"] == rows[0]["scans"]]
+    assert names[0] == "student" and names[-2] == "student captured" and names[-1].startswith("distill captured")
+    hooks = Config.fromfile(configs[1]).distill
+    left_out = [k for k in ("grad_kd", "topo_kd", "feat_kd") if isinstance(hooks.get(k), dict)]
+    assert all(k in names[-1] for k in left_out)
+    assert all(r["median_ms"] > 0 for r in rows)

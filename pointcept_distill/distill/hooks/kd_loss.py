@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ...engine.hooks import HookBase
@@ -25,7 +26,11 @@ class KDLossHook(HookBase):
         name: the ``distill`` config key; also names the loss's parameters in the optimizer and checkpoints.
         loss: the loss, or for a loss built once per stage (``stage_widths``) a ``ModuleDict`` by stage.
         schedule: a factor on the terms by the share of training done (``distill.kd_weight_schedule``); None:
-            the terms as the loss returns them.
+            the terms as the loss returns them. The factor is the step's, set in ``before_step`` into a device
+            tensor (``factor``), so that a captured step's graphs read each step's value.
+
+    A loss that reads only the step's logits (``step_inputs``) is ``capturable``: a captured training step records
+    it in its graphs; the per-stage losses (voxel matching, persistence pairs on the host) are not.
     """
 
     def __init__(self, name: str, loss: nn.Module, schedule: KDWeightSchedule | None = None) -> None:
@@ -36,6 +41,11 @@ class KDLossHook(HookBase):
             raise TypeError(f"distill.{name}: {cls.__name__} must name what it reads in exactly one of "
                             f"step_inputs (fields of DistillStep) or stage_inputs (fields of MatchedStage)")
         self.name, self.loss, self.schedule = name, loss, schedule
+        self.factor: Tensor | None = None      # 0-d, the schedule's factor of the current step
+
+    @property
+    def capturable(self) -> bool:
+        return not self.reads_stages
 
     @property
     def reads_stages(self) -> bool:
@@ -69,10 +79,19 @@ class KDLossHook(HookBase):
             terms.update({f"{key}_{stage}" if suffix else key: value for key, value in out.items()})
         return terms
 
+    def before_step(self) -> None:
+        if self.schedule is None:
+            return
+        done = (self.trainer.global_iter - 1) / self.trainer.total_iters    # 0 at the first step
+        if self.factor is None:
+            self.factor = torch.zeros((), device=self.trainer.device)
+        self.factor.fill_(self.schedule.factor(done))
+
     def after_forward(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
         terms = self.terms(self.trainer.distill_step)
         if self.schedule is None:
             return terms
-        done = (self.trainer.global_iter - 1) / self.trainer.total_iters    # 0 at the first step
-        factor = self.schedule.factor(done)
-        return {key: value * factor for key, value in terms.items()}
+        if self.factor is None:
+            raise RuntimeError(f"distill.{self.name}: after_forward before the step's before_step (the "
+                               f"kd_weight_schedule factor is set there)")
+        return {key: value * self.factor for key, value in terms.items()}

@@ -4,7 +4,8 @@ distribution; the student's is pulled to the teacher's by KL(teacher || student)
 
 For point clouds the "spatial" axis is a sample's points: the softmax runs over the points of each sample
 (``offset``), over all of them, ignore-labelled ones included (the distributions are of where a class's evidence
-lies in the scan, which needs no labels).
+lies in the scan, which needs no labels). On a padded batch (a captured step) the padding sample is left out by
+``valid``.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class ChannelWiseKD(nn.Module):
     """
 
     # what its KD loss hook passes, once per step (fields of distill.step.DistillStep)
-    step_inputs = ("student_logits", "teacher_logits", "offset")
+    step_inputs = ("student_logits", "teacher_logits", "offset", "valid")
 
     def __init__(self, temperature: float = 4.0, loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -39,12 +40,15 @@ class ChannelWiseKD(nn.Module):
             raise ValueError(f"ChannelWiseKD: temperature must be > 0, got {temperature}")
         self.t, self.loss_weight = temperature, loss_weight
 
-    def forward(self, student: Tensor, teacher: Tensor, offset: Tensor) -> dict[str, Tensor]:
+    def forward(self, student: Tensor, teacher: Tensor, offset: Tensor,
+                valid: Tensor | None = None) -> dict[str, Tensor]:
         """
         Args:
             student: (N, C) logits of the student's points.
             teacher: (N, C) the teacher's logits of the same points.
             offset: (B,) cumulative point counts of the samples.
+            valid: (N,) bool, False on the rows of a padding sample (whole samples only), which then neither add
+                to the KL nor count as a sample; None: every row counts.
         """
         if student.dim() != 2 or student.shape != teacher.shape or offset.dim() != 1:
             raise ValueError(f"ChannelWiseKD: student {tuple(student.shape)}, teacher {tuple(teacher.shape)} and "
@@ -55,7 +59,12 @@ class ChannelWiseKD(nn.Module):
         batch = offset_to_batch(offset, num_points)                                      # (N,)
         log_p = segment_log_softmax(student.float() / self.t, batch, num_samples)         # (N, C) student
         log_q = segment_log_softmax(teacher.detach().float() / self.t, batch, num_samples)  # (N, C) teacher
-        kl = segment_sum(log_q.exp() * (log_q - log_p), batch, num_samples)             # (B, C) KL(q_c || p_c)
-        present = (segment_count(batch, num_samples) > 0).sum().clamp_min(1)
+        pointwise = log_q.exp() * (log_q - log_p)                                        # (N, C)
+        if valid is None:
+            present = (segment_count(batch, num_samples) > 0).sum().clamp_min(1)
+        else:
+            pointwise = pointwise * valid.unsqueeze(1)
+            present = (segment_sum(valid.float(), batch, num_samples) > 0).sum().clamp_min(1)
+        kl = segment_sum(pointwise, batch, num_samples)                                 # (B, C) KL(q_c || p_c)
         kd = kl.sum() / (present * student.shape[1]) * self.t ** 2
         return {"loss_kd_cwd": kd * self.loss_weight}

@@ -29,6 +29,9 @@ class HookBase:
     """A no-op hook. ``trainer`` is set to a ``weakref.proxy`` of the trainer when registered."""
 
     trainer: Any = None
+    # its ``after_forward`` is a function of the step's tensors alone (no host reads, no shapes that depend on the
+    # data, no state changed per step): a captured training step may record it in its graphs
+    capturable: bool = False
 
     def before_train(self) -> None:
         pass

@@ -84,3 +84,22 @@ def test_built_from_registry_and_validates():
         kd(s, t, torch.tensor([[23]]))
     with pytest.raises(ValueError, match="offset\\[-1\\]"):
         kd(s, t, torch.tensor([5, 20]))
+
+
+def test_padding_sample_outside_valid_takes_no_part():
+    """A padded batch (a captured step): a padding sample of arbitrary logits, marked invalid, neither adds to the
+    KL nor counts as a sample; the real rows' gradients are the unpadded batch's."""
+    s, t = _logits()
+    pad_s, pad_t = (x[:7] * 3 for x in _logits())
+    kd = ChannelWiseKD(temperature=2.0)
+    s_real = s.clone().requires_grad_(True)
+    want = kd(s_real, t, torch.tensor([10, 23]))["loss_kd_cwd"]
+    want.backward()
+    padded = torch.cat([s, pad_s]).requires_grad_(True)
+    offset, valid = torch.tensor([10, 23, 30]), torch.arange(30) < 23
+    got = kd(padded, torch.cat([t, pad_t.flip(0)]), offset, valid)["loss_kd_cwd"]
+    got.backward()
+    torch.testing.assert_close(got, want.detach())
+    torch.testing.assert_close(padded.grad[:23], s_real.grad)
+    assert padded.grad[23:].abs().max() == 0
+    assert not torch.allclose(kd(padded.detach(), torch.cat([t, pad_t.flip(0)]), offset)["loss_kd_cwd"], want)

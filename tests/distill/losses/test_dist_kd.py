@@ -69,3 +69,22 @@ def test_built_from_registry_and_validates():
     s, t = _logits()
     with pytest.raises(ValueError, match="DISTKD: student"):
         kd(s, t[:, :3])
+
+
+def test_rows_outside_valid_take_no_part():
+    """A padded batch (a captured step): padding rows with arbitrary logits, marked invalid, leave the loss and the
+    real rows' gradients as on the unpadded rows."""
+    s, t = _logits()
+    pad_s, pad_t = _logits(n=9, seed=1)
+    kd = DISTKD(temperature=2.0, gamma=0.7)
+    s_real = s.clone().requires_grad_(True)
+    want = kd(s_real, t)["loss_kd_dist"]
+    want.backward()
+    padded = torch.cat([s, pad_s * 5]).requires_grad_(True)
+    valid = torch.arange(40) < 31
+    got = kd(padded, torch.cat([t, pad_t]), valid)["loss_kd_dist"]
+    got.backward()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    torch.testing.assert_close(padded.grad[:31], s_real.grad, rtol=1e-4, atol=1e-7)
+    assert padded.grad[31:].abs().max() == 0
+    assert kd(padded.detach(), torch.cat([t, pad_t]))["loss_kd_dist"].item() != pytest.approx(want.item(), rel=1e-3)

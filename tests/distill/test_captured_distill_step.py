@@ -1,0 +1,119 @@
+"""The captured training step of ``DistillTrainer`` (config key ``captured_step``; engine/captured_step.py): the
+teacher's forward, the student's, the task loss, the KD terms that read only the logits (our recipe's CWD + DIST,
+and LogitKD) with their weight schedule, and the backward run as one graph per padded plan; the run equals the
+eager distillation run. What it cannot capture yet (the per-stage losses, the gradient norms, a teacher with graphs
+of its own) is refused by name. On the CPU the padded step runs eagerly; on CUDA the same tests run the graphs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import pointcept_distill.distill  # noqa: F401
+from pointcept_distill.data.simulator import generate
+from pointcept_distill.engine import default_config_parser, default_setup
+from pointcept_distill.engine.captured_step import CapturedTrainStep
+from pointcept_distill.engine.train import TRAINERS
+from pointcept_distill.models import build_model
+from pointcept_distill.models.captured import captured_backend
+from pointcept_distill.utils.config import parse_options
+
+CONFIG = Path(__file__).parents[2] / "configs" / "nuscenes" / "distill-ptv3-sim-tiny.py"
+HOOKS = [dict(type="ModelHook"), dict(type="IterationTimer"), dict(type="InformationWriter")]
+# our recipe's logit losses (configs/_base_/distill.py) and LogitKD, every term ramped in by a schedule
+RECIPE = dict(stages=["bottleneck"], teacher_amp_dtype="bfloat16", teacher_capture=None,
+              cwd_kd=dict(type="ChannelWiseKD", temperature=2.0, loss_weight=3.0),
+              dist_kd=dict(type="DISTKD", temperature=1.0, loss_weight=1.0),
+              logit_kd=dict(type="LogitKD", temperature=1.0, loss_weight=0.3),
+              kd_weight_schedule=dict(warmup=0.5))
+
+
+@pytest.fixture(scope="module")
+def sim_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuscenes")
+    generate("nuscenes", str(root), train=4, val=1, seed=5, scale=0.08)
+    return root
+
+
+@pytest.fixture(scope="module")
+def teacher_weight(tmp_path_factory, sim_root):
+    """A random teacher with non-trivial batch-norm statistics, saved as a Pointcept checkpoint."""
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pth"
+    cfg = default_config_parser(str(CONFIG), parse_options([f"teacher_weight={path}"]))
+    torch.manual_seed(0)
+    teacher = build_model(cfg.teacher)
+    for m in teacher.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save({"epoch": 1, "state_dict": teacher.state_dict()}, path)
+    return path
+
+
+def _trainer(tmp_path, sim_root, teacher_weight, *options, **values):
+    opts = [f"save_path={tmp_path}", *(f"data.{s}.data_root={sim_root}" for s in ("train", "val", "test")),
+            f"teacher_weight={teacher_weight}", "epoch=2", "eval_epoch=2", "evaluate=False",
+            "model.backbone.drop_path=0.0", "clip_grad=1.0", *options]
+    cfg = default_config_parser(str(CONFIG), parse_options(opts))
+    cfg.hooks = HOOKS
+    cfg.distill = dict(RECIPE)
+    cfg.optimizer = dict(type="AdamW", lr=0.002, weight_decay=0.005, eps=1e-4)   # eps: see the engine's test
+    for key, value in values.items():
+        setattr(cfg, key, value)
+    trainer = TRAINERS.build(dict(type=cfg.train.type, cfg=default_setup(cfg)))
+    for backbone in (trainer.model.backbone, trainer.teacher.model.backbone):   # the captured step's kernels
+        backbone.set_backend(captured_backend(backbone.backend))
+    return trainer
+
+
+def _recorded(trainer) -> list[dict[str, float]]:
+    """Every step's logged loss terms, appended after the step."""
+    steps, run_step = [], trainer.run_step
+
+    def recorded() -> None:
+        run_step()
+        steps.append({k: float(v) for k, v in trainer.comm_info["model_output_dict"].items() if "loss" in k})
+    trainer.run_step = recorded
+    return steps
+
+
+def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root, teacher_weight):
+    """2 epochs x 2 steps with OneCycle and clipping: each step's task and KD terms (the schedule's factor moving
+    from 0 to 1 over them: recaptured never, read from a device tensor) and the final student weights equal the
+    eager DistillTrainer's; the teacher is untouched."""
+    runs = {}
+    for name, values in (("eager", {}), ("captured", {"captured_step": dict(enabled=True, steps_per_octave=4)})):
+        trainer = _trainer(tmp_path / name, sim_root, teacher_weight, **values)
+        teacher = {k: v.clone() for k, v in trainer.teacher.model.state_dict().items()}
+        steps = _recorded(trainer)
+        trainer.train()
+        assert all(torch.equal(v, teacher[k]) for k, v in trainer.teacher.model.state_dict().items())
+        runs[name] = (trainer, steps)
+    (eager, eager_steps), (captured, captured_steps) = runs["eager"], runs["captured"]
+    assert isinstance(captured.captured_step, CapturedTrainStep) and captured.captured_step.steps == 4
+    assert len(captured_steps) == len(eager_steps) == 4
+    assert set(eager_steps[0]) == {"loss", "loss_seg", "loss_kd_cwd", "loss_kd_dist", "loss_kd_logit"}
+    assert eager_steps[0]["loss_kd_cwd"] == 0 and eager_steps[-1]["loss_kd_cwd"] > 0    # the ramp: can fail
+    for step, (got, want) in enumerate(zip(captured_steps, eager_steps)):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), f"step {step} {key}"
+    for (name, value), want in zip(captured.model.state_dict().items(), eager.model.state_dict().values()):
+        torch.testing.assert_close(value, want, rtol=1e-4, atol=5e-6, msg=name)
+    if torch.cuda.is_available():
+        step = captured.captured_step
+        assert 1 <= step.captures < step.steps and step.optimizer_graph is not None
+
+
+@pytest.mark.parametrize("values, match", [
+    (dict(distill=dict(RECIPE, grad_kd=dict(type="GradGuidedKD", loss_weight=1.0))),
+     r"hooks that cannot be captured \(grad_kd\)"),
+    (dict(distill=dict(RECIPE, topo_kd=dict(type="TopologyKD", num_points=16, loss_weight=0.1), grad_norm_interval=2)),
+     r"hooks that cannot be captured \(topo_kd, LossGradientNorms\)"),
+    (dict(distill=dict(RECIPE, teacher_capture="graphs")), r"set distill.teacher_capture=None"),
+])
+def test_what_the_captured_distillation_step_cannot_run_is_refused_by_name(tmp_path, sim_root, teacher_weight,
+                                                                           values, match):
+    with pytest.raises(ValueError, match=match):
+        _trainer(tmp_path, sim_root, teacher_weight, captured_step=True, **values)
