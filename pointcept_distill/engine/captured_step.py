@@ -45,8 +45,9 @@ CAPTURED_STEP_DEFAULTS = dict(enabled=False, compile=None, steps_per_octave=8, w
 
 
 def captured_step_options(cfg: Any) -> dict | None:
-    """``CapturedTrainStep``'s options from the ``captured_step`` config entry, or None when it is off (absent,
-    None, False, or ``enabled=False``); ``True`` means the defaults, enabled. Unknown entries are an error naming
+    """The ``captured_step`` config entry with its defaults, or None when it is off (absent, None, False, or
+    ``enabled=False``); ``True`` means the defaults, enabled. ``enabled`` is True or "auto" (captured where it can
+    run: on CUDA, with nothing the trainer refuses; eager steps otherwise). Unknown entries are an error naming
     them."""
     value = cfg.get("captured_step")
     if value in (None, False):
@@ -57,9 +58,12 @@ def captured_step_options(cfg: Any) -> dict | None:
         raise KeyError(f"captured_step: unknown key(s) {unknown} (known: {sorted(CAPTURED_STEP_DEFAULTS)})")
     if value.get("compile") not in (None, "None", "inductor"):
         raise ValueError(f"captured_step.compile must be None or 'inductor', got {value['compile']!r}")
+    if value.get("enabled", False) not in (True, False, "auto", "True", "False"):
+        raise ValueError(f"captured_step.enabled must be True, False or 'auto', got {value['enabled']!r}")
     options = {**CAPTURED_STEP_DEFAULTS, **value}
-    if not options.pop("enabled"):
+    if options["enabled"] in (False, "False"):
         return None
+    options["enabled"] = "auto" if options["enabled"] == "auto" else True
     options["compile"] = None if options["compile"] in (None, "None") else options["compile"]
     return options
 

@@ -227,8 +227,9 @@ class Trainer(TrainerBase):
         return partial(planned_collate, collate, self.model_without_ddp.backbone.strides)
 
     def plans_batches(self) -> bool:
-        """Whether training batches carry their host-side plan: a captured step needs it."""
-        return captured_step_options(self.cfg) is not None
+        """Whether training batches carry their host-side plan: a captured step needs it (``auto``: on CUDA)."""
+        options = captured_step_options(self.cfg)
+        return options is not None and (options["enabled"] is True or self.device.type == "cuda")
 
     def val_collate_fn(self) -> Callable[[list], Any]:
         from ..data.collate import collate_fn
@@ -287,10 +288,14 @@ class Trainer(TrainerBase):
         options = captured_step_options(self.cfg)
         if options is None:
             return None
+        auto = options.pop("enabled") == "auto"
         problems = self.capture_problems()
+        if auto and (problems or self.device.type != "cuda"):
+            self.logger.info(f"captured_step.enabled=auto: eager steps ({'; '.join(problems) or 'not on CUDA'})")
+            return None
         if problems:
             raise ValueError(f"captured_step cannot run with: {'; '.join(problems)}. Set captured_step.enabled=False "
-                             f"to train with eager steps.")
+                             f"(or 'auto') to train with eager steps.")
         dtype = self.amp_dtype if self.amp_enabled else None
         self.logger.info(f"Training steps from CUDA graphs (captured_step={options})")
         return CapturedTrainStep(self.model, self.optimizer, dtype, self.scaler, self.cfg.get("clip_grad"),

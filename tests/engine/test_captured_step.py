@@ -190,6 +190,21 @@ def test_captured_step_options_are_checked_by_name():
         captured_step_options(Config({"captured_step": {"step_per_octave": 4}}))
     with pytest.raises(ValueError, match="captured_step.compile must be None or 'inductor'"):
         captured_step_options(Config({"captured_step": {"compile": "eager"}}))
+    assert captured_step_options(Config({"captured_step": dict(enabled="auto")}))["enabled"] == "auto"
+    with pytest.raises(ValueError, match="captured_step.enabled must be True, False or 'auto'"):
+        captured_step_options(Config({"captured_step": {"enabled": "yes"}}))
+
+
+def test_auto_trains_eagerly_where_the_step_cannot_be_captured(tmp_path, sim_root):
+    """``enabled='auto'``: captured on CUDA when nothing is refused; here (on the CPU, or with a hook adding
+    terms that cannot be captured) eager steps with the reason logged, and batches planned only where captured."""
+    trainer = _trainer(tmp_path / "auto", sim_root, captured_step=dict(enabled="auto"),
+                       hooks=HOOKS + [dict(type="RecorderHook")])
+    assert trainer.captured_step is None
+    log = (tmp_path / "auto" / "train.log").read_text()
+    assert "captured_step.enabled=auto: eager steps (" in log
+    assert "hooks that cannot be captured (RecorderHook)" in log          # the reason, named
+    assert ("plan" in next(iter(trainer.train_loader))) == torch.cuda.is_available()
 
 
 def test_captured_step_is_set_from_the_command_line(tmp_path, sim_root):
