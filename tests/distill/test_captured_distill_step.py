@@ -15,9 +15,9 @@ from pointcept_distill.data.simulator import generate
 from pointcept_distill.engine import default_config_parser, default_setup
 from pointcept_distill.engine.captured_step import CapturedTrainStep
 from pointcept_distill.engine.train import TRAINERS
-from pointcept_distill.models import build_model
 from pointcept_distill.models.captured import captured_backend
 from pointcept_distill.utils.config import parse_options
+from kd_step_record import write_teacher
 
 CONFIG = Path(__file__).parents[2] / "configs" / "nuscenes" / "distill-ptv3-sim-tiny.py"
 HOOKS = [dict(type="ModelHook"), dict(type="IterationTimer"), dict(type="InformationWriter")]
@@ -40,14 +40,7 @@ def sim_root(tmp_path_factory):
 def teacher_weight(tmp_path_factory, sim_root):
     """A random teacher with non-trivial batch-norm statistics, saved as a Pointcept checkpoint."""
     path = tmp_path_factory.mktemp("teacher") / "teacher.pth"
-    cfg = default_config_parser(str(CONFIG), parse_options([f"teacher_weight={path}"]))
-    torch.manual_seed(0)
-    teacher = build_model(cfg.teacher)
-    for m in teacher.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    torch.save({"epoch": 1, "state_dict": teacher.state_dict()}, path)
+    write_teacher(default_config_parser(str(CONFIG), parse_options([f"teacher_weight={path}"])), path)
     return path
 
 
