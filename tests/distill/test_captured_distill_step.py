@@ -105,8 +105,9 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
     (dict(distill=dict(RECIPE, topo_kd=dict(type="TopologyKD", num_points=16, loss_weight=0.1), grad_norm_interval=2)),
      r"hooks that cannot be captured \(topo_kd, LossGradientNorms\)"),
     (dict(distill=dict(RECIPE, teacher_capture="graphs")), r"set distill.teacher_capture=None"),
+    (dict(captured_step=dict(enabled=True, compile="inductor")), r"set captured_step.compile=None"),
 ])
 def test_what_the_captured_distillation_step_cannot_run_is_refused_by_name(tmp_path, sim_root, teacher_weight,
                                                                            values, match):
     with pytest.raises(ValueError, match=match):
-        _trainer(tmp_path, sim_root, teacher_weight, captured_step=True, **values)
+        _trainer(tmp_path, sim_root, teacher_weight, **{"captured_step": True, **values})
