@@ -7,7 +7,7 @@
 #   OUT=/path/to/results bash tools/captured_step_gpu.sh
 # Env: CONFIG (distill-ptv3), FRAMES (32 train sweeps), SCALE (1.0), EPOCHS (16), OCTAVE (4: captured_step's
 # steps_per_octave), AMP ("enable_amp=True amp_dtype=bfloat16"), TESTS and BENCH (1: run them, 0: skip),
-# RUN_LIMIT (seconds per training run, 150), OPTIONS (more train.sh options for both runs, e.g.
+# RUN_LIMIT (seconds per training run, 120), OPTIONS (more train.sh options for both runs, e.g.
 # "model.backbone.drop_path=0.0": drop path draws per padded row, so with it on the two runs differ by its draws),
 # PYTHON. spconv comes from .devwheels/spconv-cu126.tar.xz when present.
 set -uo pipefail
@@ -40,7 +40,7 @@ save_random_teacher(Path('$WORK/teacher.pth'), '$CONFIG')"
 for mode in eager captured; do
     step="captured_step.enabled=False"
     [ $mode = captured ] && step="captured_step.enabled=True captured_step.steps_per_octave=${OCTAVE:-4}"
-    EXP_ROOT="$WORK/exp" timeout "${RUN_LIMIT:-150}" sh scripts/train.sh -p "$PY" -g 1 -d nuscenes -c "$CONFIG" \
+    EXP_ROOT="$WORK/exp" timeout "${RUN_LIMIT:-120}" sh scripts/train.sh -p "$PY" -g 1 -d nuscenes -c "$CONFIG" \
         -n "$mode" -- data.train.data_root="$WORK/data" data.val.data_root="$WORK/data" \
         data.test.data_root="$WORK/data" teacher_weight="$WORK/teacher.pth" batch_size=1 batch_size_val=1 \
         epoch="${EPOCHS:-16}" eval_epoch="${EPOCHS:-16}" seed=0 $AMP ${OPTIONS:-} $step > "$OUT/train_$mode.out" 2>&1
