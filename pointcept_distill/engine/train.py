@@ -299,7 +299,14 @@ class Trainer(TrainerBase):
         dtype = self.amp_dtype if self.amp_enabled else None
         self.logger.info(f"Training steps from CUDA graphs (captured_step={options})")
         return CapturedTrainStep(self.model, self.optimizer, dtype, self.scaler, self.cfg.get("clip_grad"),
-                                 losses=self.forward_losses, **options)
+                                 losses=self.captured_losses(), **options)
+
+    def captured_losses(self) -> Callable[[dict], dict[str, torch.Tensor]]:
+        """What the captured step's graphs compute from a padded batch before the backward: ``forward_losses``,
+        or the model alone where that is the same (no other ``compute_loss``, no hook adding terms): then
+        ``captured_step.compile`` traces the model, not the trainer."""
+        adds = any(type(h).after_forward is not HookBase.after_forward for h in self.hooks)
+        return self.forward_losses if adds or type(self).compute_loss is not Trainer.compute_loss else self.model
 
     def capture_problems(self) -> list[str]:
         """What a captured step cannot run (yet), each named: DDP, SyncBatchNorm, accumulation, hooks adding loss

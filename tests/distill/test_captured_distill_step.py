@@ -85,6 +85,7 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
         runs[name] = (trainer, steps)
     (eager, eager_steps), (captured, captured_steps) = runs["eager"], runs["captured"]
     assert isinstance(captured.captured_step, CapturedTrainStep) and captured.captured_step.steps == 4
+    assert captured.captured_step.losses == captured.forward_losses     # teacher, student and the KD hooks' terms
     assert len(captured_steps) == len(eager_steps) == 4
     assert set(eager_steps[0]) == {"loss", "loss_seg", "loss_kd_cwd", "loss_kd_dist", "loss_kd_logit"}
     assert eager_steps[0]["loss_kd_cwd"] == 0 and eager_steps[-1]["loss_kd_cwd"] > 0    # the ramp: can fail

@@ -81,6 +81,7 @@ def test_captured_step_trains_as_the_eager_step(tmp_path, sim_root):
         runs[name] = (trainer, recorder.losses)
     (eager, eager_losses), (captured, captured_losses) = runs["eager"], runs["captured"]
     assert eager.captured_step is None and isinstance(captured.captured_step, CapturedTrainStep)
+    assert captured.captured_step.losses is captured.model      # no hook adds terms: the graphs hold the model
     assert len(captured_losses) == 4 and captured.captured_step.steps == 4
     assert captured_losses == pytest.approx(eager_losses, rel=1e-5)
     assert len(set(eager_losses)) == 4                                  # distinct steps: the comparison can fail
