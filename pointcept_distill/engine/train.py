@@ -63,6 +63,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def adds_loss_terms(hook: HookBase) -> bool:
+    """Whether ``hook`` adds entries to the step after its forward (overrides ``after_forward``)."""
+    return type(hook).after_forward is not HookBase.after_forward
+
+
 class TrainerBase:
     """Owns the epoch/iteration loop and calls the hooks; knows nothing of models or data."""
 
@@ -305,7 +310,7 @@ class Trainer(TrainerBase):
         """What the captured step's graphs compute from a padded batch before the backward: ``forward_losses``,
         or the model alone where that is the same (no other ``compute_loss``, no hook adding terms): then
         ``captured_step.compile`` traces the model, not the trainer."""
-        adds = any(type(h).after_forward is not HookBase.after_forward for h in self.hooks)
+        adds = any(map(adds_loss_terms, self.hooks))
         return self.forward_losses if adds or type(self).compute_loss is not Trainer.compute_loss else self.model
 
     def capture_problems(self) -> list[str]:
@@ -318,10 +323,10 @@ class Trainer(TrainerBase):
             problems.append("sync_bn=True")
         if self.accum_steps != 1:
             problems.append(f"gradient_accumulation_steps={self.accum_steps}")
-        adding = [getattr(h, "name", type(h).__name__) for h in self.hooks
-                  if type(h).after_forward is not HookBase.after_forward and not h.capturable]
+        adding = [getattr(h, "name", type(h).__name__) for h in self.hooks if adds_loss_terms(h) and not h.capturable]
         if adding:
-            problems.append(f"loss terms added after the forward by hooks that cannot be captured ({', '.join(adding)})")
+            problems.append(f"loss terms added after the forward by hooks that cannot be captured "
+                            f"({', '.join(adding)})")
         return problems
 
     # ------------------------------------------------------------------------------------- the loop
