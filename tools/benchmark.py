@@ -419,6 +419,8 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
                     step, captured = train_step(student, compute, sum_losses, inputs, device, dtype), None
                 latency = measure(step, device, args.train_warmup, args.train_repeats)
                 row.update(latency.as_dict(), peak_mib=peak_memory_mib(step, device))
+                if args.top_kernels:
+                    row["top_ops"] = profile_top_ops(step, device, args)
                 if captured is not None and device.type == "cuda":      # elsewhere the step runs eagerly
                     row.update(graphs=captured.captures, hit_share=1 - captured.captures / captured.steps)
             except Exception as exc:
@@ -497,17 +499,31 @@ def breakdown_tables(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def top_ops_table(what: str, title: str, ops: list[dict[str, Any]]) -> list[str]:
+    """One ``--top-kernels`` table: ``what`` (kernel or op) per ``title``d run."""
+    lines = ["", f"Most expensive {what}s of {title}:", "", f"| {what} | ms | calls | share |", "|---|---|---|---|"]
+    return lines + [_row([op["name"][:90].replace("|", "/"), f"{op['ms']:.3f}", f"{op['calls']:g}",
+                          f"{100 * op['share']:.1f}%"]) for op in ops]
+
+
 def top_ops_tables(report: dict[str, Any]) -> list[str]:
+    what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
     lines: list[str] = []
     for m in report["models"]:
         for r in m["inference"]:
-            if not r.get("top_ops"):
-                continue
-            what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
-            lines += ["", f"Most expensive {what}s of {m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed "
-                          "(per forward):", "", f"| {what} | ms | calls | share |", "|---|---|---|---|"]
-            lines += [_row([op["name"][:90].replace("|", "/"), f"{op['ms']:.3f}", f"{op['calls']:g}",
-                            f"{100 * op['share']:.1f}%"]) for op in r["top_ops"]]
+            if r.get("top_ops"):
+                lines += top_ops_table(what, f"{m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed "
+                                             "(per forward)", r["top_ops"])
+    return lines
+
+
+def train_top_ops_tables(report: dict[str, Any]) -> list[str]:
+    what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
+    lines: list[str] = []
+    for r in report["train"]:
+        if r.get("top_ops"):
+            lines += top_ops_table(what, f"the training step {r['step']}, {r['dtype']}, {r['scans']} scan(s), "
+                                         "as timed (per step)", r["top_ops"])
     return lines
 
 
@@ -533,7 +549,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report["models"]:
         lines += inference_table(report) + top_ops_tables(report) + breakdown_tables(report)
     if report.get("train"):
-        lines += train_table(report)
+        lines += train_table(report) + train_top_ops_tables(report)
     return "\n".join(lines) + "\n"
 
 
@@ -556,8 +572,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--breakdown-batch", type=int, default=1, help="scans of the profiled batch")
     parser.add_argument("--profile-runs", type=int, default=3)
     parser.add_argument("--top-kernels", type=int, default=0,
-                        help="profile --profile-runs forwards of every inference row as timed (compiled and "
-                             "CUDA-graph forwards included) and list this many most expensive kernels (CPU: ops)")
+                        help="profile --profile-runs forwards of every inference row and --profile-runs steps of "
+                             "every training row as timed (compiled and CUDA-graph runs included) and list this "
+                             "many most expensive kernels (CPU: ops)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
     parser.add_argument("--train-batches", default=None, help="scans per training batch (default 1,4)")
     parser.add_argument("--train-dtype", default=None, choices=("fp32", "bf16", "fp16"),

@@ -196,10 +196,13 @@ def test_top_ops_on_real_profiler_events_is_well_formed():
     assert top_ops(prof.events(), "cuda", runs=2, count=3) == []        # no device events on the CPU
 
 
-def test_top_kernels_of_each_inference_row(report):
-    for row in report["models"][0]["inference"]:
+def test_top_kernels_of_each_inference_row_and_training_step(report):
+    for row in report["models"][0]["inference"] + report["train"]:
         assert len(row["top_ops"]) == 4 and all(op["ms"] >= 0 for op in row["top_ops"])
     assert "Most expensive ops of tiny, fp32, 1 scan(s)" in report["_markdown"]
+    assert "Most expensive ops of the training step distill - grad_kd, fp32, 1 scan(s)" in report["_markdown"]
+    backward = [op for row in report["train"] for op in row["top_ops"] if "backward" in op["name"].lower()]
+    assert backward, "the training steps' tables hold their backward ops"
 
 
 def test_measure_counts_runs():
