@@ -161,8 +161,9 @@ class CapturedTrainStep:
         self.adam.step()
 
     def _capture_optimizer(self) -> torch.cuda.CUDAGraph:
-        """Clip + step captured after one warm-up step, which is undone (parameters and optimizer state)."""
-        with _restored(self.params + self._state_tensors(), self.params[0].device):
+        """Clip + step captured after one warm-up step, which is undone (parameters, optimizer state and the
+        gradients, which clipping scales in place: clipped twice, the first replay would differ from later ones)."""
+        with _restored(self.params + self.grads + self._state_tensors(), self.params[0].device):
             self._optimizer_step()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):

@@ -234,13 +234,14 @@ def test_a_captured_run_resumes_exactly_after_a_crash(tmp_path, sim_root):
     loaded as such; the order permutations come from the restored CPU generator)."""
     saver = [dict(type="CheckpointLoader"), *HOOKS, dict(type="CheckpointSaver", save_freq_iter=1)]
     common = dict(captured_step=True, hooks=saver)
-    reference = _trainer(tmp_path / "ref", sim_root, "epoch=2", "eval_epoch=2", **common)
+    run = ("epoch=2", "eval_epoch=2", "deterministic=True")       # off by default on CUDA
+    reference = _trainer(tmp_path / "ref", sim_root, *run, **common)
     reference.train()
-    crashed = _trainer(tmp_path / "run", sim_root, "epoch=2", "eval_epoch=2", captured_step=True,
+    crashed = _trainer(tmp_path / "run", sim_root, *run, captured_step=True,
                        hooks=saver + [dict(type="CrashAt", global_iter=3)])
     with pytest.raises(RuntimeError, match="planned crash"):
         crashed.train()
-    resumed = _trainer(tmp_path / "run", sim_root, "epoch=2", "eval_epoch=2", "resume=True", "overwrite=False",
+    resumed = _trainer(tmp_path / "run", sim_root, *run, "resume=True", "overwrite=False",
                        f"weight={tmp_path / 'run' / 'model' / 'model_last.pth'}", **common)
     resumed.train()
     assert resumed.captured_step.steps == 1                # the resumed run stepped the last step itself
