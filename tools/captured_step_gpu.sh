@@ -6,7 +6,8 @@
 # final losses and validation mIoU of the two runs side by side (runs.md).
 #   OUT=/path/to/results bash tools/captured_step_gpu.sh
 # Env: CONFIG (distill-ptv3), FRAMES (32 train sweeps), SCALE (1.0), EPOCHS (16), OCTAVE (4: captured_step's
-# steps_per_octave), AMP ("enable_amp=True amp_dtype=bfloat16"), TESTS and BENCH (1: run them, 0: skip),
+# steps_per_octave), AMP ("enable_amp=True amp_dtype=bfloat16"), TESTS and BENCH (1: run them, 0: skip), BATCHES
+# (the benchmark's scans per step, 1,8), KERNELS (0; N: the benchmark's N most expensive kernels of every step),
 # RUN_LIMIT (seconds per training run, 120), OPTIONS (more train.sh options for both runs, e.g.
 # "model.backbone.drop_path=0.0": drop path draws per padded row, so with it on the two runs differ by its draws),
 # PYTHON. spconv comes from .devwheels/spconv-cu126.tar.xz when present.
@@ -29,9 +30,9 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "tests: exit $?"; tail -n 3 "$OUT/tests.log"
 fi
 if [ "${BENCH:-1}" = 1 ]; then
-    timeout 170 "$PY" tools/benchmark.py --device cuda --no-inference --captured-step --train-batches 1,8 \
-        --train-inputs 6 --train-warmup 8 --train-repeats 10 --json "$OUT/bench.json" --markdown "$OUT/bench.md" \
-        > "$OUT/bench.log" 2>&1
+    timeout 170 "$PY" tools/benchmark.py --device cuda --no-inference --captured-step \
+        --train-batches "${BATCHES:-1,8}" --top-kernels "${KERNELS:-0}" --train-inputs 6 --train-warmup 8 \
+        --train-repeats 10 --json "$OUT/bench.json" --markdown "$OUT/bench.md" > "$OUT/bench.log" 2>&1
     echo "benchmark: exit $?"; grep "  train " "$OUT/bench.log"
 fi
 wait $data || { echo "data generation failed"; tail "$OUT/data.log"; exit 1; }

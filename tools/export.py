@@ -33,7 +33,7 @@ import json
 import os
 import sys
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -239,17 +239,55 @@ def export_model(model: nn.Module, capacity: int, path: str, fmt: str = "aoti",
     try:
         if fmt == "program":
             torch.export.save(program, path)
-            loaded = torch.export.load(path).module()
         else:
+            moved = constants_to(program, device)
+            if moved:
+                print(f"[export] constants moved to {device} before compiling: {', '.join(moved)}", flush=True)
             torch._inductor.aoti_compile_and_package(program, package_path=path,
                                                      inductor_configs=aoti_configs(device))
-            loaded = torch._inductor.aoti_load_package(path)
-        with torch.no_grad():
-            error = _check(f"{path} ({fmt})", loaded(*inputs)[:n], ref, tolerance)
+        error = check_artifact(path, fmt, inputs, ref, tolerance)
     except BaseException:
         if os.path.exists(path):
             os.remove(path)
         raise
+    return dict(file=os.path.basename(path), capacity=capacity, format=fmt, relative_error=error,
+                seconds=round(time.perf_counter() - start, 1))
+
+
+def constants_to(program: torch.export.ExportedProgram, device: torch.device) -> list[str]:
+    """Move the program's lifted constants and state that tracing left on another device (tables the model
+    makes on the host) to ``device``; returns their names. A CUDA AOTInductor package with host constants
+    crashes while loading them (pytorch/pytorch#172739)."""
+    moved = []
+    for table in (program.constants, program.state_dict):
+        for name, value in table.items():
+            if isinstance(value, Tensor) and value.device.type != device.type:
+                table[name] = value.to(device)
+                moved.append(name)
+    return moved
+
+
+def load_artifact(path: str, fmt: str) -> Callable[..., Tensor]:
+    """The forward of an artifact written by ``export_model``."""
+    return torch.export.load(path).module() if fmt == "program" else torch._inductor.aoti_load_package(path)
+
+
+def check_artifact(path: str, fmt: str, inputs: tuple[Tensor, ...], ref: Tensor, tolerance: float) -> float:
+    """The artifact's relative error against the eager logits ``ref`` of ``inputs``' scan; raises above
+    ``tolerance``."""
+    with torch.no_grad():
+        return _check(f"{path} ({fmt})", load_artifact(path, fmt)(*inputs)[:ref.shape[0]], ref, tolerance)
+
+
+def verify_model(model: nn.Module, capacity: int, path: str, fmt: str, device: str | torch.device,
+                 tolerance: float = 1e-4) -> dict:
+    """``export_model``'s check of an artifact already written (``--verify``: e.g. in a fresh process, or on the
+    machine that deploys it), without exporting again; the artifact is kept whatever the result."""
+    device = torch.device(device)
+    model = model.to(device).eval().requires_grad_(False)
+    inputs = example_inputs(capacity, _in_channels(model), device=device)
+    start = time.perf_counter()
+    error = check_artifact(path, fmt, inputs, _eager_logits(model, inputs), tolerance)
     return dict(file=os.path.basename(path), capacity=capacity, format=fmt, relative_error=error,
                 seconds=round(time.perf_counter() - start, 1))
 
@@ -265,7 +303,7 @@ def latency(model: nn.Module, path: str, fmt: str, capacity: int, device: str | 
     n = int(inputs[3][0])
     scene = dict(coord=inputs[0][:n], grid_coord=inputs[1][:n], feat=inputs[2][:n],
                  offset=torch.tensor([n], device=device))
-    artifact = torch.export.load(path).module() if fmt == "program" else torch._inductor.aoti_load_package(path)
+    artifact = load_artifact(path, fmt)
     runners = {f"exported ({fmt})": lambda: artifact(*inputs),
                "captured (graphs)": CapturedSegmentor(model, capacity=capacity, implicit_gemm=True)}
     if device.type == "cuda":
@@ -313,9 +351,10 @@ def _intensity(cfg: Config) -> str:
 
 
 def export_checkpoint(cfg: Config, weight: str, capacities: Sequence[int], out_dir: str, fmt: str = "aoti",
-                      device: str = "cpu", tolerance: float = 1e-4, log=print, latency_runs: int = 0) -> dict:
-    """Export ``cfg``'s model with ``weight`` at each capacity into ``out_dir``; writes and returns
-    ``export.json``."""
+                      device: str = "cpu", tolerance: float = 1e-4, log=print, latency_runs: int = 0,
+                      verify: bool = False) -> dict:
+    """Export ``cfg``'s model with ``weight`` at each capacity into ``out_dir`` (``verify``: check the artifacts
+    already there instead); writes and returns ``export.json``."""
     model = load_model(cfg, weight, torch.device(device))
     if not hasattr(model, "head_logits"):
         raise ValueError(f"export: {type(model).__name__} is not a segmentor with one head (DefaultSegmentorV2)")
@@ -328,9 +367,11 @@ def export_checkpoint(cfg: Config, weight: str, capacities: Sequence[int], out_d
         class_names=names, intensity=_intensity(cfg), **_pipeline(cfg), artifacts=[])
     for capacity in sorted(set(int(c) for c in capacities)):
         path = os.path.join(out_dir, f"model_c{capacity}.pt2")
-        log(f"[export] capacity {capacity}: exporting ({fmt}, {device}) ...")
-        record = export_model(model, capacity, path, fmt, device, tolerance)
-        log(f"[export] capacity {capacity}: {path} in {record['seconds']} s, "
+        if verify and not os.path.isfile(path):
+            raise FileNotFoundError(f"export --verify: no artifact {path}")
+        log(f"[export] capacity {capacity}: {'verifying' if verify else 'exporting'} ({fmt}, {device}) ...")
+        record = (verify_model if verify else export_model)(model, capacity, path, fmt, device, tolerance)
+        log(f"[export] capacity {capacity}: {path} {'checked' if verify else 'written'} in {record['seconds']} s, "
             f"relative error {record['relative_error']:.2g} against eager")
         if latency_runs:
             record["latency_ms"] = latency(model, path, fmt, capacity, device, latency_runs)
@@ -358,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--latency", type=int, default=0, metavar="RUNS",
                         help="also time the artifact beside CapturedSegmentor at the same capacity (median of RUNS)")
+    parser.add_argument("--verify", action="store_true",
+                        help="do not export: check (and with --latency time) the artifacts already in --out")
     args = parser.parse_args(argv)
     if args.release:
         verify_sha256sums(args.release)
@@ -367,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--config needs --weight")
         config, weight = args.config, args.weight
     export_checkpoint(Config.fromfile(config), weight, args.capacity, args.out, args.format, args.device,
-                      args.tolerance, latency_runs=args.latency)
+                      args.tolerance, latency_runs=args.latency, verify=args.verify)
     return 0
 
 

@@ -6,7 +6,9 @@
 # Env: CONFIG (configs/nuscenes/semseg-pt-v3m1-student.py), CAPACITY (16384), RUNS (50 timed forwards),
 # FORMATS ("aoti program"), DEVICE (cuda; cpu for a smoke run), LIMIT (seconds per export, 280), PYTHON. spconv comes from
 # .devwheels/spconv-cu126.tar.xz when present. A failed export leaves its exit status, the last lines of its
-# log with a Python stack (faulthandler), the kernel's last messages and the host's memory in failure_<format>.txt.
+# log with a Python stack (faulthandler), the kernel's last messages and the host's memory in failure_<format>.txt;
+# an artifact it wrote before dying is then checked and timed in a fresh process (tools/export.py --verify,
+# verify_<format>.log).
 set -uo pipefail
 OUT=${OUT:-bench-export}
 mkdir -p "$OUT"
@@ -43,5 +45,13 @@ for fmt in ${FORMATS:-aoti program}; do
         { echo "exit status $status"; tail -n 60 "$OUT/export_$fmt.log"; echo "--- dmesg"; dmesg 2>&1 | tail -n 20
           echo "--- free -m"; free -m; } > "$OUT/failure_$fmt.txt"
         tail -n 15 "$OUT/export_$fmt.log"
+        if ls "$WORK/export_$fmt"/*.pt2 > /dev/null 2>&1; then     # written, then the process died (load, check)
+            timeout "${LIMIT:-280}" "$PY" tools/export.py --config "$CONFIG" --weight "$WORK/student.pth" \
+                --capacity "${CAPACITY:-16384}" --format "$fmt" --device "${DEVICE:-cuda}" --latency "${RUNS:-50}" \
+                --out "$WORK/export_$fmt" --verify > "$OUT/verify_$fmt.log" 2>&1
+            echo "verify $fmt in a fresh process: exit $?"
+            tail -n 4 "$OUT/verify_$fmt.log"
+            cp "$WORK/export_$fmt/export.json" "$OUT/export_$fmt.json" 2>/dev/null
+        fi
     fi
 done

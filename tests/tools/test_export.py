@@ -144,3 +144,44 @@ def test_an_artifact_unlike_the_eager_model_is_not_kept(student, tmp_path, monke
                                            "the artifact is not kept"):
         export.export_model(model, CAPACITY, str(path), "program")
     assert not path.exists()
+
+
+def test_verify_checks_the_artifacts_already_written_and_keeps_them(student, tmp_path):
+    """``--verify`` (e.g. in a fresh process, or on the deploying machine) checks what an export wrote without
+    exporting again; an artifact of other weights fails the check and stays; a missing one is named."""
+    cfg, weight, model, root = student
+    folder = tmp_path / "program"
+    export.export_checkpoint(cfg, weight, [CAPACITY], str(folder), fmt="program", log=lambda *a: None)
+    written = (folder / f"model_c{CAPACITY}.pt2").read_bytes()
+    log: list[str] = []
+    meta = export.export_checkpoint(cfg, weight, [CAPACITY], str(folder), fmt="program", log=log.append,
+                                    verify=True)
+    assert meta["artifacts"][0]["relative_error"] <= 1e-4 and any("checked" in line for line in log)
+    assert (folder / f"model_c{CAPACITY}.pt2").read_bytes() == written              # not exported again
+    other = build_model(cfg.model)
+    torch.save({"state_dict": other.state_dict()}, tmp_path / "other.pth")
+    with pytest.raises(RuntimeError, match="differs from the eager model"):
+        export.export_checkpoint(cfg, str(tmp_path / "other.pth"), [CAPACITY], str(folder), fmt="program",
+                                 log=log.append, verify=True)
+    assert (folder / f"model_c{CAPACITY}.pt2").read_bytes() == written
+    with pytest.raises(FileNotFoundError, match=r"no artifact .*model_c2048.pt2"):
+        export.export_checkpoint(cfg, weight, [2048], str(folder), fmt="program", log=log.append, verify=True)
+
+
+def test_constants_left_on_another_device_are_moved_before_compiling():
+    """A table the model makes on the host during tracing becomes a lifted host constant of the program; a CUDA
+    package must not carry it (``constants_to``; here moved to the meta device, which the CPU has)."""
+
+    class WithTable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", torch.ones(3))
+
+        def forward(self, x):
+            return x * self.scale + torch.tensor([1.0, 2.0, 3.0])
+
+    program = torch.export.export(WithTable(), (torch.zeros(2, 3),), strict=False)
+    moved = export.constants_to(program, torch.device("meta"))
+    assert set(moved) == set(program.constants) | {"scale"} and len(moved) == 2
+    assert all(v.device.type == "meta" for v in [*program.constants.values(), *program.state_dict.values()])
+    assert export.constants_to(program, torch.device("meta")) == []
