@@ -17,7 +17,7 @@ Between the two the host reads whether the loss is finite, as the eager step doe
 optimizer graph when it is not; with fp16 the ``GradScaler`` scales the loss inside the graph and unscales,
 checks and updates its scale eagerly between the graphs (a few multi-tensor kernels), its ``step`` replaying the
 optimizer graph. Warm-up runs before a capture leave no trace: the batch norms' running statistics, the CUDA
-generator, the parameters and the optimizer state are restored after them.
+generator, the parameters, the optimizer state and the (clipped) gradients are restored after them.
 
 What the step graphs compute is the trainer's ``forward_losses`` on the padded batch: the model's losses and the
 terms its ``capturable`` hooks add (``DistillTrainer``: the teacher's forward and the KD terms that read only the
