@@ -499,32 +499,24 @@ def breakdown_tables(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def top_ops_table(what: str, title: str, ops: list[dict[str, Any]]) -> list[str]:
-    """One ``--top-kernels`` table: ``what`` (kernel or op) per ``title``d run."""
+def top_ops_table(report: dict[str, Any], title: str, ops: list[dict[str, Any]]) -> list[str]:
+    """One ``--top-kernels`` table of the ``title``d run (kernels on CUDA, ops on the CPU)."""
+    what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
     lines = ["", f"Most expensive {what}s of {title}:", "", f"| {what} | ms | calls | share |", "|---|---|---|---|"]
     return lines + [_row([op["name"][:90].replace("|", "/"), f"{op['ms']:.3f}", f"{op['calls']:g}",
                           f"{100 * op['share']:.1f}%"]) for op in ops]
 
 
 def top_ops_tables(report: dict[str, Any]) -> list[str]:
-    what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
-    lines: list[str] = []
-    for m in report["models"]:
-        for r in m["inference"]:
-            if r.get("top_ops"):
-                lines += top_ops_table(what, f"{m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed "
-                                             "(per forward)", r["top_ops"])
-    return lines
+    return [line for m in report["models"] for r in m["inference"] if r.get("top_ops")
+            for line in top_ops_table(report, f"{m['name']}, {r['dtype']}, {r['scans']} scan(s), as timed "
+                                              "(per forward)", r["top_ops"])]
 
 
 def train_top_ops_tables(report: dict[str, Any]) -> list[str]:
-    what = "kernel" if report["environment"]["device_type"] == "cuda" else "op"
-    lines: list[str] = []
-    for r in report["train"]:
-        if r.get("top_ops"):
-            lines += top_ops_table(what, f"the training step {r['step']}, {r['dtype']}, {r['scans']} scan(s), "
-                                         "as timed (per step)", r["top_ops"])
-    return lines
+    return [line for r in report["train"] if r.get("top_ops")
+            for line in top_ops_table(report, f"the training step {r['step']}, {r['dtype']}, {r['scans']} scan(s), "
+                                              "as timed (per step)", r["top_ops"])]
 
 
 def train_table(report: dict[str, Any]) -> list[str]:

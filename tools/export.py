@@ -225,9 +225,8 @@ def export_model(model: nn.Module, capacity: int, path: str, fmt: str = "aoti",
     if capacity < 2:
         raise ValueError(f"export: capacity must be at least 2 (one scan row and one padding row), got {capacity}")
     device = torch.device(device)
-    model = model.to(device).eval().requires_grad_(False)   # the compile runs the graph: no autograd on weights
+    model, inputs = _prepared(model, capacity, device)
     wrapper = ExportedSegmentor(model, capacity)
-    inputs = example_inputs(capacity, _in_channels(model), device=device)
     start = time.perf_counter()
     ref = _eager_logits(model, inputs)          # first: fills the module-level caches with real tensors
     n = ref.shape[0]
@@ -250,6 +249,17 @@ def export_model(model: nn.Module, capacity: int, path: str, fmt: str = "aoti",
         if os.path.exists(path):
             os.remove(path)
         raise
+    return _record(path, capacity, fmt, error, start)
+
+
+def _prepared(model: nn.Module, capacity: int, device: torch.device) -> tuple[nn.Module, tuple[Tensor, ...]]:
+    """``model`` on ``device`` in eval mode without autograd on its weights (the compile runs the graph), and the
+    example inputs at ``capacity``."""
+    model = model.to(device).eval().requires_grad_(False)
+    return model, example_inputs(capacity, _in_channels(model), device=device)
+
+
+def _record(path: str, capacity: int, fmt: str, error: float, start: float) -> dict:
     return dict(file=os.path.basename(path), capacity=capacity, format=fmt, relative_error=error,
                 seconds=round(time.perf_counter() - start, 1))
 
@@ -283,13 +293,10 @@ def verify_model(model: nn.Module, capacity: int, path: str, fmt: str, device: s
                  tolerance: float = 1e-4) -> dict:
     """``export_model``'s check of an artifact already written (``--verify``: e.g. in a fresh process, or on the
     machine that deploys it), without exporting again; the artifact is kept whatever the result."""
-    device = torch.device(device)
-    model = model.to(device).eval().requires_grad_(False)
-    inputs = example_inputs(capacity, _in_channels(model), device=device)
+    model, inputs = _prepared(model, capacity, torch.device(device))
     start = time.perf_counter()
     error = check_artifact(path, fmt, inputs, _eager_logits(model, inputs), tolerance)
-    return dict(file=os.path.basename(path), capacity=capacity, format=fmt, relative_error=error,
-                seconds=round(time.perf_counter() - start, 1))
+    return _record(path, capacity, fmt, error, start)
 
 
 def latency(model: nn.Module, path: str, fmt: str, capacity: int, device: str | torch.device,

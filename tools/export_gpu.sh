@@ -32,10 +32,13 @@ torch.save({"epoch": 0, "state_dict": model.state_dict()}, sys.argv[2])
 PY
 [ -f "$WORK/student.pth" ] || { echo "could not write the model's weights"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1
-for fmt in ${FORMATS:-aoti program}; do
+run_export() {    # format, more tools/export.py options
     timeout "${LIMIT:-280}" "$PY" tools/export.py --config "$CONFIG" --weight "$WORK/student.pth" \
-        --capacity "${CAPACITY:-16384}" --format "$fmt" --device "${DEVICE:-cuda}" --latency "${RUNS:-50}" \
-        --out "$WORK/export_$fmt" > "$OUT/export_$fmt.log" 2>&1
+        --capacity "${CAPACITY:-16384}" --format "$1" --device "${DEVICE:-cuda}" --latency "${RUNS:-50}" \
+        --out "$WORK/export_$1" "${@:2}"
+}
+for fmt in ${FORMATS:-aoti program}; do
+    run_export "$fmt" > "$OUT/export_$fmt.log" 2>&1
     status=$?
     echo "export $fmt: exit $status"
     if [ $status = 0 ]; then
@@ -46,9 +49,7 @@ for fmt in ${FORMATS:-aoti program}; do
           echo "--- free -m"; free -m; } > "$OUT/failure_$fmt.txt"
         tail -n 15 "$OUT/export_$fmt.log"
         if ls "$WORK/export_$fmt"/*.pt2 > /dev/null 2>&1; then     # written, then the process died (load, check)
-            timeout "${LIMIT:-280}" "$PY" tools/export.py --config "$CONFIG" --weight "$WORK/student.pth" \
-                --capacity "${CAPACITY:-16384}" --format "$fmt" --device "${DEVICE:-cuda}" --latency "${RUNS:-50}" \
-                --out "$WORK/export_$fmt" --verify > "$OUT/verify_$fmt.log" 2>&1
+            run_export "$fmt" --verify > "$OUT/verify_$fmt.log" 2>&1
             echo "verify $fmt in a fresh process: exit $?"
             tail -n 4 "$OUT/verify_$fmt.log"
             cp "$WORK/export_$fmt/export.json" "$OUT/export_$fmt.json" 2>/dev/null
