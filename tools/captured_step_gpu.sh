@@ -7,10 +7,10 @@
 #   OUT=/path/to/results bash tools/captured_step_gpu.sh
 # Env: CONFIG (distill-ptv3), FRAMES (32 train sweeps), SCALE (1.0), EPOCHS (16), OCTAVE (4: captured_step's
 # steps_per_octave), AMP ("enable_amp=True amp_dtype=bfloat16"), TESTS and BENCH (1: run them, 0: skip), BATCHES
-# (the benchmark's scans per step, 1,8), KERNELS (0; N: the benchmark's N most expensive kernels of every step),
-# RUN_LIMIT (seconds per training run, 120), OPTIONS (more train.sh options for both runs, e.g.
-# "model.backbone.drop_path=0.0": drop path draws per padded row, so with it on the two runs differ by its draws),
-# PYTHON. spconv comes from .devwheels/spconv-cu126.tar.xz when present.
+# (the benchmark's scans per step, 1,8), BENCH_LIMIT (its seconds, 170), KERNELS (0; N: the benchmark's N most
+# expensive kernels of every step), RUN_LIMIT (seconds per training run, 120), MODES (the training runs, "eager
+# captured"), OPTIONS (more train.sh options for both runs, e.g. "model.backbone.drop_path=0.0": drop path draws per
+# padded row, so with it on the two runs differ by its draws), PYTHON. spconv comes from .devwheels/spconv-cu126.tar.xz when present.
 set -uo pipefail
 OUT=${OUT:-bench-captured}
 mkdir -p "$OUT"
@@ -25,12 +25,13 @@ AMP=${AMP:-enable_amp=True amp_dtype=bfloat16}
     --scale "${SCALE:-1.0}" > "$OUT/data.log" 2>&1 &
 data=$!
 if [ "${TESTS:-1}" = 1 ]; then
-    timeout 120 "$PY" -m pytest -q -x --tb=short -p no:cacheprovider tests/engine/test_graph_adam.py \
-        tests/engine/test_captured_step.py tests/distill/test_captured_distill_step.py > "$OUT/tests.log" 2>&1
+    timeout 150 "$PY" -m pytest -q -x --tb=short -p no:cacheprovider tests/engine/test_graph_adam.py \
+        tests/engine/test_captured_step.py tests/distill/test_captured_distill_step.py \
+        tests/models/test_models_cuda.py > "$OUT/tests.log" 2>&1
     echo "tests: exit $?"; tail -n 3 "$OUT/tests.log"
 fi
 if [ "${BENCH:-1}" = 1 ]; then
-    timeout 170 "$PY" tools/benchmark.py --device cuda --no-inference --captured-step \
+    timeout "${BENCH_LIMIT:-170}" "$PY" tools/benchmark.py --device cuda --no-inference --captured-step \
         --train-batches "${BATCHES:-1,8}" --top-kernels "${KERNELS:-0}" --train-inputs 6 --train-warmup 8 \
         --train-repeats 10 --json "$OUT/bench.json" --markdown "$OUT/bench.md" > "$OUT/bench.log" 2>&1
     echo "benchmark: exit $?"; grep "  train " "$OUT/bench.log"
@@ -38,7 +39,7 @@ fi
 wait $data || { echo "data generation failed"; tail "$OUT/data.log"; exit 1; }
 "$PY" -c "import sys; sys.path.insert(0, 'tools'); from pathlib import Path; from multi_gpu import save_random_teacher;
 save_random_teacher(Path('$WORK/teacher.pth'), '$CONFIG')"
-for mode in eager captured; do
+for mode in ${MODES:-eager captured}; do
     step="captured_step.enabled=False"
     [ $mode = captured ] && step="captured_step.enabled=True captured_step.steps_per_octave=${OCTAVE:-4}"
     EXP_ROOT="$WORK/exp" timeout "${RUN_LIMIT:-120}" sh scripts/train.sh -p "$PY" -g 1 -d nuscenes -c "$CONFIG" \

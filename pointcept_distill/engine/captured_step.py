@@ -94,7 +94,7 @@ class CapturedTrainStep:
         if compile is not None:
             self.losses = torch.compile(self.losses, backend=compile, fullgraph=True, dynamic=False)
         self.graphs = _StepGraphs(model, self._forward_backward, dtype=dtype, steps_per_octave=steps_per_octave,
-                                  warmup=warmup, implicit_gemm=False, max_graphs=max_graphs,
+                                  warmup=warmup, implicit_gemm=True, max_graphs=max_graphs,
                                   labels={"segment": ignore_index(model.criteria)})
         self.grads: list[Tensor] | None = None                    # the gradient tensors every graph writes
         self.optimizer_graph: torch.cuda.CUDAGraph | None = None

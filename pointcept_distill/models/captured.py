@@ -24,7 +24,7 @@ CAPTURE_MODES = (None, "graphs", "compiled")
 
 def captured_backend(backend: Backend, implicit_gemm: bool = False) -> Backend:
     """``backend`` with the convolution path of a captured forward: the gather-GEMM (spconv reads sizes back from
-    the device), or with ``implicit_gemm`` the Triton implicit GEMM for weights that need no gradient."""
+    the device), or with ``implicit_gemm`` the Triton implicit GEMM (forward, input and weight gradients)."""
     return dataclasses.replace(backend, conv="implicit" if implicit_gemm else "gather")
 
 
@@ -53,8 +53,8 @@ class CapturedForward:
     concurrently and their outputs are consumed before the next replay. With ``compile`` the function is first
     compiled whole (``torch.compile(fullgraph=True, dynamic=False)``, one compilation per key), which also
     fuses its small kernels. Building it fixes the model's kernels (``backbone.set_backend``, ``captured_backend``):
-    every convolution takes the gather path, or the Triton implicit GEMM where its weight needs no gradient
-    (``implicit_gemm``); attention keeps the model's kernel.
+    every convolution takes the gather path, or the Triton implicit GEMM (``implicit_gemm``); attention keeps the
+    model's kernel.
 
     When it applies: on CUDA for the graphs (elsewhere the padded batch runs eagerly, which still reads nothing
     back from the device when the input carries its ``plan`` or lives on the CPU). The first batch of
@@ -69,7 +69,7 @@ class CapturedForward:
         capacity: one capacity for every batch (it must exceed their point counts), or None for buckets.
         steps_per_octave: bucket granularity of ``capacity_for`` (at most 1/steps of padding).
         warmup: eager (or compiling) runs before each capture.
-        implicit_gemm: run the convolutions whose weight needs no gradient on the Triton implicit-GEMM kernel
+        implicit_gemm: run the convolutions on the Triton implicit-GEMM kernels
             (conv path "implicit") where Triton can run (CUDA): 1.3-1.8x faster captured forwards on an
             H100 than the gather-GEMM (docs/research.md); False keeps the gather-GEMM.
         labels: per-point label keys padded too, with their fill value (e.g. ``{"segment": -1}``: ignored).

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..backend import CONV_PATHS
 from . import kernel_map
-from .implicit_gemm import implicit_gemm_available, subm_conv_implicit_gemm
+from .implicit_gemm import implicit_gemm_available, subm_conv_implicit_gemm, subm_conv_weight_grad
 from .tensor import SparseConvTensor
 
 __all__ = ["GATHER_MAX_ROWS", "SubMConv3d", "spconv_available", "uses_spconv"]
@@ -64,9 +64,9 @@ class SubMConv3d(nn.Module):
       autocast and has no bfloat16 kernels, so bf16 runs in float16).
     - Everything else: a gather-GEMM over the kernel map from ``kernel_map.build_kernel_map``, differentiable
       through plain torch ops ("gather": always, as a CUDA graph or a whole-graph compile needs). With
-      "implicit", a weight that needs no gradient runs the Triton implicit GEMM instead where Triton can run
-      (``implicit_gemm.subm_conv_implicit_gemm``: no (N, K * Cin) buffer; on an H100 in bf16 1.5-27x faster
-      than the gather-GEMM per layer, 0.9x on the one-scan 512-channel bottleneck; docs/research.md).
+      "implicit", the Triton implicit GEMM runs instead where Triton can run, forward and backward
+      (``implicit_gemm``: no (N, K * Cin) buffer; on an H100 in bf16 the forward is 1.5-27x faster than the
+      gather-GEMM per layer, 0.9x on the one-scan 512-channel bottleneck; docs/research.md).
       spconv's CPU build is never used (it gives wrong answers and has no backward).
     Either way the kernel map is cached in the input tensor's ``indice_dict`` under ``indice_key``.
 
@@ -135,9 +135,9 @@ class SubMConv3d(nn.Module):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
         w = self.weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(-1, self.out_channels)   # (K*Cin, Cout)
         feat = x.features.to(dtype)
-        if self.conv_path == "implicit" and not _needs_grad(w) and implicit_gemm_available(feat):
+        if self.conv_path == "implicit" and implicit_gemm_available(feat):
             # inference calls the kernel bare (torch.compile traces it without an autograd.Function)
-            out = (_ImplicitGEMM.apply(feat, w, table, mirror) if _needs_grad(feat)
+            out = (_ImplicitGEMM.apply(feat, w, table, mirror) if _needs_grad(feat, w)
                    else subm_conv_implicit_gemm(feat, table, w))
         else:
             out = _GatherGEMM.apply(feat, w, table, mirror)
@@ -218,21 +218,26 @@ class _GatherGEMM(torch.autograd.Function):
 
 
 class _ImplicitGEMM(torch.autograd.Function):
-    """The gather-GEMM's function on the Triton implicit-GEMM kernel, for a weight that needs no gradient (a
-    frozen teacher's, or inference): the input gradient is the same kernel over the mirrored table with the
-    transposed weights (see ``_GatherGEMM``), so neither pass writes an (N, K*C) buffer."""
+    """The gather-GEMM's function on the Triton kernels (``implicit_gemm``): the input gradient is the forward's
+    kernel over the mirrored table with the transposed weights (see ``_GatherGEMM``), the weight gradient the
+    kernel that gathers the input rows inside its sum over the rows, so no pass writes an (N, K*C) buffer."""
 
     @staticmethod
     def forward(ctx, feat: Tensor, weight: Tensor, table: Tensor, mirror: Tensor) -> Tensor:
-        ctx.save_for_backward(weight, mirror)
+        ctx.save_for_backward(feat, weight, table, mirror)
         return subm_conv_implicit_gemm(feat, table, weight)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        weight, mirror = ctx.saved_tensors
-        w_t = _mirror_weight(weight, mirror.shape[1])
-        return subm_conv_implicit_gemm(grad_out.to(w_t.dtype), mirror, w_t), None, None, None
+        feat, weight, table, mirror = ctx.saved_tensors
+        grad_out = grad_out.to(weight.dtype)
+        grad_feat = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_feat = subm_conv_implicit_gemm(grad_out, mirror, _mirror_weight(weight, mirror.shape[1]))
+        if ctx.needs_input_grad[1]:
+            grad_weight = subm_conv_weight_grad(feat, table, grad_out)
+        return grad_feat, grad_weight, None, None
 
 
 def _mirror_weight(weight: Tensor, k: int) -> Tensor:

@@ -5,8 +5,11 @@ GEMM; at 8 scans that buffer is hundreds of MB per convolution, and the convolut
 forward's kernel time (docs/research.md). Here each program computes a (BLOCK_M, BLOCK_N) tile of the output and
 loops over the K offsets, loading the neighbours' rows straight from the features (missing neighbours read as
 zeros) and accumulating ``rows @ W_o`` in float32: no intermediate buffer, one kernel launch, capturable in a
-CUDA graph and callable inside ``torch.compile``. No weight gradient: a frozen weight's input gradient is the
-same kernel over the mirrored table (``conv._ImplicitGEMM``); layers that train keep the gather-GEMM. Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (how the tests run it).
+CUDA graph and callable inside ``torch.compile``. The input gradient is the same kernel over the mirrored table
+(``conv._ImplicitGEMM``); the weight gradient ``dW_o = sum_p feat[p + o]^T @ dout[p]`` is a second kernel
+(``subm_conv_weight_grad``) that gathers its rows the same way and splits the sum over the rows into partial sums
+added in a fixed order (deterministic, no atomics). Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (how
+the tests run it).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import os
 import torch
 from torch import Tensor
 
-__all__ = ["implicit_gemm_available", "subm_conv_implicit_gemm"]
+__all__ = ["implicit_gemm_available", "subm_conv_implicit_gemm", "subm_conv_weight_grad"]
 
 try:
     import triton
@@ -63,6 +66,37 @@ if triton is not None:
         out = out_ptr + rows[:, None].to(tl.int64) * c_out + cols[None, :]
         tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
+    @triton.jit
+    def _subm_conv_weight_grad_kernel(feat_ptr, table_ptr, grad_ptr, partial_ptr, n, k_offsets, c_in, c_out,
+                                      blocks_per_split, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                      BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
+        # feat (N, Cin), table (N, K), grad (N, Cout); partial (S, K * Cin, Cout) float32: program (o, tile, s)
+        # sums rows of split s into the (BLOCK_K, BLOCK_N) tile of offset o
+        o = tl.program_id(0)
+        col_tiles = tl.cdiv(c_out, BLOCK_N)
+        ch = (tl.program_id(1) // col_tiles) * BLOCK_K + tl.arange(0, BLOCK_K)
+        cols = (tl.program_id(1) % col_tiles) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ch_ok = ch < c_in
+        col_ok = cols < c_out
+        split = tl.program_id(2)
+        acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        for b in range(split * blocks_per_split, (split + 1) * blocks_per_split):
+            rows = b * BLOCK_M + tl.arange(0, BLOCK_M)
+            row_ok = rows < n
+            nbr = tl.load(table_ptr + rows.to(tl.int64) * k_offsets + o, mask=row_ok, other=n).to(tl.int64)
+            nbr_ok = nbr < n
+            a = tl.load(feat_ptr + nbr[:, None] * c_in + ch[None, :], mask=nbr_ok[:, None] & ch_ok[None, :],
+                        other=0.0)                                                  # (BLOCK_M, BLOCK_K)
+            g = tl.load(grad_ptr + rows[:, None].to(tl.int64) * c_out + cols[None, :],
+                        mask=row_ok[:, None] & col_ok[None, :], other=0.0)          # (BLOCK_M, BLOCK_N)
+            if IEEE:
+                acc += tl.dot(tl.trans(a), g, input_precision="ieee")
+            else:
+                acc += tl.dot(tl.trans(a), g)
+        out = (partial_ptr + (split * k_offsets * c_in + o * c_in + ch[:, None]).to(tl.int64) * c_out
+               + cols[None, :])
+        tl.store(out, acc, mask=ch_ok[:, None] & col_ok[None, :])
+
 
 def _block(size: int, low: int, high: int) -> int:
     """The power of two covering ``size``, clamped to [low, high] (``tl.dot`` needs 16 at least)."""
@@ -94,6 +128,45 @@ def subm_conv_implicit_gemm(feat: Tensor, table: Tensor, weight: Tensor) -> Tens
                             BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=feat.dtype == torch.float32,
                             num_warps=warps, num_stages=3)
     return out
+
+
+def subm_conv_weight_grad(feat: Tensor, table: Tensor, grad_out: Tensor) -> Tensor:
+    """``dW[o] = sum_p feat[table[p, o]]^T @ grad_out[p]``, the weight gradient of ``subm_conv_implicit_gemm``.
+
+    Args:
+        feat: (N, Cin) the convolution's input, in the compute dtype.
+        table: (N, K) neighbour rows, N where the neighbour does not exist.
+        grad_out: (N, Cout) the gradient of its output, in ``feat``'s dtype.
+    Returns:
+        (K * Cin, Cout) in ``feat``'s dtype, offset-major as the weight; summed in float32, over row splits whose
+        partial sums are added in a fixed order (the same result on every run).
+    """
+    if triton is None:
+        raise RuntimeError("subm_conv_weight_grad needs Triton (pip install triton)")
+    n, c_in = feat.shape
+    k = table.shape[1]
+    c_out = grad_out.shape[1]
+    if grad_out.shape[0] != n or grad_out.dtype != feat.dtype:
+        raise ValueError(f"subm_conv_weight_grad: grad_out {tuple(grad_out.shape)} {grad_out.dtype} does not fit "
+                         f"{n} rows of {feat.dtype}")
+    block_k, block_n = _block(c_in, 16, 64), _block(c_out, 16, 64)
+    tiles = triton.cdiv(c_in, block_k) * triton.cdiv(c_out, block_n)
+    row_blocks = max(1, triton.cdiv(n, WEIGHT_GRAD_ROWS))
+    # enough programs to fill a GPU (a few per SM), each summing at least one block of rows
+    splits = max(1, min(row_blocks, triton.cdiv(WEIGHT_GRAD_PROGRAMS, k * tiles)))
+    blocks_per_split = triton.cdiv(row_blocks, splits)
+    splits = triton.cdiv(row_blocks, blocks_per_split)
+    partial = feat.new_empty(splits, k * c_in, c_out, dtype=torch.float32)
+    _subm_conv_weight_grad_kernel[(k, tiles, splits)](
+        feat.contiguous(), table.contiguous(), grad_out.contiguous(), partial, n, k, c_in, c_out, blocks_per_split,
+        BLOCK_M=WEIGHT_GRAD_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=feat.dtype == torch.float32,
+        num_warps=4, num_stages=3)
+    return partial.sum(0).to(feat.dtype)
+
+
+# rows per step of the weight gradient's sum, and the programs it aims for (132 SMs on an H100: about 4 each)
+WEIGHT_GRAD_ROWS = 64
+WEIGHT_GRAD_PROGRAMS = 528
 
 
 def _tiles(c_in: int, c_out: int) -> tuple[int, int, int, int]:

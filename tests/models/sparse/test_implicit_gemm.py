@@ -16,7 +16,8 @@ from conftest import random_scene, tiny_ptv3_config
 from pointcept_distill.models import build_model, sparse
 from pointcept_distill.models.captured import CapturedSegmentor
 from pointcept_distill.models.sparse.conv import _gather_rows, _gather_tables
-from pointcept_distill.models.sparse.implicit_gemm import implicit_gemm_available, subm_conv_implicit_gemm
+from pointcept_distill.models.sparse.implicit_gemm import (implicit_gemm_available, subm_conv_implicit_gemm,
+                                                           subm_conv_weight_grad)
 
 torch.manual_seed(0)
 n = 300
@@ -39,25 +40,43 @@ try:
 except ValueError as err:
     assert "does not fit" in str(err)
 
-# a frozen weight: the input gradient is the same kernel over the mirrored table (no (N, K*C) buffer)
+# the weight gradient kernel: sum over row splits (300 rows: 5 blocks of 64, the last one partial), several
+# channel tiles (80 > 64 input channels, 72 > 64 output channels), against the gathered rows' GEMM
+for c_in, c_out, k in [(4, 16, 5), (80, 72, 3)]:
+    table, _ = _gather_tables(indices, k)
+    feat, up = torch.randn(n, c_in), torch.randn(n, c_out)
+    torch.testing.assert_close(subm_conv_weight_grad(feat, table, up), _gather_rows(feat, table).t() @ up,
+                               rtol=1e-5, atol=1e-4)
+half = subm_conv_weight_grad(feat.half(), table, up.half())
+ref = _gather_rows(feat, table).t() @ up
+assert half.dtype == torch.float16 and ((half.float() - ref).norm() / ref.norm()) < 1e-3
+try:
+    subm_conv_weight_grad(feat, table, up[:-1])
+    raise AssertionError("a gradient of the wrong shape was accepted")
+except ValueError as err:
+    assert "does not fit" in str(err)
+
+# both gradients equal the gather-GEMM's: the input's is the same kernel over the mirrored table, the weight's
+# the kernel above (no (N, K*C) buffer in either)
 table, mirror = _gather_tables(indices, 3)
-weight = torch.randn(27 * 40, 72)
+weight = torch.randn(27 * 40, 72, requires_grad=True)
 x = torch.randn(n, 40, requires_grad=True)
 up = torch.randn(n, 72)
-(grad_implicit,) = torch.autograd.grad(sparse.conv._ImplicitGEMM.apply(x, weight, table, mirror), x, up)
-(grad_gather,) = torch.autograd.grad(sparse.conv._GatherGEMM.apply(x, weight, table, mirror), x, up)
-torch.testing.assert_close(grad_implicit, grad_gather, rtol=1e-5, atol=1e-4)
-# a weight that trains keeps the gather-GEMM (its weight gradient)
+implicit = torch.autograd.grad(sparse.conv._ImplicitGEMM.apply(x, weight, table, mirror), (x, weight), up)
+gather = torch.autograd.grad(sparse.conv._GatherGEMM.apply(x, weight, table, mirror), (x, weight), up)
+for a, b in zip(implicit, gather):
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+# a layer on the implicit path runs the kernels whether its weight trains or not
 layer = sparse.SubMConv3d(40, 72, 3, indice_key="k", conv_path="implicit")
 calls_layer = []
 real_apply = sparse.conv._ImplicitGEMM.apply
 sparse.conv._ImplicitGEMM.apply = lambda *a: calls_layer.append(1) or real_apply(*a)
 tensor = sparse.SparseConvTensor(x, indices, 1)
 layer(tensor).features.sum().backward()
-assert calls_layer == [] and layer.weight.grad is not None
+assert calls_layer == [1] and layer.weight.grad is not None
 layer.requires_grad_(False)
 layer(tensor)
-assert calls_layer == [1]
+assert calls_layer == [1, 1]
 sparse.conv._ImplicitGEMM.apply = real_apply
 
 model = build_model(dict(type="DefaultSegmentorV2", num_classes=5, backbone_out_channels=8,
