@@ -164,7 +164,8 @@ def subm_conv_weight_grad(feat: Tensor, table: Tensor, grad_out: Tensor) -> Tens
     return partial.sum(0).to(feat.dtype)
 
 
-# rows per step of the weight gradient's sum, and the programs it aims for (132 SMs on an H100: about 4 each)
+# rows per step of the weight gradient's sum, and the programs it aims for (132 SMs on an H100: about 4 each);
+# chosen, not swept as the forward's tiles were
 WEIGHT_GRAD_ROWS = 64
 WEIGHT_GRAD_PROGRAMS = 528
 
