@@ -56,7 +56,7 @@ def _trainer(tmp_path, sim_root, teacher_weight, *options, **values):
         setattr(cfg, key, value)
     trainer = TRAINERS.build(dict(type=cfg.train.type, cfg=default_setup(cfg)))
     for backbone in (trainer.model.backbone, trainer.teacher.model.backbone):   # the captured step's kernels
-        backbone.set_backend(captured_backend(backbone.backend))
+        backbone.set_backend(captured_backend(backbone.backend, implicit_gemm=True))
     return trainer
 
 

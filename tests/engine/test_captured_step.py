@@ -45,9 +45,10 @@ def _trainer(tmp_path, sim_root, *options, **values):
 
 
 def _same_kernels(trainer) -> None:
-    """The eager run on the captured step's convolution (the gather-GEMM; on CUDA the default would be spconv,
-    another summation order), so that the two runs differ only in how the step runs."""
-    trainer.model.backbone.set_backend(captured_backend(trainer.model.backbone.backend))
+    """The eager run on the captured step's convolution (the implicit GEMM on CUDA, the gather-GEMM on the CPU; on
+    CUDA the default would be spconv, another summation order), so that the two runs differ only in how the step
+    runs."""
+    trainer.model.backbone.set_backend(captured_backend(trainer.model.backbone.backend, implicit_gemm=True))
 
 
 class _Recorder:
