@@ -13,7 +13,7 @@ from pointcept_distill.distill.capture import FeatureCapture
 from pointcept_distill.distill.distiller import Distiller, criteria_ignore_index
 from pointcept_distill.distill.matching import match_by_voxel, voxel_keys
 from pointcept_distill.engine import default_config_parser, default_setup
-from pointcept_distill.engine.checkpoint import CheckpointError, save_checkpoint
+from pointcept_distill.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pointcept_distill.engine.train import TRAINERS
 from pointcept_distill.models import LOSSES, LovaszLoss, build_criteria, build_model
 from pointcept_distill.models.plan import plan_batch
@@ -106,7 +106,7 @@ def test_teacher_gradient_map_matches_full_autograd(tmp_path, sim_root):
 def test_student_checkpoint_is_a_plain_segmentor(tmp_path, sim_root):
     trainer, _ = _trainer(tmp_path, sim_root)
     trainer.train()
-    ckpt = torch.load(tmp_path / "exp" / "model" / "model_last.pth", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "exp" / "model" / "model_last.pth")
     assert not any("teacher" in k for k in ckpt["state_dict"])
     plain = build_model(trainer.cfg.model)
     plain.load_state_dict(ckpt["state_dict"], strict=True)
@@ -411,7 +411,7 @@ def test_projectors_are_trained_in_the_student_groups_and_checkpointed_apart(tmp
     logged = trainer.comm_info["model_output_dict"]
     assert torch.isfinite(logged["loss_kd_cwd"]) and torch.isfinite(logged["loss_kd_feat"])
     assert not any(torch.equal(initial[k], v) for k, v in projector.state_dict().items())   # stepped
-    ckpt = torch.load(tmp_path / "exp" / "model" / "model_last.pth", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "exp" / "model" / "model_last.pth")
     assert set(ckpt["state_dict"]) == set(trainer.model.state_dict())                      # the student's alone
     build_model(trainer.cfg.model).load_state_dict(ckpt["state_dict"], strict=True)
     distill_state = ckpt["distill_state_dict"]
@@ -434,7 +434,7 @@ def test_resume_restores_the_projectors_and_their_optimizer_state(tmp_path, sim_
         s_want, s_got = trainer.optimizer.state[p_want], resumed.optimizer.state[p_got]
         assert s_want and all(torch.equal(s_want[k], s_got[k]) for k in s_want)
     # a checkpoint without the projectors' state resumes from their initialisation, with a warning
-    ckpt = torch.load(last, weights_only=False)
+    ckpt = load_checkpoint(last)
     del ckpt["distill_state_dict"]
     torch.save(ckpt, tmp_path / "older.pth")
     older, _ = _trainer(tmp_path, sim_root, *CWD_FEAT, "resume=True",

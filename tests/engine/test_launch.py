@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from pointcept_distill.engine.checkpoint import load_checkpoint
 from pointcept_distill.utils.config import Config
 from toy_components import toy_cfg_dict
 
@@ -30,7 +31,7 @@ def _train(tmp_path, name: str, num_gpus: int, torchrun: bool = False) -> dict:
         cmd = [sys.executable, *script, "--num-gpus", str(num_gpus)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ckpt = torch.load(save_path / "model" / "model_last.pth", weights_only=False)
+    ckpt = load_checkpoint(save_path / "model" / "model_last.pth")
     ckpt["state_dict"] = {k.removeprefix("module."): v for k, v in ckpt["state_dict"].items()}
     return ckpt
 

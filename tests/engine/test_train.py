@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pointcept_distill.engine import Trainer, default_setup
+from pointcept_distill.engine.checkpoint import load_checkpoint
 from pointcept_distill.engine.hooks import HookBase
 from pointcept_distill.utils.config import Config
 from toy_components import toy_cfg, toy_cfg_dict
@@ -211,7 +212,7 @@ def test_amp_scaler_only_for_fp16_and_always_in_checkpoint(tmp_path, dtype, has_
                        hooks=[dict(type="CheckpointSaver")])
     assert (trainer.scaler is not None) == has_scaler
     trainer.train()
-    ckpt = torch.load(tmp_path / "model" / "model_last.pth", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "model" / "model_last.pth")
     assert "scaler" in ckpt
     assert (ckpt["scaler"] is not None) == has_scaler
     assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
@@ -222,7 +223,7 @@ def test_bf16_resume_accepts_a_pointcept_scaler_state(tmp_path):
                      hooks=[dict(type="CheckpointSaver"), dict(type="CrashAt", global_iter=5)])
     with pytest.raises(RuntimeError, match="planned crash"):
         first.train()
-    assert torch.load(tmp_path / "model" / "model_last.pth", weights_only=False)["scaler"] is not None
+    assert load_checkpoint(tmp_path / "model" / "model_last.pth")["scaler"] is not None
     weight = str(tmp_path / "model" / "model_last.pth")
     resumed = _trainer(tmp_path, enable_amp=True, amp_dtype="bfloat16", evaluate=False, resume=True,
                        weight=weight, hooks=[dict(type="CheckpointLoader")])

@@ -22,7 +22,7 @@ def _model(tiny_config):
 def test_spconv_path_matches_fixture_and_gather_path(fixtures_dir):
     """The fixture's scenes are small enough for the automatic choice to take the gather path, so each path is
     forced here: spconv (``conv_path="spconv"``) and gather (``conv_path="gather"``) must both give the fixture."""
-    data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=False)
+    data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=True)
     for case in data["cases"]:
         outputs = {}
         for path in ("spconv", "gather"):

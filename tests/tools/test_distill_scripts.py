@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pointcept_distill.data.simulator import generate
+from pointcept_distill.engine.checkpoint import load_checkpoint
 from pointcept_distill.models import build_model
 from pointcept_distill.utils.config import Config
 
@@ -57,7 +58,7 @@ def test_distill_ptv3_config_trains_through_train_sh(tmp_path, dataset, config):
     log = (run / "train.log").read_text()
     assert re.search(r"loss_seg: \d", log)
     assert set(re.findall(r"(loss_kd_\w+): \d", log)) == set(losses) - {"loss_seg"}   # the recipe's losses, only
-    state = torch.load(run / "model" / "model_last.pth", map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(run / "model" / "model_last.pth")["state_dict"]
     student = build_model(cfg.model)            # a plain DefaultSegmentorV2 checkpoint: no teacher keys
     student.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
     assert (run / "result").is_dir()            # PreciseEvaluator tested the student after training
@@ -105,6 +106,5 @@ def test_joint_distill_ptv3_config_trains_through_train_sh(tmp_path):
     log = (tmp_path / "exp" / "joint" / "distill" / "train.log").read_text()
     assert re.search(r"loss_kd_cwd: \d", log)
     assert all(f"Val {name}: mIoU/mAcc/allAcc" in log for name in roots)
-    state = torch.load(tmp_path / "exp" / "joint" / "distill" / "model" / "model_last.pth", map_location="cpu",
-                       weights_only=False)["state_dict"]
+    state = load_checkpoint(tmp_path / "exp" / "joint" / "distill" / "model" / "model_last.pth")["state_dict"]
     build_model(cfg.model).load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from pointcept_distill.engine.checkpoint import load_checkpoint
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "semseg-pt-v3m1-sim-tiny"
 
@@ -44,7 +46,7 @@ def _script(name: str, exp_root, *args: str, extra=(), wait=True, env_extra=None
 
 
 def _weights(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return load_checkpoint(path)["state_dict"]
 
 
 def test_train_evaluate_save_then_test(tmp_path, sim_root):
@@ -111,7 +113,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, sim_root):
     output = proc.communicate()[0].decode(errors="replace")
     assert marker.exists() and proc.returncode == -signal.SIGKILL, output[-3000:]
     last = tmp_path / "nuscenes" / "killed" / "model" / "model_last.pth"
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    killed_at = load_checkpoint(last)
     assert 1 <= killed_at["epoch"] < 3 and killed_at["iter"] >= 1, output[-3000:]
     _script("train.sh", tmp_path, "-g", "1", "-c", CONFIG, "-n", "killed", "-r", "true", env_extra=path)
     reference = _weights(tmp_path / "nuscenes" / "ref" / "model" / "model_last.pth")

@@ -26,7 +26,7 @@ def test_state_dict_layout_matches_upstream(fixtures_dir, name):
 
 @pytest.fixture(scope="module")
 def parity(fixtures_dir):
-    data = torch.load(fixtures_dir / "parity_small.pt", weights_only=False)
+    data = torch.load(fixtures_dir / "parity_small.pt", weights_only=True)
     model = build_model(dict(type="DefaultSegmentorV2", num_classes=data["num_classes"],
                              backbone_out_channels=data["backbone_out_channels"],
                              backbone=dict(type="PT-v3m1", **data["backbone_config"])))

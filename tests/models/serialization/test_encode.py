@@ -5,7 +5,7 @@ from pointcept_distill.models.serialization import ORDERS, encode
 
 
 def test_codes_match_upstream_fixture(fixtures_dir):
-    cases = torch.load(fixtures_dir / "serialization_codes.pt", weights_only=False)
+    cases = torch.load(fixtures_dir / "serialization_codes.pt", weights_only=True)
     assert {c["depth"] for c in cases} == {4, 8, 11, 16}
     for case in cases:
         for order in ORDERS:

@@ -21,7 +21,7 @@ def _dense_reference(features, indices, weight, bias, k):
 
 
 def test_matches_upstream_fixture(fixtures_dir):
-    data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=False)
+    data = torch.load(fixtures_dir / "subm_conv.pt", weights_only=True)
     assert {c["kernel_size"] for c in data["cases"]} == {3, 5}
     for case in data["cases"]:
         conv = SubMConv3d(case["features"].shape[1], case["weight"].shape[0], case["kernel_size"], indice_key="k")
