@@ -207,11 +207,14 @@ def _eager_logits(model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
                           offset=torch.tensor([n], device=coord.device)))["seg_logits"]
 
 
-def _check(name: str, got: Tensor, ref: Tensor, tolerance: float) -> float:
+def _check(name: str, got: Tensor, ref: Tensor, tolerance: float, outcome: str = "the artifact is not kept",
+           reference: str = "the eager model") -> float:
+    """``got``'s largest difference from ``ref`` relative to ``ref``'s largest logit; raises above ``tolerance``,
+    saying what happens to the artifact (``outcome``)."""
     error = float((got.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-12))
     if not error <= tolerance:
-        raise RuntimeError(f"export: {name} differs from the eager model by {error:.3g} (relative to the largest "
-                           f"logit; tolerance {tolerance:g}); the artifact is not kept")
+        raise RuntimeError(f"export: {name} differs from {reference} by {error:.3g} (relative to the largest "
+                           f"logit; tolerance {tolerance:g}); {outcome}")
     return error
 
 
@@ -282,11 +285,12 @@ def load_artifact(path: str, fmt: str) -> Callable[..., Tensor]:
     return torch.export.load(path).module() if fmt == "program" else torch._inductor.aoti_load_package(path)
 
 
-def check_artifact(path: str, fmt: str, inputs: tuple[Tensor, ...], ref: Tensor, tolerance: float) -> float:
+def check_artifact(path: str, fmt: str, inputs: tuple[Tensor, ...], ref: Tensor, tolerance: float,
+                   outcome: str = "the artifact is not kept") -> float:
     """The artifact's relative error against the eager logits ``ref`` of ``inputs``' scan; raises above
-    ``tolerance``."""
+    ``tolerance`` (``_check``)."""
     with torch.no_grad():
-        return _check(f"{path} ({fmt})", load_artifact(path, fmt)(*inputs)[:ref.shape[0]], ref, tolerance)
+        return _check(f"{path} ({fmt})", load_artifact(path, fmt)(*inputs)[:ref.shape[0]], ref, tolerance, outcome)
 
 
 def verify_model(model: nn.Module, capacity: int, path: str, fmt: str, device: str | torch.device,
@@ -295,7 +299,7 @@ def verify_model(model: nn.Module, capacity: int, path: str, fmt: str, device: s
     machine that deploys it), without exporting again; the artifact is kept whatever the result."""
     model, inputs = _prepared(model, capacity, torch.device(device))
     start = time.perf_counter()
-    error = check_artifact(path, fmt, inputs, _eager_logits(model, inputs), tolerance)
+    error = check_artifact(path, fmt, inputs, _eager_logits(model, inputs), tolerance, "the artifact is kept")
     return _record(path, capacity, fmt, error, start)
 
 
@@ -318,8 +322,8 @@ def latency(model: nn.Module, path: str, fmt: str, capacity: int, device: str | 
         if fmt == "program":    # how a deployment would run it: replayed from one CUDA graph on static inputs
             graphed = cuda_graphed(artifact, inputs)
             with torch.no_grad():
-                if not torch.allclose(graphed()[:n], artifact(*inputs)[:n], rtol=1e-4, atol=1e-4):
-                    raise RuntimeError(f"export: {path} replayed from a CUDA graph differs from its eager run")
+                _check(f"{path} replayed from a CUDA graph", graphed()[:n], artifact(*inputs)[:n], 1e-4,
+                       "it is not timed", reference="its run without the graph")
             runners["exported (program) in a CUDA graph"] = graphed
     out = {}
     for name, run in runners.items():
