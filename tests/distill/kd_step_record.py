@@ -3,7 +3,7 @@ and the gradients of everything trained (the student's parameters and the losses
 
 Run as a script to write the reference that ``test_kd_step_parity.py`` compares against bit for bit:
 
-    .venv/bin/python tests/distill/kd_step_record.py     # writes tests/fixtures/kd_step/steps.pt
+    .venv/bin/python tests/distill/kd_step_record.py     # writes tests/fixtures/kd_step/steps_<cpu>.pt
 
 The steps run on one CPU thread with deterministic algorithms, so the bits depend only on the code, torch's
 version and the CPU's vector instructions (``platform()``, recorded with the values).
@@ -30,7 +30,7 @@ from pointcept_distill.engine.train import TRAINERS  # noqa: E402
 from pointcept_distill.models import build_model  # noqa: E402
 from pointcept_distill.utils.config import parse_options  # noqa: E402
 
-FIXTURE = REPO / "tests" / "fixtures" / "kd_step" / "steps.pt"
+FIXTURES = REPO / "tests" / "fixtures" / "kd_step"          # steps_<cpu capability>.pt, one per recording platform
 CONFIG = REPO / "configs" / "nuscenes" / "distill-ptv3-sim-tiny.py"   # the paper's logit, grad and topo KD
 CWD = ("distill.cwd_kd.type=ChannelWiseKD",)
 FITNETS = ("distill.feat_kd.type=FeatureMimicKD",)
@@ -50,6 +50,11 @@ STEPS = 2
 def platform() -> dict:
     """What the bits of a CPU step depend on besides the code."""
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def fixture_for(recording_platform: dict) -> Path:
+    """The reference file of a platform: the bits differ between CPUs' vector instructions, so each has its own."""
+    return FIXTURES / f"steps_{recording_platform['cpu_capability'].lower()}.pt"
 
 
 class StepRecorder(HookBase):
@@ -123,9 +128,10 @@ def main() -> None:
             (tmp / name).mkdir()
         steps = record_all(tmp / "data", tmp)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"platform": platform(), "commit": commit, "cases": CASES, "steps": steps}, FIXTURE)
-    print(f"wrote {FIXTURE.relative_to(REPO)} ({FIXTURE.stat().st_size / 1e6:.2f} MB) at {commit[:7]}: "
+    path = fixture_for(platform())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"platform": platform(), "commit": commit, "cases": CASES, "steps": steps}, path)
+    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size / 1e6:.2f} MB) at {commit[:7]}: "
           + ", ".join(f"{k}: {sorted(v[-1]['outputs'])}" for k, v in steps.items()))
 
 
