@@ -27,9 +27,10 @@ find_unused_parameters = False
 # bucket_cap_mb None: DDP's default (25 MiB buckets, the first 1 MiB); a number (MiB) caps every bucket
 ddp = dict(bucket_cap_mb=None, static_graph=False, gradient_as_bucket_view=False, broadcast_buffers=False)
 # Training steps replayed from CUDA graphs (docs/execution.md#the-captured-training-step-captured_step):
-# --options captured_step.enabled=True [captured_step.steps_per_octave=4]; enabled="auto" (in a config): captured
-# on CUDA where nothing is refused, eager steps otherwise (the reason logged); unknown entries are refused.
-captured_step = dict(enabled=False, compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
+# enabled="auto" (the default): captured on CUDA where nothing is refused, eager steps otherwise (the reason logged);
+# --options captured_step.enabled=True (captured or an error naming what is refused) or False (eager steps);
+# unknown entries are refused.
+captured_step = dict(enabled="auto", compile=None, steps_per_octave=4, warmup=2, max_graphs=None)
 enable_wandb = False
 wandb_project = "pointcept"
 wandb_key = None

@@ -41,7 +41,7 @@ from .loss_terms import sum_losses
 __all__ = ["CAPTURED_STEP_DEFAULTS", "CapturedTrainStep", "captured_step_options", "stepping_by"]
 
 # the config key ``captured_step = dict(...)``: its entries and their defaults (configs/_base_/default_runtime.py)
-CAPTURED_STEP_DEFAULTS = dict(enabled=False, compile=None, steps_per_octave=8, warmup=2, max_graphs=None)
+CAPTURED_STEP_DEFAULTS = dict(enabled="auto", compile=None, steps_per_octave=4, warmup=2, max_graphs=None)
 
 
 def captured_step_options(cfg: Any) -> dict | None:
@@ -85,7 +85,7 @@ class CapturedTrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, dtype: torch.dtype | None = None,
                  scaler: torch.amp.GradScaler | None = None, clip_grad: float | None = None,
-                 compile: str | None = None, steps_per_octave: int = 8, warmup: int = 2,
+                 compile: str | None = None, steps_per_octave: int = 4, warmup: int = 2,
                  max_graphs: int | None = None, losses: Callable[[dict], dict] | None = None) -> None:
         self.model, self.optimizer, self.scaler, self.clip_grad = model, optimizer, scaler, clip_grad
         self.params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]

@@ -71,13 +71,23 @@ def _recorded(trainer) -> list[dict[str, float]]:
     return steps
 
 
-def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root, teacher_weight):
+# (relative tolerance of the logged terms, of the final weights). On the CPU the two steps differ by fp32 summation
+# order only. On CUDA the per-sample sums (index_add) add in the order atomics land, which varies from run to run,
+# and CWD's KL is a sum of terms that cancel: measured on an H100, CWD 1.8e-5 (bf16 teacher) and 2.7e-5 (fp32
+# teacher) apart at step 1. A wrong term moves a weight by about lr = 2e-3 a step, far above either bound.
+TOLERANCE = (1e-4, 1e-3) if torch.cuda.is_available() else (1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("teacher_dtype", [None, "bfloat16"])
+def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root, teacher_weight, teacher_dtype):
     """2 epochs x 2 steps with OneCycle and clipping: each step's task and KD terms (the schedule's factor moving
     from 0 to 1 over them: recaptured never, read from a device tensor) and the final student weights equal the
     eager DistillTrainer's; the teacher is untouched."""
-    runs = {}
-    for name, values in (("eager", {}), ("captured", {"captured_step": dict(enabled=True, steps_per_octave=4)})):
-        trainer = _trainer(tmp_path / name, sim_root, teacher_weight, **values)
+    runs, (rel, weight_rel) = {}, TOLERANCE
+    distill = dict(RECIPE, teacher_amp_dtype=teacher_dtype)
+    captured_step = dict(enabled=True, steps_per_octave=4)
+    for name, values in (("eager", {"captured_step": False}), ("captured", {"captured_step": captured_step})):
+        trainer = _trainer(tmp_path / name, sim_root, teacher_weight, distill=distill, **values)
         teacher = {k: v.clone() for k, v in trainer.teacher.model.state_dict().items()}
         steps = _recorded(trainer)
         trainer.train()
@@ -92,9 +102,9 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
     for step, (got, want) in enumerate(zip(captured_steps, eager_steps)):
         assert got.keys() == want.keys()
         for key in want:
-            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), f"step {step} {key}"
+            assert got[key] == pytest.approx(want[key], rel=rel, abs=1e-7), f"step {step} {key}"
     for (name, value), want in zip(captured.model.state_dict().items(), eager.model.state_dict().values()):
-        torch.testing.assert_close(value, want, rtol=1e-4, atol=5e-6, msg=name)
+        torch.testing.assert_close(value, want, rtol=weight_rel, atol=5e-6 * weight_rel / 1e-4, msg=name)
     if torch.cuda.is_available():
         step = captured.captured_step
         assert 1 <= step.captures < step.steps and step.optimizer_graph is not None

@@ -74,7 +74,7 @@ def test_captured_step_trains_as_the_eager_step(tmp_path, sim_root):
     (the largest change of a weight is 3.5e-4)."""
     runs = {}
     adam = dict(type="AdamW", lr=0.002, weight_decay=0.005, eps=1e-4)
-    for name, values in (("eager", {}), ("captured", {"captured_step": dict(enabled=True, steps_per_octave=4)})):
+    for name, values in (("eager", {"captured_step": False}), ("captured", {"captured_step": dict(enabled=True, steps_per_octave=4)})):
         trainer = _trainer(tmp_path / name, sim_root, "epoch=2", "eval_epoch=2", optimizer=adam, **values)
         _same_kernels(trainer)
         recorder = _Recorder(trainer)
@@ -161,7 +161,7 @@ def test_fp16_captured_step_scales_and_matches_the_eager_step(tmp_path, sim_root
     """fp16 autocast with the GradScaler: the loss is scaled inside the graph, unscaled and checked eagerly, and
     the scale evolves as the eager run's; losses agree to fp16 rounding."""
     runs = {}
-    for name, values in (("eager", {}), ("captured", {"captured_step": True})):
+    for name, values in (("eager", {"captured_step": False}), ("captured", {"captured_step": True})):
         trainer = _trainer(tmp_path / name, sim_root, "epoch=2", "eval_epoch=2", "enable_amp=True",
                            "amp_dtype=float16", **values)
         _same_kernels(trainer)
@@ -175,7 +175,7 @@ def test_fp16_captured_step_scales_and_matches_the_eager_step(tmp_path, sim_root
 
 
 def test_batches_carry_their_plan_only_for_the_captured_step(tmp_path, sim_root):
-    eager = _trainer(tmp_path / "eager", sim_root)
+    eager = _trainer(tmp_path / "eager", sim_root, captured_step=False)
     captured = _trainer(tmp_path / "captured", sim_root, captured_step=True)
     assert "plan" not in next(iter(eager.train_loader))
     plan = next(iter(captured.train_loader))["plan"]
@@ -186,7 +186,7 @@ def test_captured_step_options_are_checked_by_name():
     assert captured_step_options(Config({})) is None and captured_step_options(Config({"captured_step": False})) \
         is None
     assert captured_step_options(Config({"captured_step": dict(enabled=False, steps_per_octave=2)})) is None
-    assert captured_step_options(Config({"captured_step": True}))["steps_per_octave"] == 8
+    assert captured_step_options(Config({"captured_step": True}))["steps_per_octave"] == 4
     assert captured_step_options(Config({"captured_step": dict(enabled=True, compile="None")}))["compile"] is None
     with pytest.raises(KeyError, match=r"captured_step: unknown key\(s\) \['step_per_octave'\]"):
         captured_step_options(Config({"captured_step": {"step_per_octave": 4}}))
@@ -210,9 +210,13 @@ def test_auto_trains_eagerly_where_the_step_cannot_be_captured(tmp_path, sim_roo
 
 
 def test_captured_step_is_set_from_the_command_line(tmp_path, sim_root):
-    """The runtime default is off; ``--options captured_step.enabled=True captured_step.steps_per_octave=2``
-    turns it on with its buckets; an unknown entry is refused by name."""
-    assert _trainer(tmp_path / "off", sim_root).captured_step is None
+    """The runtime default is "auto" (captured on CUDA only); ``--options captured_step.enabled=False`` turns it
+    off, ``captured_step.enabled=True captured_step.steps_per_octave=2`` on with its buckets; an unknown entry is
+    refused by name."""
+    default = _trainer(tmp_path / "default", sim_root)
+    assert default.cfg.captured_step["enabled"] == "auto"
+    assert (default.captured_step is not None) == torch.cuda.is_available()
+    assert _trainer(tmp_path / "off", sim_root, "captured_step.enabled=False").captured_step is None
     trainer = _trainer(tmp_path / "on", sim_root, "captured_step.enabled=True", "captured_step.steps_per_octave=2")
     assert trainer.captured_step.graphs.steps_per_octave == 2
     with pytest.raises(Exception, match="step_per_octave"):

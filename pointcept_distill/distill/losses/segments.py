@@ -52,9 +52,9 @@ def segment_logsumexp(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
     -inf for an empty sample."""
     peak = segment_max(x.detach(), batch, num_segments)                 # (B, ...) a constant: lse is shift-free
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-    return peak + segment_sum(torch.exp(x - peak[batch]), batch, num_segments).log()
+    return peak + segment_sum(torch.exp(x - peak.index_select(0, batch)), batch, num_segments).log()
 
 
 def segment_log_softmax(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
     """log softmax of ``x`` (N, ...) over the points of each sample (not over the trailing dimensions): (N, ...)."""
-    return x - segment_logsumexp(x, batch, num_segments)[batch]
+    return x - segment_logsumexp(x, batch, num_segments).index_select(0, batch)
