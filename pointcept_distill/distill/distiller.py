@@ -227,12 +227,12 @@ class Distiller:
         logits_s = student.head_logits(out["point"])                         # (N, K)
         logits_t, feats_t, grads_t = self.teacher_forward(input_dict, needs)
         grads_s = self.task_gradients(inner.get("out", out)["loss"], capture_s.features, needs)
+        valid = valid_rows(out["point"])
         matched = {s: self.match_voxels(capture_s.features[s], feats_t[s], grads_s.get(s), grads_t.get(s),
-                                        len(input_dict["offset"])) for s in needs.stages}
+                                        len(input_dict["offset"]), padded=valid is not None) for s in needs.stages}
         started = {hook.name: hook.start(matched) for hook in hooks}
         step = DistillStep(logits_s, logits_t, input_dict["segment"], input_dict["offset"], matched,
-                           {name: pending for name, pending in started.items() if pending is not None},
-                           valid_rows(out["point"]))
+                           {name: pending for name, pending in started.items() if pending is not None}, valid)
         return {"loss_seg": out["loss"]}, step
 
     def teacher_autocast(self) -> contextlib.AbstractContextManager:
@@ -308,14 +308,16 @@ class Distiller:
                                                      retain_graph)))
 
     def match_voxels(self, student: CapturedFeature, teacher: CapturedFeature, student_grad: Tensor | None,
-                     teacher_grad: Tensor | None, batch_size: int) -> MatchedStage:
-        """A stage's student and teacher features (and task gradients, where computed) on the voxels both have."""
+                     teacher_grad: Tensor | None, batch_size: int, padded: bool = False) -> MatchedStage:
+        """A stage's student and teacher features (and task gradients, where computed) on the voxels both have;
+        ``padded``: the batch's last sample is a padded plan's padding sample (``valid`` False on its rows)."""
         # the voxel sets depend only on the models' strides and the input grid: verified on the first step only,
         # since the check costs a host sync
         idx_s, idx_t = match_by_voxel(voxel_keys(student.grid_coord, student.batch),
                                       voxel_keys(teacher.grid_coord, teacher.batch), check=not self.voxels_checked)
         self.voxels_checked = True
-        offset = batch_to_offset(student.batch[idx_s], batch_size)
+        batch = student.batch[idx_s]
         return MatchedStage(idx_s, idx_t, student.feat[idx_s], teacher.feat[idx_t],
                             None if student_grad is None else student_grad[idx_s],
-                            None if teacher_grad is None else teacher_grad[idx_t], offset)
+                            None if teacher_grad is None else teacher_grad[idx_t], batch_to_offset(batch, batch_size),
+                            batch < batch_size - 1 if padded else None)

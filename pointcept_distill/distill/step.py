@@ -31,6 +31,7 @@ class MatchedStage(NamedTuple):
     student_grad: Tensor | None     # (M, C_s) dL_task/dF of the student (constants); None unless a loss reads it
     teacher_grad: Tensor | None     # (M, C_t) the teacher's
     offset: Tensor                  # (B,) cumulative counts of the matched points
+    valid: Tensor | None = None     # (M,) bool: False on a padded batch's padding sample (None: all rows real)
 
 
 @dataclass(frozen=True)

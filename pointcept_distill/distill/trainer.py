@@ -144,8 +144,8 @@ class DistillTrainer(Trainer):
                                 f"(feat_kd's projectors) start from their initialisation")
 
     def capture_problems(self) -> list[str]:
-        """The default trainer's, plus what the distillation step cannot capture (yet): the per-stage losses
-        (voxel matching and persistence pairs read sizes on the host; refused as hooks), the gradient norms, a
+        """The default trainer's, plus what the distillation step cannot capture (yet): the losses with host work
+        (``TopologyKD``'s persistence pairs; refused as hooks), the gradient norms, a
         teacher with its own graphs (the captured step runs the teacher inside its graphs) or other strides, and
         compiling the step."""
         problems = super().capture_problems()

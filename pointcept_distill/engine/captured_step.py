@@ -19,11 +19,11 @@ checks and updates its scale eagerly between the graphs (a few multi-tensor kern
 optimizer graph. Warm-up runs before a capture leave no trace: the batch norms' running statistics, the CUDA
 generator, the parameters, the optimizer state and the (clipped) gradients are restored after them.
 
-What the step graphs compute is the trainer's ``forward_losses`` on the padded batch: the model's losses and the
-terms its ``capturable`` hooks add (``DistillTrainer``: the teacher's forward and the KD terms that read only the
-logits). Off CUDA the same steps run eagerly on the padded batch (what the CPU tests check against the eager
-trainer). Not supported (each refused with the reason when the trainer builds it): DDP, SyncBatchNorm, gradient
-accumulation, hooks whose terms cannot be captured, optimizers other than Adam and AdamW.
+What the step graphs compute is the trainer's ``forward_losses`` on the padded batch: the model's losses and the terms
+its ``capturable`` hooks add (``DistillTrainer``: the teacher's forward and the KD terms without host work). Off CUDA
+the same steps run eagerly on the padded batch (what the CPU tests check against the eager trainer). Not supported
+(each refused with the reason when the trainer builds it): DDP, SyncBatchNorm, gradient accumulation, hooks whose
+terms cannot be captured, optimizers other than Adam and AdamW.
 """
 from __future__ import annotations
 

@@ -78,13 +78,20 @@ def _recorded(trainer) -> list[dict[str, float]]:
 TOLERANCE = (1e-4, 1e-3) if torch.cuda.is_available() else (1e-5, 1e-4)
 
 
-@pytest.mark.parametrize("teacher_dtype", [None, "bfloat16"])
-def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root, teacher_weight, teacher_dtype):
+# the per-stage losses a captured step records: voxel matching and the task gradients inside the step, the padding
+# sample left out by the stage's valid rows
+STAGE_LOSSES = dict(grad_kd=dict(type="GradGuidedKD", loss_weight=1.0),
+                    feat_kd=dict(type="FeatureMimicKD", loss_weight=1.0))
+
+
+@pytest.mark.parametrize("teacher_dtype, stage_losses", [(None, {}), ("bfloat16", {}), (None, STAGE_LOSSES)])
+def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root, teacher_weight, teacher_dtype,
+                                                             stage_losses):
     """2 epochs x 2 steps with OneCycle and clipping: each step's task and KD terms (the schedule's factor moving
     from 0 to 1 over them: recaptured never, read from a device tensor) and the final student weights equal the
     eager DistillTrainer's; the teacher is untouched."""
     runs, (rel, weight_rel) = {}, TOLERANCE
-    distill = dict(RECIPE, teacher_amp_dtype=teacher_dtype)
+    distill = dict(RECIPE, teacher_amp_dtype=teacher_dtype, **stage_losses)
     captured_step = dict(enabled=True, steps_per_octave=4)
     for name, values in (("eager", {"captured_step": False}), ("captured", {"captured_step": captured_step})):
         trainer = _trainer(tmp_path / name, sim_root, teacher_weight, distill=distill, **values)
@@ -97,7 +104,8 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
     assert isinstance(captured.captured_step, CapturedTrainStep) and captured.captured_step.steps == 4
     assert captured.captured_step.losses == captured.forward_losses     # teacher, student and the KD hooks' terms
     assert len(captured_steps) == len(eager_steps) == 4
-    assert set(eager_steps[0]) == {"loss", "loss_seg", "loss_kd_cwd", "loss_kd_dist", "loss_kd_logit"}
+    stage_terms = {"loss_kd_grad", "loss_kd_feat"} if stage_losses else set()
+    assert set(eager_steps[0]) == {"loss", "loss_seg", "loss_kd_cwd", "loss_kd_dist", "loss_kd_logit"} | stage_terms
     assert eager_steps[0]["loss_kd_cwd"] == 0 and eager_steps[-1]["loss_kd_cwd"] > 0    # the ramp: can fail
     for step, (got, want) in enumerate(zip(captured_steps, eager_steps)):
         assert got.keys() == want.keys()
@@ -111,8 +119,6 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
 
 
 @pytest.mark.parametrize("values, match", [
-    (dict(distill=dict(RECIPE, grad_kd=dict(type="GradGuidedKD", loss_weight=1.0))),
-     r"hooks that cannot be captured \(grad_kd\)"),
     (dict(distill=dict(RECIPE, topo_kd=dict(type="TopologyKD", num_points=16, loss_weight=0.1), grad_norm_interval=2)),
      r"hooks that cannot be captured \(topo_kd, LossGradientNorms\)"),
     (dict(distill=dict(RECIPE, teacher_capture="graphs")), r"set distill.teacher_capture=None"),

@@ -30,11 +30,14 @@ class KDLossHook(HookBase):
             tensor (``factor``), so that a captured step's graphs read each step's value.
 
     A loss that reads only the step's logits (``step_inputs``) is ``capturable``: a captured training step records
-    it in its graphs; the per-stage losses (voxel matching, persistence pairs on the host) are not.
+    it in its graphs; so is a per-stage loss whose class says ``capturable = True`` (no host work: it reads the
+    stage's ``valid`` rows to leave a padded batch's padding sample out); the others (``TopologyKD``: persistence
+    pairs on the host) are not.
     """
 
     def __init__(self, name: str, loss: nn.Module, schedule: KDWeightSchedule | None = None) -> None:
         cls = type(next(iter(loss.values())) if isinstance(loss, nn.ModuleDict) else loss)
+        self.stage_capturable: bool = getattr(cls, "capturable", False)
         self.step_inputs: tuple[str, ...] | None = getattr(cls, "step_inputs", None)
         self.stage_inputs: tuple[str, ...] | None = getattr(cls, "stage_inputs", None)
         if (self.step_inputs is None) == (self.stage_inputs is None):
@@ -45,7 +48,7 @@ class KDLossHook(HookBase):
 
     @property
     def capturable(self) -> bool:
-        return not self.reads_stages
+        return not self.reads_stages or self.stage_capturable
 
     @property
     def reads_stages(self) -> bool:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...models.builder import LOSSES
+from .segments import masked_loss
 
 __all__ = ["FeatureMimicKD"]
 
@@ -29,7 +30,8 @@ class FeatureMimicKD(nn.Module):
 
     # what its KD loss hook passes, once per captured stage (fields of distill.step.MatchedStage); one loss is
     # built per stage, with that stage's widths as student_channels and teacher_channels
-    stage_inputs = ("student_feat", "teacher_feat")
+    stage_inputs = ("student_feat", "teacher_feat", "valid")
+    capturable = True       # no host work: a captured training step records it (hooks/kd_loss.py)
     stage_widths = True
 
     def __init__(self, student_channels: int, teacher_channels: int, loss_weight: float = 1.0) -> None:
@@ -37,11 +39,12 @@ class FeatureMimicKD(nn.Module):
         self.projector = nn.Linear(student_channels, teacher_channels)
         self.loss_weight = loss_weight
 
-    def forward(self, student_feat: Tensor, teacher_feat: Tensor) -> dict[str, Tensor]:
+    def forward(self, student_feat: Tensor, teacher_feat: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
         """
         Args:
             student_feat: (M, C_s) the student's features of the matched points.
             teacher_feat: (M, C_t) the teacher's features of the same points, in the same order.
+            valid: (M,) bool, False on a padded batch's padding sample (left out of the mean); None: every row.
         """
         projector = self.projector
         if (student_feat.dim() != 2 or teacher_feat.dim() != 2 or len(student_feat) != len(teacher_feat)
@@ -49,5 +52,5 @@ class FeatureMimicKD(nn.Module):
             raise ValueError(f"FeatureMimicKD: student {tuple(student_feat.shape)} and teacher "
                              f"{tuple(teacher_feat.shape)} features must be (M, {projector.in_features}) and "
                              f"(M, {projector.out_features}), matched one to one")
-        loss = F.mse_loss(projector(student_feat).float(), teacher_feat.detach().float())
+        loss = masked_loss(F.mse_loss, projector(student_feat).float(), teacher_feat.detach().float(), valid)
         return {"loss_kd_feat": loss * self.loss_weight}

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ...models.builder import LOSSES
 from ...models.point import offset_to_batch
 from ...utils.misc import check_tensor
-from .segments import segment_max, segment_mean, segment_min
+from .segments import masked_loss, segment_max, segment_mean, segment_min
 
 __all__ = ["task_gradient", "task_gradients", "importance_map", "GradGuidedKD"]
 
@@ -90,7 +90,8 @@ class GradGuidedKD(nn.Module):
     """
 
     # what its KD loss hook passes, once per captured stage (fields of distill.step.MatchedStage)
-    stage_inputs = ("student_feat", "student_grad", "teacher_feat", "teacher_grad", "offset")
+    stage_inputs = ("student_feat", "student_grad", "teacher_feat", "teacher_grad", "offset", "valid")
+    capturable = True       # no host work: a captured training step records it (hooks/kd_loss.py)
 
     def __init__(self, norm: str = "minmax", beta: float = 1.0, loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -99,11 +100,12 @@ class GradGuidedKD(nn.Module):
         self.norm, self.beta, self.loss_weight = norm, beta, loss_weight
 
     def forward(self, student_feat: Tensor, student_grad: Tensor, teacher_feat: Tensor,
-                teacher_grad: Tensor, offset: Tensor) -> dict[str, Tensor]:
+                teacher_grad: Tensor, offset: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+        """``valid`` (M,) bool: False on a padded batch's padding sample, left out of the mean (None: all rows)."""
         if len(student_feat) != len(teacher_feat):
             raise ValueError(f"GradGuidedKD: {len(student_feat)} student points vs {len(teacher_feat)} "
                              "teacher points; match them one to one first")
         m_s = importance_map(student_feat.float(), student_grad, offset, self.norm)
         m_t = importance_map(teacher_feat.detach().float(), teacher_grad, offset, self.norm)
-        loss = F.smooth_l1_loss(m_s, m_t, beta=self.beta)
+        loss = masked_loss(F.smooth_l1_loss, m_s, m_t, valid, beta=self.beta)
         return {"loss_kd_grad": loss * self.loss_weight}

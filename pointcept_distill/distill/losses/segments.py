@@ -1,15 +1,18 @@
 """Per-sample reductions over a batch of concatenated point clouds described by a cumulative ``offset``.
 
 ``x`` is (N, ...) with the points of all samples concatenated, ``batch`` (N,) the sample index of each point;
-every reduction returns (B, ...) without a host sync.
+every reduction returns (B, ...) without a host sync; ``masked_loss`` averages a loss over a padded batch's valid
+rows.
 """
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 __all__ = ["segment_count", "segment_sum", "segment_mean", "segment_min", "segment_max", "segment_logsumexp",
-           "segment_log_softmax"]
+           "segment_log_softmax", "masked_loss"]
 
 
 def _rows(batch: Tensor, x: Tensor) -> Tensor:
@@ -58,3 +61,16 @@ def segment_logsumexp(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
 def segment_log_softmax(x: Tensor, batch: Tensor, num_segments: int) -> Tensor:
     """log softmax of ``x`` (N, ...) over the points of each sample (not over the trailing dimensions): (N, ...)."""
     return x - segment_logsumexp(x, batch, num_segments).index_select(0, batch)
+
+
+def masked_loss(loss: Callable[..., Tensor], input: Tensor, target: Tensor, valid: Tensor | None,
+                **kwargs: Any) -> Tensor:
+    """An elementwise loss (``F.mse_loss``, ``F.smooth_l1_loss``) of (N, ...) tensors averaged over the rows where
+    ``valid`` (N,) is True, every element of a row counted; ``valid`` None: the loss's own mean reduction
+    (bit for bit the unmasked loss). 0 without a valid row."""
+    if valid is None:
+        return loss(input, target, **kwargs)
+    error = loss(input, target, reduction="none", **kwargs)
+    rows = valid.view((-1,) + (1,) * (error.dim() - 1))
+    count = valid.sum() * (error.numel() // max(len(error), 1))
+    return torch.where(rows, error, torch.zeros_like(error)).sum() / count.clamp_min(1)

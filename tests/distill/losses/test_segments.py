@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from pointcept_distill.distill.losses.segments import (segment_count, segment_log_softmax, segment_logsumexp,
-                                                       segment_max, segment_mean, segment_min, segment_sum)
+from pointcept_distill.distill.losses.segments import (masked_loss, segment_count, segment_log_softmax,
+                                                       segment_logsumexp, segment_max, segment_mean, segment_min,
+                                                       segment_sum)
 from pointcept_distill.models.point import offset_to_batch
 
 
@@ -40,3 +42,20 @@ def test_segment_log_softmax_gradient_matches_torch():
     (grad,) = torch.autograd.grad((segment_log_softmax(x, batch, 2) * weight).sum(), x)
     (want,) = torch.autograd.grad((torch.cat([x[:3].log_softmax(0), x[3:].log_softmax(0)]) * weight).sum(), x)
     torch.testing.assert_close(grad, want)
+
+
+@pytest.mark.parametrize("loss", [F.mse_loss, F.smooth_l1_loss])
+def test_masked_loss_averages_the_valid_rows_only(loss):
+    """Over the valid rows the loss equals the unmasked loss of those rows alone, whatever the other rows hold, and
+    its gradient reaches no other row; without ``valid`` it is the loss itself, bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(9, 4, generator=gen), torch.randn(9, 4, generator=gen)
+    x[6:] = 1e6                                                  # the padding rows: anything
+    x.requires_grad_(True)
+    valid = torch.tensor([True] * 6 + [False] * 3)
+    assert torch.equal(masked_loss(loss, x, y, None), loss(x, y))
+    masked = masked_loss(loss, x, y, valid)
+    torch.testing.assert_close(masked, loss(x[:6], y[:6]))
+    masked.backward()
+    assert x.grad[6:].abs().sum() == 0 and x.grad[:6].abs().sum() > 0
+    assert masked_loss(loss, x, y, torch.zeros(9, dtype=torch.bool)) == 0
