@@ -231,6 +231,9 @@ def build_config(run: Run):
     options = dict(save_path=run.folder, seed=run.seed, epoch=run.epochs, eval_epoch=run.checkpoints, evaluate=False,
                    enable_amp=run.size.amp, **run.options)
     options.setdefault("num_worker", 0)
+    # eager steps, as every recorded result (docs/kd_results.md) was trained: the captured step (the runtime's
+    # default on CUDA) pads batches and draws drop path per padded row, which would change the protocol
+    options.setdefault("captured_step.enabled", False)
     last = os.path.join(run.folder, "model", "model_last.pth")
     if os.path.isfile(last):   # a run killed before its result (a time limit): go on from its last checkpoint
         options.update(resume=True, weight=last)

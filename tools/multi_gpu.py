@@ -272,8 +272,10 @@ def main() -> None:
     teacher_weight = Path(args.teacher_weight or exp / f"{random}.pth").resolve()
     if not teacher_weight.is_file():
         save_random_teacher(teacher_weight, args.distill_config)
+    # eager steps at every GPU count: the captured step (the runtime's default on one GPU) is refused under DDP, so
+    # a 1-GPU run would otherwise be timed on another step than the N-GPU runs it is compared with
     common = [*(f"data.{s}.data_root={data_root}" for s in ("train", "val", "test")), "seed=7",
-              "enable_amp=true", "amp_dtype=bfloat16",
+              "enable_amp=true", "amp_dtype=bfloat16", "captured_step.enabled=false",
               *args.options]
     env = {**os.environ, "EXP_ROOT": str(Path(args.exp_root).resolve()), "PYTHONUNBUFFERED": "1"}
 

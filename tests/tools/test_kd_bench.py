@@ -150,6 +150,7 @@ def test_teacher_options_reach_the_teacher_only(tmp_path):
     assert all(r.options == {"batch_size": 2} for r in runs)
     cfgs = [kd_bench.build_config(r) for r in (teacher, *runs)]
     assert cfgs[0].param_dicts == [dict(keyword="block", lr=0.0002)]
+    assert all(c.captured_step["enabled"] is False for c in cfgs)     # eager steps: the protocol's, on CUDA too
     assert all(c.get("param_dicts") != cfgs[0].param_dicts for c in cfgs[1:])
     assert kd_bench.signature(teacher)["extra"] != kd_bench.signature(runs[0])["extra"]
 
