@@ -398,6 +398,8 @@ def bench_train(distill_cfg: Config, batches: dict[int, dict], device: torch.dev
         cases = [("student", None)] + train_variants(active)
         if args.captured_step:                              # last: a failed capture spoils the CUDA generator
             cases += [("student captured", "captured"), ("distill captured", "captured")]
+        if args.train_rows is not None:
+            cases = [case for case in cases if case[0] in args.train_rows]
         if getattr(args, "progress", None) is not None and b == next(iter(batches)):
             args.progress.add(len(batches) * len(cases))
         for name, losses in cases:
@@ -600,6 +602,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "key captured_step), beside the eager steps on the same batches")
     parser.add_argument("--captured-step-compile", default=None, choices=("inductor",),
                         help="--captured-step: compile the forward and losses first")
+    parser.add_argument("--train-rows", default=None,
+                        help="comma-separated training rows to run, by name (student, distill, 'distill - <loss>', "
+                             "'teacher only', student captured, distill captured); default all")
     parser.add_argument("--steps-per-octave", type=int, default=8,
                         help="--capture: capacity buckets per doubling of the point count")
     parser.add_argument("--profile", default="nuscenes", help="simulator profile of the input sweeps")
@@ -622,6 +627,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batches, args.train_batches = args.batches or "1,4,8", args.train_batches or "1,4"
     args.dtypes = args.dtypes or "fp32,bf16,fp16"
     args.train_dtype = args.train_dtype or ("bf16" if args.device == "cuda" else "fp32")
+    args.train_rows = None if args.train_rows is None else [r.strip() for r in args.train_rows.split(",")]
     args.batch_list = [int(b) for b in args.batches.split(",")]
     args.train_batch_list = [int(b) for b in args.train_batches.split(",")]
     args.dtype_list = args.dtypes.split(",")

@@ -341,3 +341,15 @@ def test_captured_step_option_adds_the_captured_training_rows(configs, tmp_path)
     kept = [k for k in ("grad_kd", "feat_kd") if isinstance(hooks.get(k), dict)]
     assert left_out and all(k in names[-1] for k in left_out) and not any(k in names[-1] for k in kept)
     assert all(r["median_ms"] > 0 for r in rows)
+
+
+def test_train_rows_option_runs_only_the_named_rows(configs, tmp_path):
+    """``--train-rows``: only the training rows named (here the eager and captured student), in the usual order."""
+    out = tmp_path / "rows.json"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--quick", "--device", "cpu",
+                    "--threads", "1", "--no-inference", "--distill-config", configs[1], "--captured-step",
+                    "--train-rows", "student captured,student", "--json", str(out)],
+                   check=True, capture_output=True, cwd=ROOT, timeout=300)
+    rows = json.loads(out.read_text())["train"]
+    assert [r["step"] for r in rows] == ["student", "student captured"]
+    assert all("error" not in r and r["median_ms"] > 0 for r in rows)
