@@ -103,6 +103,28 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def test_compiled_captured_step_trains_as_the_uncompiled_one(tmp_path, sim_root):
+    """``compile``: the forward and losses traced whole by torch.compile (fullgraph, one compilation per padded
+    plan) give the uncompiled step's losses and weights over the 2 steps of an epoch. The backend here is
+    aot_eager (dynamo's trace and AOTAutograd's joint graph without inductor's code generation, which takes minutes
+    on 2 cores); the config key takes "inductor", which the benchmark's compiled row runs."""
+    runs = {}
+    for backend in (None, "aot_eager"):
+        trainer = _trainer(tmp_path / str(backend), sim_root, captured_step=True)
+        step = CapturedTrainStep(trainer.model, trainer.optimizer, clip_grad=1.0, compile=backend,
+                                 losses=trainer.model)
+        trainer.model.train()
+        losses = []
+        for batch in trainer.train_loader:
+            losses.append(float(step(trainer.to_device(batch))["loss"]))
+            step.step()
+        runs[backend] = losses, _snapshot(trainer.model)
+    (plain, plain_state), (compiled, compiled_state) = runs[None], runs["aot_eager"]
+    assert len(set(plain)) == 2 and compiled == pytest.approx(plain, rel=1e-5)
+    for name, want in plain_state.items():
+        torch.testing.assert_close(compiled_state[name], want, rtol=1e-4, atol=5e-6, msg=name)
+
+
 def test_learning_rate_changes_reach_the_captured_optimizer_step(tmp_path, sim_root):
     """lr 0 leaves every parameter as it was, a later lr moves them, with the same optimizer graph (no new
     capture); a ``zero_grad(set_to_none=True)`` in between does not detach the graphs' gradient tensors."""
