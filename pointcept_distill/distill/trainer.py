@@ -150,9 +150,9 @@ class DistillTrainer(Trainer):
         compiling the step."""
         problems = super().capture_problems()
         if (captured_step_options(self.cfg) or {}).get("compile") is not None:
-            # measured on the CPU (torch 2.13): dynamo stops at the step's shared work being stored on the trainer
-            problems.append("captured_step.compile (the distillation step does not trace whole yet: set "
-                            "captured_step.compile=None)")
+            # the compiled backbone would have to run the feature capture's forward hooks, registered per step
+            problems.append("captured_step.compile (the student's stage features are taken by forward hooks that "
+                            "a compiled backbone does not run: set captured_step.compile=None)")
         if self.cfg.get("distill", {}).get("teacher_capture") not in (None, "None"):
             problems.append("distill.teacher_capture (the captured step replays the teacher inside its own graphs: "
                             "set distill.teacher_capture=None)")

@@ -77,7 +77,8 @@ class CapturedTrainStep:
         dtype: autocast dtype (torch.bfloat16 / torch.float16), or None for float32.
         scaler: the fp16 ``GradScaler`` (its scale multiplies the loss inside the graph), or None.
         clip_grad: the max gradient norm clipped inside the optimizer graph, or None.
-        compile: "inductor" to compile the forward and losses (one compilation per plan), or None.
+        compile: "inductor" to compile the backbone's forward (one compilation per plan; the head, the losses and
+            the backward of the rest run as they are, inside the same graphs), or None.
         steps_per_octave, warmup, max_graphs: ``CapturedForward``'s.
         losses: padded batch -> the step's output dict, its loss terms summed for the backward (the trainer's
             ``forward_losses``: the model's losses and those its hooks add); None: ``model`` alone.
@@ -91,8 +92,8 @@ class CapturedTrainStep:
         self.params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         self.adam = GraphAdam(optimizer, self.params)
         self.losses: Callable[[dict], dict] = model if losses is None else losses
-        if compile is not None:
-            self.losses = torch.compile(self.losses, backend=compile, fullgraph=True, dynamic=False)
+        self.backbone_forward = None if compile is None else \
+            torch.compile(model.backbone.forward, backend=compile, fullgraph=True, dynamic=False)
         self.graphs = _StepGraphs(model, self._forward_backward, dtype=dtype, steps_per_octave=steps_per_octave,
                                   warmup=warmup, implicit_gemm=True, max_graphs=max_graphs,
                                   labels={"segment": ignore_index(model.criteria)})
@@ -115,7 +116,8 @@ class CapturedTrainStep:
 
     def _forward_backward(self, padded: dict) -> dict[str, Tensor]:
         torch._foreach_zero_(self.grads)
-        output = self.losses(padded)
+        with _forward_replaced(self.model.backbone, self.backbone_forward):
+            output = self.losses(padded)
         loss = sum_losses(output, "CapturedTrainStep's model")
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         return {k: v for k, v in output.items() if isinstance(v, Tensor) and v.numel() == 1}
@@ -198,6 +200,20 @@ def stepping_by(optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> It
         yield
     finally:
         del optimizer.step
+
+
+@contextlib.contextmanager
+def _forward_replaced(module: nn.Module, forward: Callable | None) -> Iterator[None]:
+    """``module`` runs ``forward`` (e.g. its compiled forward) inside the block, its own outside (evaluation and
+    anything else keep the eager module); None: nothing replaced."""
+    if forward is None:
+        yield
+        return
+    module.forward = forward
+    try:
+        yield
+    finally:
+        del module.forward
 
 
 @contextlib.contextmanager

@@ -308,8 +308,8 @@ class Trainer(TrainerBase):
 
     def captured_losses(self) -> Callable[[dict], dict[str, torch.Tensor]]:
         """What the captured step's graphs compute from a padded batch before the backward: ``forward_losses``,
-        or the model alone where that is the same (no other ``compute_loss``, no hook adding terms): then
-        ``captured_step.compile`` traces the model, not the trainer."""
+        or the model alone where that is the same (no other ``compute_loss``, no hook adding terms: no hook code
+        runs inside the graphs)."""
         adds = any(map(adds_loss_terms, self.hooks))
         return self.forward_losses if adds or type(self).compute_loss is not Trainer.compute_loss else self.model
 
