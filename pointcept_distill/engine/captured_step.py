@@ -116,7 +116,8 @@ class CapturedTrainStep:
 
     def _forward_backward(self, padded: dict) -> dict[str, Tensor]:
         torch._foreach_zero_(self.grads)
-        with _forward_replaced(self.model.backbone, self.backbone_forward):
+        # the compiled forward inside the step only: evaluation and anything else run the eager module
+        with _method_replaced(self.model.backbone, "forward", self.backbone_forward):
             output = self.losses(padded)
         loss = sum_losses(output, "CapturedTrainStep's model")
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -188,32 +189,24 @@ class _StepGraphs(CapturedForward):
             return super()._capture(inputs)
 
 
-@contextlib.contextmanager
-def stepping_by(optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> Iterator[None]:
+def stepping_by(optimizer: torch.optim.Optimizer, step: Callable[[], Any]) -> contextlib.AbstractContextManager:
     """``optimizer.step`` is ``step`` inside the block: ``GradScaler.step(optimizer)``, which calls it unless it
     found inf/NaN gradients, then replays a captured optimizer step."""
-    if step == optimizer.step:
-        yield
-        return
-    optimizer.step = step
-    try:
-        yield
-    finally:
-        del optimizer.step
+    return _method_replaced(optimizer, "step", None if step == optimizer.step else step)
 
 
 @contextlib.contextmanager
-def _forward_replaced(module: nn.Module, forward: Callable | None) -> Iterator[None]:
-    """``module`` runs ``forward`` (e.g. its compiled forward) inside the block, its own outside (evaluation and
-    anything else keep the eager module); None: nothing replaced."""
-    if forward is None:
+def _method_replaced(obj: Any, name: str, method: Callable | None) -> Iterator[None]:
+    """``obj.<name>`` is ``method`` inside the block (an instance attribute over the class's method), the class's
+    again after it; None: nothing replaced."""
+    if method is None:
         yield
         return
-    module.forward = forward
+    setattr(obj, name, method)
     try:
         yield
     finally:
-        del module.forward
+        delattr(obj, name)
 
 
 @contextlib.contextmanager
