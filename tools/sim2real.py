@@ -3,17 +3,20 @@
     python tools/sim2real.py --seed 0                           # the repository's 3 real frames
     python tools/sim2real.py --seed 1 --real ../shared/data/real/semantic_kitti --json exp/sim2real/seed1.json
 
-Protocol (fixed; the defaults are sized for 30 minutes on 2 cores, from the step times below):
+Protocol (fixed; the defaults follow from the step times below):
 1. the simulator writes ``--train-frames`` SemanticKITTI scans and ``--val-frames`` validation scans from ``--seed``
-   with a quarter of the real sensor's azimuth columns (``--scale 0.25``: a training step took about 3 s on 2 cores
-   that another run shared, 15 s at full resolution, too slow for 320 steps in 30 minutes) to ``<out>/data``;
-2. ``configs/semantic_kitti/semseg-pt-v3m1-sim-tiny.py`` trains on them with seed ``--seed`` for ``--epochs``
-   epochs (the engine's trainer); BatchNorm statistics are recomputed with the final weights (``PreciseBN``, one
-   pass over the training scans) and the last checkpoint is the model (no selection);
+   at the real sensor's full resolution (``--scale 1``), so that training and test density are the same, to
+   ``<out>/data``;
+2. ``configs/semantic_kitti/semseg-pt-v3m1-sim-tiny.py`` (batch 2) trains on them with seed ``--seed`` for
+   ``--epochs`` epochs (the engine's trainer) on a ``--grid`` voxel grid of 0.1 m instead of the config's 0.05 m
+   (a step costs the sparse convolutions' gathers over the voxels: 3.1-3.5 s at 0.1 m against 7.5 s at 0.05 m for
+   batch 2 on 2 cores; 120 scans x 7 epochs = 420 steps, about 25 minutes of training on 2 idle cores);
+   BatchNorm statistics are recomputed with the final weights (``PreciseBN``, one pass over the training scans)
+   and the last checkpoint is the model (no selection);
 3. ``SemSegTester`` predicts every point single-pass, on the simulated validation scans and on every labelled
-   frame of ``--real`` (at its own density) (a SemanticKITTI root: ``dataset/sequences/<SS>/{velodyne,labels}``; default: the
-   repository's copies of 3 real frames), whose raw labels ``SemanticKITTIDataset`` maps to the 19 training classes
-   (unlabelled and outlier points ignored).
+   frame of ``--real`` (at its own density, voxelised on the same ``--grid``) (a SemanticKITTI root:
+   ``dataset/sequences/<SS>/{velodyne,labels}``; default: the repository's copies of 3 real frames), whose raw
+   labels ``SemanticKITTIDataset`` maps to the 19 training classes (unlabelled and outlier points ignored).
 
 Prints, for the real frames beside the simulated validation scans: the IoU of each class present, their mean
 (``miou_present``) and the mean over the classes with >= 1 % of the labelled points (``miou_major``), accuracy
@@ -139,15 +142,25 @@ def score_predictions(frames, result_dir: str, names: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------------------------- training, testing
-def build_config(seed: int, epochs: int, train_frames: int, out: str, sim_root: str):
-    """The sim-tiny config on ``sim_root`` for ``epochs`` epochs, without per-epoch evaluation, with PreciseBN
-    before the checkpoint is saved."""
+def model_voxelizers(data) -> list:
+    """The ``GridSample`` transforms of a config's ``data`` that voxelise the model's input (those returning
+    ``grid_coord``): in the train and validation pipelines and the test-time ``voxelize``. The test pipeline's
+    pre-thinning returns no ``grid_coord`` and is not one of them."""
+    transforms = [*data.train.transform, *data.val.transform, *data.test.transform, data.test.test_cfg.voxelize]
+    return [t for t in transforms if t.type == "GridSample" and t.get("return_grid_coord", False)]
+
+
+def build_config(seed: int, epochs: int, train_frames: int, out: str, sim_root: str, grid: float):
+    """The sim-tiny config on ``sim_root`` for ``epochs`` epochs, its model's input voxelised on a ``grid`` (m)
+    grid for training and testing, without per-epoch evaluation, with PreciseBN before the checkpoint is saved."""
     from pointcept_distill.engine import default_config_parser
     options = dict(save_path=os.path.join(out, "train"), seed=seed, epoch=epochs, eval_epoch=epochs,
                    evaluate=False, num_worker=0)
     cfg = default_config_parser(CONFIG, options, dump=False)
     for split in ("train", "val", "test"):
         cfg.data[split].data_root = sim_root
+    for voxelize in model_voxelizers(cfg.data):
+        voxelize.grid_size = grid
     cfg.hooks = [h for h in cfg.hooks if h.type not in ("PreciseEvaluator", "SemSegEvaluator")]
     saver = next(i for i, h in enumerate(cfg.hooks) if h.type == "CheckpointSaver")
     cfg.hooks.insert(saver, dict(type="PreciseBN", num_iter=max(1, train_frames // cfg.batch_size)))
@@ -226,14 +239,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="SemanticKITTI root of the real frames (default: the repository's copies)")
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.add_argument("--out", default=None, help="working folder (default: exp/sim2real/seed<N>)")
-    p.add_argument("--train-frames", type=int, default=40, help="simulated training scans")
+    p.add_argument("--train-frames", type=int, default=120, help="simulated training scans")
     p.add_argument("--val-frames", type=int, default=8, help="simulated validation scans")
-    p.add_argument("--epochs", type=int, default=16, help="training epochs (passes over the training scans)")
-    p.add_argument("--scale", type=float, default=0.25,
+    p.add_argument("--epochs", type=int, default=7, help="training epochs (passes over the training scans)")
+    p.add_argument("--scale", type=float, default=1.0,
                    help="simulator azimuth factor (1: the real sensor's points per scan)")
+    p.add_argument("--grid", type=float, default=0.1,
+                   help="voxel size (m) of the model's input, in training and testing")
     args = p.parse_args(argv)
     if args.train_frames < 1 or args.val_frames < 1 or args.epochs < 1:
         p.error("--train-frames, --val-frames and --epochs must be >= 1")
+    if args.grid <= 0:
+        p.error("--grid must be > 0")
     args.out = args.out or os.path.join(REPO, "exp", "sim2real", f"seed{args.seed}")
     return args
 
@@ -276,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
              scale=args.scale)
     minutes = dict(data=(time.perf_counter() - started) / 60)
     print(f"[sim2real] training for {args.epochs} epochs in {os.path.join(args.out, 'train')}", flush=True)
-    cfg = build_config(args.seed, args.epochs, args.train_frames, args.out, sim_root)
+    cfg = build_config(args.seed, args.epochs, args.train_frames, args.out, sim_root, args.grid)
     cfg.weight = train(cfg)
     minutes["train"] = (time.perf_counter() - started) / 60 - minutes["data"]
     print("[sim2real] testing on the simulated validation scans and the real frames", flush=True)
@@ -286,13 +303,13 @@ def main(argv: list[str] | None = None) -> dict:
                   for key, p in (("sim", sim_points), ("real", real_points))}
     minutes["total"] = (time.perf_counter() - started) / 60
     print(f"\n[sim2real] seed {args.seed}: sim-tiny trained on {args.train_frames} simulated scans ({args.epochs} "
-          f"epochs, scale {args.scale}, {minutes['train']:.1f} min), tested on {len(real_frames.data_list)} real "
-          f"frames of {args.real}\n\n{scores_table(real, sim_val)}\n\n"
+          f"epochs, scale {args.scale}, grid {args.grid} m, {minutes['train']:.1f} min), tested on "
+          f"{len(real_frames.data_list)} real frames of {args.real}\n\n{scores_table(real, sim_val)}\n\n"
           f"{statistics_table(statistics['sim'], statistics['real'])}", flush=True)
     report = dict(real, sim_val=sim_val, statistics=statistics, minutes=minutes,
                   settings=dict(seed=args.seed, real=os.path.abspath(args.real), frames=len(real_frames.data_list),
                                 train_frames=args.train_frames, val_frames=args.val_frames, epochs=args.epochs,
-                                scale=args.scale, config=os.path.relpath(CONFIG, REPO)))
+                                scale=args.scale, grid=args.grid, config=os.path.relpath(CONFIG, REPO)))
     for path in filter(None, (os.path.join(args.out, "sim2real.json"), args.json)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write(path, lambda tmp: write_json(report, tmp))

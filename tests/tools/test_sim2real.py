@@ -152,6 +152,26 @@ def test_settings_below_one_are_refused():
         sim2real.parse_args(["--seed", "0", "--epochs", "0"])
 
 
+def test_the_default_protocol_is_420_steps_of_full_resolution_scans(tmp_path):
+    args = sim2real.parse_args(["--seed", "0"])
+    assert (args.scale, args.grid, args.train_frames, args.val_frames, args.epochs) == (1, 0.1, 120, 8, 7)
+    cfg = sim2real.build_config(args.seed, args.epochs, args.train_frames, str(tmp_path), "sim", args.grid)
+    assert cfg.batch_size == 2 and args.epochs * args.train_frames // cfg.batch_size == 420
+
+
+def test_grid_sets_the_voxels_of_the_model_input_in_training_and_testing(tmp_path):
+    args = sim2real.parse_args(["--seed", "0", "--grid", "0.2"])
+    data = sim2real.build_config(args.seed, args.epochs, args.train_frames, str(tmp_path), "sim", args.grid).data
+    grid_samples = {split: [t for t in data[split].transform if t.type == "GridSample"]
+                    for split in ("train", "val", "test")}
+    assert [t.grid_size for t in grid_samples["train"]] == [0.2]
+    assert [t.grid_size for t in grid_samples["val"]] == [0.2]          # the single-pass test's pipeline
+    assert data.test.test_cfg.voxelize.grid_size == 0.2                 # fragment voting's voxels
+    assert [t.grid_size for t in grid_samples["test"]] == [0.025]       # pre-thinning, not the model's voxels
+    with pytest.raises(SystemExit):
+        sim2real.parse_args(["--seed", "0", "--grid", "0"])
+
+
 # ------------------------------------------------------------------------------------------ tables
 def test_statistics_table_shows_each_class_of_either_set():
     sim = sim2real.class_statistics(np.array([0, 0]), np.array([0.5, 0.5]), np.zeros((2, 3)), NAMES)
@@ -178,6 +198,7 @@ def test_end_to_end_at_a_tiny_size(tmp_path):
     labelled = _real_train_ids()
     counts = np.bincount(labelled, minlength=len(NAMES))
     assert report["points"] == len(labelled) and report["settings"]["frames"] == 3
+    assert report["settings"]["grid"] == 0.1 and "grid 0.1 m" in proc.stdout      # the default voxel size
     assert report["baseline_accuracy"] == pytest.approx(counts.max() / len(labelled))
     assert set(report["iou_per_class"]) == {NAMES[c] for c in np.flatnonzero(counts)}
     major = [n for n, s in report["share_per_class"].items() if s >= 0.01]
