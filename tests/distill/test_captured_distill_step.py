@@ -71,11 +71,13 @@ def _recorded(trainer) -> list[dict[str, float]]:
     return steps
 
 
-# (relative tolerance of the logged terms, of the final weights). On the CPU the two steps differ by fp32 summation
-# order only. On CUDA the per-sample sums (index_add) add in the order atomics land, which varies from run to run,
-# and CWD's KL is a sum of terms that cancel: measured on an H100, CWD 1.8e-5 (bf16 teacher) and 2.7e-5 (fp32
-# teacher) apart at step 1. A wrong term moves a weight by about lr = 2e-3 a step, far above either bound.
-TOLERANCE = (1e-4, 1e-3) if torch.cuda.is_available() else (1e-5, 1e-4)
+# (relative tolerance of the logged terms, relative and absolute tolerance of the final weights). On the CPU the two
+# steps differ by fp32 summation order only; Adam's normalised update turns that rounding into up to about 1e-5 of a
+# weight whose gradient is near zero (measured: one of the 4,000 stem weights 1.06e-5 apart after the 4 steps). On
+# CUDA the per-sample sums (index_add) add in the order atomics land, which varies from run to run, and CWD's KL is
+# a sum of terms that cancel: measured on an H100, CWD 1.8e-5 (bf16 teacher) and 2.7e-5 (fp32 teacher) apart at
+# step 1. A wrong term moves a weight by about lr = 2e-3 a step, far above every bound.
+TOLERANCE = (1e-4, 1e-3, 5e-5) if torch.cuda.is_available() else (1e-5, 1e-4, 2e-5)
 
 
 # the per-stage losses a captured step records: voxel matching and the task gradients inside the step, the padding
@@ -90,7 +92,7 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
     """2 epochs x 2 steps with OneCycle and clipping: each step's task and KD terms (the schedule's factor moving
     from 0 to 1 over them: recaptured never, read from a device tensor) and the final student weights equal the
     eager DistillTrainer's; the teacher is untouched."""
-    runs, (rel, weight_rel) = {}, TOLERANCE
+    runs, (rel, weight_rel, weight_abs) = {}, TOLERANCE
     distill = dict(RECIPE, teacher_amp_dtype=teacher_dtype, **stage_losses)
     captured_step = dict(enabled=True, steps_per_octave=4)
     for name, values in (("eager", {"captured_step": False}), ("captured", {"captured_step": captured_step})):
@@ -112,7 +114,7 @@ def test_captured_distillation_step_trains_as_the_eager_step(tmp_path, sim_root,
         for key in want:
             assert got[key] == pytest.approx(want[key], rel=rel, abs=1e-7), f"step {step} {key}"
     for (name, value), want in zip(captured.model.state_dict().items(), eager.model.state_dict().values()):
-        torch.testing.assert_close(value, want, rtol=weight_rel, atol=5e-6 * weight_rel / 1e-4, msg=name)
+        torch.testing.assert_close(value, want, rtol=weight_rel, atol=weight_abs, msg=name)
     if torch.cuda.is_available():
         step = captured.captured_step
         assert 1 <= step.captures < step.steps and step.optimizer_graph is not None

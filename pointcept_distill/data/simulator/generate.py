@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from .lidar import Scan, scan_scene
+from .lidar import Scan, draw_mount, scan_scene
 from .profiles import get_profile
 from .scene import make_scene
 from .writers import WRITERS
@@ -37,8 +37,8 @@ def simulate_frame(profile: str, seed: int, split: str = "train", index: int = 0
     """One sweep, a pure function of (profile, seed, split, index, scale)."""
     prof = get_profile(profile)
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], index, sorted(WRITERS).index(profile)])
-    scene = make_scene(rng, prof.street_width, prof.vegetation)
-    return scan_scene(scene, prof, rng, scale)
+    scene = make_scene(rng, prof.street_width, prof.vegetation, prof.traffic)
+    return scan_scene(scene, prof, rng, scale, draw_mount(rng))
 
 
 def generate(profile: str, out: str, train: int, val: int, seed: int = 0,

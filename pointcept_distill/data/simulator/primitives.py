@@ -17,7 +17,8 @@ _EPS = 1e-9
 @dataclass
 class Box:
     """A box of ``size`` (length, width, height) centred at ``center``, turned by ``yaw`` about z;
-    its top/bottom faces are class ``top``, its sides class ``side``."""
+    its top/bottom faces are class ``top``, its sides class ``side``; ``porosity`` is the chance a ray
+    passes through (a car's windows)."""
 
     center: tuple[float, float, float]
     size: tuple[float, float, float]
@@ -26,6 +27,7 @@ class Box:
     side: int
     instance: int = 0
     moving: bool = False
+    porosity: float = 0.0
 
     def bounds(self) -> tuple[np.ndarray, float]:
         return np.asarray(self.center, float), 0.5 * float(np.linalg.norm(self.size))

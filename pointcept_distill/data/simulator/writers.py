@@ -15,7 +15,7 @@ import pickle
 
 import numpy as np
 
-from .classes import THINGS
+from .classes import THINGS, SimClass
 from .lidar import Scan
 from .profiles import SensorProfile
 
@@ -25,17 +25,27 @@ __all__ = ["FrameWriter", "NuScenesWriter", "SemanticKITTIWriter", "WaymoWriter"
 KITTI_SEQUENCES = {"train": (0, 1, 2, 3, 4, 5, 6, 7, 9, 10), "val": (8,)}
 
 
-def vehicle_frame(scan: Scan, z_origin: float) -> np.ndarray:
-    """Points in the ego frame (x forward, y left, z up), z measured from ``z_origin`` in the street."""
-    c, s = np.cos(scan.yaw), np.sin(scan.yaw)
-    rel = scan.points - np.array([scan.origin[0], scan.origin[1], z_origin])
-    return np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], 1)
+def vehicle_frame(scan: Scan, sensor_height: float = 0.0) -> np.ndarray:
+    """Points in the sensor's axes (x forward, y left, z up: tilted with the car), ``sensor_height`` added to z
+    (0: the sensor's frame; its height over the ground: a vehicle frame with z = 0 on the ground)."""
+    rel = (scan.points - scan.origin) @ scan.rotation                # rotation: sensor axes -> street axes
+    rel[:, 2] += sensor_height
+    return rel
+
+
+def labelled(profile: SensorProfile, scan: Scan) -> np.ndarray:
+    """(N,) whether a point lies within the profile's ``label_range`` of the sensor (all points without one)."""
+    if profile.label_range is None:
+        return np.ones(len(scan.points), dtype=bool)
+    return np.linalg.norm(scan.points - scan.origin, axis=1) <= profile.label_range
 
 
 def raw_labels(profile: SensorProfile, scan: Scan) -> np.ndarray:
-    """Raw dataset ids of the points (moving objects through ``profile.moving_ids``)."""
+    """Raw dataset ids of the points (moving objects through ``profile.moving_ids``); points beyond the
+    profile's ``label_range`` get the id of no class (unlabelled)."""
     still, moving = profile.raw_table(False), profile.raw_table(True)
-    return np.where(scan.moving, moving[scan.cls], still[scan.cls])
+    raw = np.where(scan.moving, moving[scan.cls], still[scan.cls])
+    return np.where(labelled(profile, scan), raw, still[SimClass.NONE])
 
 
 class FrameWriter:
@@ -62,7 +72,7 @@ class NuScenesWriter(FrameWriter):
         self.time_us = 1767225600000000 + int(self.rng.integers(10 ** 9))
 
     def write(self, scan: Scan) -> str:
-        points = vehicle_frame(scan, scan.origin[2])
+        points = vehicle_frame(scan)
         order = np.lexsort((-scan.beam, scan.column))  # 32-point columns, lowest beam first
         ring = (self.profile.beams - 1 - scan.beam)[order]
         intensity = np.clip(np.round(scan.intensity * self.profile.intensity_gain), 0, 255)[order]
@@ -108,10 +118,10 @@ class SemanticKITTIWriter(FrameWriter):
         frame = self.frames[seq]
         self.frames[seq] += 1
         self.count += 1
-        points = vehicle_frame(scan, scan.origin[2])
+        points = vehicle_frame(scan)
         remission = np.round(np.clip(self.profile.intensity_gain * np.sqrt(scan.intensity), 0, 0.99), 2)
         record = np.concatenate([points, remission[:, None]], 1).astype(np.float32)
-        things = np.isin(scan.cls, list(THINGS))
+        things = np.isin(scan.cls, list(THINGS)) & labelled(self.profile, scan)
         label = raw_labels(self.profile, scan).astype(np.uint32)
         label |= (np.where(things, scan.instance, 0).astype(np.uint32) & 0xFFFF) << 16
         scan_path = os.path.join(self._dir(seq, "velodyne"), f"{frame:06d}.bin")
@@ -140,7 +150,7 @@ class WaymoWriter(FrameWriter):
         os.makedirs(folder, exist_ok=True)
         pose = np.eye(4, dtype=np.float32)
         pose[:2, 3] = scan.origin[:2]
-        np.save(os.path.join(folder, "coord.npy"), vehicle_frame(scan, 0.0).astype(np.float32))
+        np.save(os.path.join(folder, "coord.npy"), vehicle_frame(scan, scan.origin[2] - scan.ground_z).astype(np.float32))
         strength = np.tanh(self.profile.intensity_gain * scan.intensity)[:, None].astype(np.float32)
         np.save(os.path.join(folder, "strength.npy"), strength)
         np.save(os.path.join(folder, "segment.npy"), (raw_labels(self.profile, scan) - 1).astype(np.int32))

@@ -71,8 +71,9 @@ def test_profiles_differ_like_the_sensors():
         heights[name] = np.median(scan.origin[2] - scan.points[ground, 2])
         rings[name] = len(np.unique(scan.beam))
     assert rings == {"nuscenes": 32, "semantic_kitti": 64, "waymo": 64}
-    assert abs(heights["nuscenes"] - 1.84) < 0.05 and abs(heights["semantic_kitti"] - 1.73) < 0.05
-    assert abs(heights["waymo"] - 2.1) < 0.05
+    # the mounting height per scan is within 0.10 m of the profile's; the road's crown and curve add a few cm
+    assert abs(heights["nuscenes"] - 1.84) < 0.15 and abs(heights["semantic_kitti"] - 1.73) < 0.15
+    assert abs(heights["waymo"] - 2.1) < 0.15
     elev = {n: (max(p.elevations_deg), min(p.elevations_deg)) for n, p in PROFILES.items()}
     assert elev["nuscenes"][1] < -30 and elev["semantic_kitti"][1] < -24 and elev["waymo"][1] > -18
 
