@@ -150,7 +150,8 @@ class WaymoWriter(FrameWriter):
         os.makedirs(folder, exist_ok=True)
         pose = np.eye(4, dtype=np.float32)
         pose[:2, 3] = scan.origin[:2]
-        np.save(os.path.join(folder, "coord.npy"), vehicle_frame(scan, scan.origin[2] - scan.ground_z).astype(np.float32))
+        coord = vehicle_frame(scan, scan.origin[2] - scan.ground_z)           # z = 0 on the ground under the car
+        np.save(os.path.join(folder, "coord.npy"), coord.astype(np.float32))
         strength = np.tanh(self.profile.intensity_gain * scan.intensity)[:, None].astype(np.float32)
         np.save(os.path.join(folder, "strength.npy"), strength)
         np.save(os.path.join(folder, "segment.npy"), (raw_labels(self.profile, scan) - 1).astype(np.int32))
