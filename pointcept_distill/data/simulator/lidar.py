@@ -109,10 +109,10 @@ _GROUND_SAMPLES = (0.3, 0.5, 0.7, 0.85, 1.0, 1.15, 1.35, 1.7, 2.2, 3.0)
 _GROUND_BISECTIONS = 6
 
 
-def _ground_hits(scene: Scene, origin: np.ndarray, dirs: np.ndarray, max_range: float,
+def _ground_hits(scene: Scene, origin: np.ndarray, height: float, dirs: np.ndarray, max_range: float,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Depth, SimClass and incidence cosine of the rays' hits on the ground's height field (inf: none within
-    ``max_range``).
+    ``max_range``); ``height`` (m) is the sensor's over the ground under it.
 
     A falling ray is sampled at fixed multiples of its range to the level ground until a sample lies under the
     ground; bisection then finds the crossing (a rise or dip narrower than the samples' spacing can be missed).
@@ -127,7 +127,7 @@ def _ground_hits(scene: Scene, origin: np.ndarray, dirs: np.ndarray, max_range: 
     def clearance(t: np.ndarray) -> np.ndarray:                       # ray height over the ground at depth t
         return origin[2] - t * fall - scene.ground_height(origin[0] + t * d[:, 0], origin[1] + t * d[:, 1])
 
-    level = (origin[2] - scene.ground_height(np.zeros(1), np.full(1, origin[1]))[0]) / fall
+    level = height / fall                                             # range to the level ground
     lo, hi = np.zeros(len(d)), np.full(len(d), np.inf)
     lo_gap, hi_gap = np.full(len(d), origin[2]), np.zeros(len(d))
     for k in _GROUND_SAMPLES:
@@ -172,10 +172,11 @@ def scan_scene(scene: Scene, profile: SensorProfile, rng: np.random.Generator,
     ground_z = float(scene.ground_height(np.zeros(1), np.full(1, scene.ego_y))[0])
     origin = np.array([0.0, scene.ego_y, ground_z + profile.height + mount.lift])
 
-    depth, cls, cos = _ground_hits(scene, origin, dirs, profile.max_range, rng)
+    depth, cls, cos = _ground_hits(scene, origin, origin[2] - ground_z, dirs, profile.max_range, rng)
     inst = np.zeros(depth.shape, dtype=np.int64)
     moving = np.zeros(depth.shape, dtype=bool)
     gain = np.ones(depth.shape)                                       # per-object reflectivity factor
+    paint: dict[int, float] = {}                                      # the factor of each instance hit
     tilt = float(np.hypot(mount.pitch, mount.roll))
     for prim in scene.primitives:
         center, radius = prim.bounds()
@@ -200,9 +201,19 @@ def scan_scene(scene: Scene, profile: SensorProfile, rng: np.random.Generator,
         cos[rows, colsel] = k.reshape(t.shape)[bi, ci]
         inst[rows, colsel] = prim.instance
         moving[rows, colsel] = prim.moving
-        gain[rows, colsel] = rng.lognormal(0.0, 0.5)
+        gain[rows, colsel] = _object_factor(prim.instance, paint, rng)
     cls[_body_blocked(profile, sensor_dirs)] = SimClass.NONE
     return _returns(profile, rng, origin, ground_z, rotation, dirs, depth, cls, cos, gain, inst, moving)
+
+
+def _object_factor(instance: int, paint: dict[int, float], rng: np.random.Generator) -> float:
+    """The reflectivity factor of a hit primitive (log-normal, sigma 0.5): one per object, so that the parts of
+    one instance (a car's body and cabin) share their paint's; each primitive of no instance draws its own."""
+    if not instance:
+        return float(rng.lognormal(0.0, 0.5))
+    if instance not in paint:
+        paint[instance] = float(rng.lognormal(0.0, 0.5))
+    return paint[instance]
 
 
 def _returns(profile: SensorProfile, rng: np.random.Generator, origin: np.ndarray, ground_z: float,

@@ -40,12 +40,13 @@ def labelled(profile: SensorProfile, scan: Scan) -> np.ndarray:
     return np.linalg.norm(scan.points - scan.origin, axis=1) <= profile.label_range
 
 
-def raw_labels(profile: SensorProfile, scan: Scan) -> np.ndarray:
+def raw_labels(profile: SensorProfile, scan: Scan, within: np.ndarray | None = None) -> np.ndarray:
     """Raw dataset ids of the points (moving objects through ``profile.moving_ids``); points beyond the
-    profile's ``label_range`` get the id of no class (unlabelled)."""
+    profile's ``label_range`` get the id of no class (unlabelled). ``within``: ``labelled(profile, scan)`` when
+    the caller has it."""
     still, moving = profile.raw_table(False), profile.raw_table(True)
     raw = np.where(scan.moving, moving[scan.cls], still[scan.cls])
-    return np.where(labelled(profile, scan), raw, still[SimClass.NONE])
+    return np.where(labelled(profile, scan) if within is None else within, raw, still[SimClass.NONE])
 
 
 class FrameWriter:
@@ -121,8 +122,9 @@ class SemanticKITTIWriter(FrameWriter):
         points = vehicle_frame(scan)
         remission = np.round(np.clip(self.profile.intensity_gain * np.sqrt(scan.intensity), 0, 0.99), 2)
         record = np.concatenate([points, remission[:, None]], 1).astype(np.float32)
-        things = np.isin(scan.cls, list(THINGS)) & labelled(self.profile, scan)
-        label = raw_labels(self.profile, scan).astype(np.uint32)
+        within = labelled(self.profile, scan)
+        things = np.isin(scan.cls, list(THINGS)) & within
+        label = raw_labels(self.profile, scan, within).astype(np.uint32)
         label |= (np.where(things, scan.instance, 0).astype(np.uint32) & 0xFFFF) << 16
         scan_path = os.path.join(self._dir(seq, "velodyne"), f"{frame:06d}.bin")
         record.tofile(scan_path)
