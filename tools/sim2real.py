@@ -11,6 +11,7 @@ Protocol (fixed; the defaults follow from the step times below):
    ``--epochs`` epochs (the engine's trainer) on a ``--grid`` voxel grid of 0.1 m instead of the config's 0.05 m
    (a step costs the sparse convolutions' gathers over the voxels: 3.1-3.5 s at 0.1 m against 7.5 s at 0.05 m for
    batch 2 on 2 cores; 120 scans x 7 epochs = 420 steps, about 25 minutes of training on 2 idle cores);
+   at the config's learning rates (0.002, the attention blocks 0.0002; ``--lr``: one peak rate for every parameter);
    BatchNorm statistics are recomputed with the final weights (``PreciseBN``, one pass over the training scans)
    and the last checkpoint is the model (no selection);
 3. ``SemSegTester`` predicts every point single-pass, on the simulated validation scans and on every labelled
@@ -150,9 +151,11 @@ def model_voxelizers(data) -> list:
     return [t for t in transforms if t.type == "GridSample" and t.get("return_grid_coord", False)]
 
 
-def build_config(seed: int, epochs: int, train_frames: int, out: str, sim_root: str, grid: float):
+def build_config(seed: int, epochs: int, train_frames: int, out: str, sim_root: str, grid: float,
+                 lr: float | None = None):
     """The sim-tiny config on ``sim_root`` for ``epochs`` epochs, its model's input voxelised on a ``grid`` (m)
-    grid for training and testing, without per-epoch evaluation, with PreciseBN before the checkpoint is saved."""
+    grid for training and testing, without per-epoch evaluation, with PreciseBN before the checkpoint is saved;
+    ``lr``: the peak learning rate of every parameter (None: the config's, 0.002 and 0.0002 for the blocks)."""
     from pointcept_distill.engine import default_config_parser
     options = dict(save_path=os.path.join(out, "train"), seed=seed, epoch=epochs, eval_epoch=epochs,
                    evaluate=False, num_worker=0)
@@ -164,6 +167,10 @@ def build_config(seed: int, epochs: int, train_frames: int, out: str, sim_root: 
     cfg.hooks = [h for h in cfg.hooks if h.type not in ("PreciseEvaluator", "SemSegEvaluator")]
     saver = next(i for i, h in enumerate(cfg.hooks) if h.type == "CheckpointSaver")
     cfg.hooks.insert(saver, dict(type="PreciseBN", num_iter=max(1, train_frames // cfg.batch_size)))
+    if lr is not None:
+        cfg.optimizer.lr = lr
+        cfg.scheduler.max_lr = [lr] * len(cfg.scheduler.max_lr)
+        cfg.param_dicts = [dict(group, lr=lr) for group in cfg.param_dicts]
     return cfg
 
 
@@ -246,11 +253,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="simulator azimuth factor (1: the real sensor's points per scan)")
     p.add_argument("--grid", type=float, default=0.1,
                    help="voxel size (m) of the model's input, in training and testing")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of every parameter (default: the config's, 0.002 and 0.0002 for the "
+                        "attention blocks); choose it on simulated validation scans, never on the real frames")
     args = p.parse_args(argv)
     if args.train_frames < 1 or args.val_frames < 1 or args.epochs < 1:
         p.error("--train-frames, --val-frames and --epochs must be >= 1")
-    if args.grid <= 0:
-        p.error("--grid must be > 0")
+    if args.grid <= 0 or (args.lr is not None and args.lr <= 0):
+        p.error("--grid and --lr must be > 0")
     args.out = args.out or os.path.join(REPO, "exp", "sim2real", f"seed{args.seed}")
     return args
 
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
              scale=args.scale)
     minutes = dict(data=(time.perf_counter() - started) / 60)
     print(f"[sim2real] training for {args.epochs} epochs in {os.path.join(args.out, 'train')}", flush=True)
-    cfg = build_config(args.seed, args.epochs, args.train_frames, args.out, sim_root, args.grid)
+    cfg = build_config(args.seed, args.epochs, args.train_frames, args.out, sim_root, args.grid, args.lr)
     cfg.weight = train(cfg)
     minutes["train"] = (time.perf_counter() - started) / 60 - minutes["data"]
     print("[sim2real] testing on the simulated validation scans and the real frames", flush=True)
@@ -303,13 +313,14 @@ def main(argv: list[str] | None = None) -> dict:
                   for key, p in (("sim", sim_points), ("real", real_points))}
     minutes["total"] = (time.perf_counter() - started) / 60
     print(f"\n[sim2real] seed {args.seed}: sim-tiny trained on {args.train_frames} simulated scans ({args.epochs} "
-          f"epochs, scale {args.scale}, grid {args.grid} m, {minutes['train']:.1f} min), tested on "
-          f"{len(real_frames.data_list)} real frames of {args.real}\n\n{scores_table(real, sim_val)}\n\n"
-          f"{statistics_table(statistics['sim'], statistics['real'])}", flush=True)
+          f"epochs, scale {args.scale}, grid {args.grid} m, lr {args.lr or 'of the config'}, "
+          f"{minutes['train']:.1f} min), tested on {len(real_frames.data_list)} real frames of {args.real}\n\n"
+          f"{scores_table(real, sim_val)}\n\n{statistics_table(statistics['sim'], statistics['real'])}", flush=True)
     report = dict(real, sim_val=sim_val, statistics=statistics, minutes=minutes,
                   settings=dict(seed=args.seed, real=os.path.abspath(args.real), frames=len(real_frames.data_list),
                                 train_frames=args.train_frames, val_frames=args.val_frames, epochs=args.epochs,
-                                scale=args.scale, grid=args.grid, config=os.path.relpath(CONFIG, REPO)))
+                                scale=args.scale, grid=args.grid, lr=args.lr,
+                                config=os.path.relpath(CONFIG, REPO)))
     for path in filter(None, (os.path.join(args.out, "sim2real.json"), args.json)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write(path, lambda tmp: write_json(report, tmp))

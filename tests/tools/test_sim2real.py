@@ -172,6 +172,25 @@ def test_grid_sets_the_voxels_of_the_model_input_in_training_and_testing(tmp_pat
         sim2real.parse_args(["--seed", "0", "--grid", "0"])
 
 
+def test_lr_sets_the_peak_rate_of_every_parameter_group(tmp_path):
+    """``--lr`` reaches the optimizer's groups (the attention blocks' group too, which the config trains at a tenth)
+    and the one-cycle schedule's peaks; without it the config's rates stay."""
+    import pointcept_distill.models  # noqa: F401  (registers the model)
+    from pointcept_distill.models import build_model
+    from pointcept_distill.utils.optimizer import build_optimizer
+
+    def group_lrs(lr):
+        args = sim2real.parse_args(["--seed", "0"] + ([] if lr is None else ["--lr", str(lr)]))
+        cfg = sim2real.build_config(args.seed, args.epochs, args.train_frames, str(tmp_path), "sim", args.grid, args.lr)
+        optimizer = build_optimizer(cfg.optimizer, build_model(cfg.model), cfg.get("param_dicts"))
+        return sorted({g["lr"] for g in optimizer.param_groups}), cfg.scheduler.max_lr
+
+    assert group_lrs(None) == ([0.0002, 0.002], [0.002, 0.0002])
+    assert group_lrs(0.01) == ([0.01], [0.01, 0.01])
+    with pytest.raises(SystemExit):
+        sim2real.parse_args(["--seed", "0", "--lr", "0"])
+
+
 # ------------------------------------------------------------------------------------------ tables
 def test_statistics_table_shows_each_class_of_either_set():
     sim = sim2real.class_statistics(np.array([0, 0]), np.array([0.5, 0.5]), np.zeros((2, 3)), NAMES)
