@@ -87,30 +87,39 @@ if triton is not None:
         tl.store(out_ptr + dest[:, None] * channels + (h * HEAD_DIM + dims)[None, :],
                  out.to(out_ptr.dtype.element_ty), mask=(dest >= 0)[:, None])
 
+    # The backward kernels load the point rows that address their stores (dest, key rows) themselves and hand them
+    # to the helpers below: torch.compile's mutation analysis counts every pointer passed to a helper whose result
+    # addresses a store as written, and a "written" forward output saved for the backward (out) fails AOTAutograd's
+    # partitioner (pytorch issue 174124). tests/models/ptv3m1/test_window_attention.py checks what it reads.
     @triton.jit
-    def _query_block(qkv_ptr, rows_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr, base, slots, slot_ok, h, heads,
+    def _slot_rows(table_ptr, base, slots, slot_ok, other):
+        """The table's int64 entries of a block of window slots (``other`` where a slot is out of range)."""
+        return tl.load(table_ptr + base + slots, mask=slot_ok, other=other).to(tl.int64)
+
+    @triton.jit
+    def _query_block(qkv_ptr, rows_ptr, out_ptr, dout_ptr, lse_ptr, base, slots, slot_ok, dest, h, heads,
                      channels, HEAD_DIM: tl.constexpr):
-        """A block of query slots for the backward: q (BLOCK_M, d), dO (zeros where a slot has no output), flash
-        attention's delta = rowsum(dO * O), the forward's log-sum-exp, and the slots' output rows (-1: none)."""
+        """A block of query slots for the backward, whose output rows are ``dest`` (-1: none): q (BLOCK_M, d), dO
+        (zeros where a slot has no output), flash attention's delta = rowsum(dO * O) and the forward's
+        log-sum-exp."""
         cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
-        q_rows = tl.load(rows_ptr + base + slots, mask=slot_ok, other=0).to(tl.int64)
-        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
+        q_rows = _slot_rows(rows_ptr, base, slots, slot_ok, 0)
         has_out = (dest >= 0)[:, None]
         q = tl.load(qkv_ptr + q_rows[:, None] * 3 * channels + cols[None, :])
         dout = tl.load(dout_ptr + dest[:, None] * channels + cols[None, :], mask=has_out, other=0.0)
         out = tl.load(out_ptr + dest[:, None] * channels + cols[None, :], mask=has_out, other=0.0)
         delta = tl.sum(dout.to(tl.float32) * out.to(tl.float32), 1)
         lse = tl.load(lse_ptr + (base + slots) * heads + h, mask=slot_ok, other=0.0)
-        return q, dout, delta, lse, dest
+        return q, dout, delta, lse
 
     @triton.jit
-    def _key_block(qkv_ptr, rows_ptr, base, keys, key_ok, h, channels, HEAD_DIM: tl.constexpr):
-        """A block of key slots: their point rows, k and v (BLOCK_N, d), and the mask as an additive score bias."""
+    def _key_block(qkv_ptr, key_rows, key_ok, h, channels, HEAD_DIM: tl.constexpr):
+        """A block of key slots at point rows ``key_rows``: k and v (BLOCK_N, d), and the mask as an additive score
+        bias."""
         cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
-        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
         k = tl.load(qkv_ptr + key_rows[:, None] * 3 * channels + (channels + cols)[None, :])
         v = tl.load(qkv_ptr + key_rows[:, None] * 3 * channels + (2 * channels + cols)[None, :])
-        return key_rows, k, v, tl.where(key_ok, 0.0, -float("inf"))
+        return k, v, tl.where(key_ok, 0.0, -float("inf"))
 
     @triton.jit
     def _softmax_grads(q, k, v, dout, delta, lse, dest, key_bias, qk_scale, IEEE: tl.constexpr):
@@ -147,14 +156,17 @@ if triton is not None:
         h = tl.program_id(1) % heads
         base = w.to(tl.int64) * window
         slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        q, dout, delta, lse, dest = _query_block(qkv_ptr, rows_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr, base,
-                                                 slots, slots < window, h, heads, channels, HEAD_DIM)
+        slot_ok = slots < window
+        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
+        q, dout, delta, lse = _query_block(qkv_ptr, rows_ptr, out_ptr, dout_ptr, lse_ptr, base, slots, slot_ok, dest,
+                                           h, heads, channels, HEAD_DIM)
         dq = tl.zeros((BLOCK_M, HEAD_DIM), tl.float32)
         length = tl.load(lengths_ptr + w)
         for start in range(0, length, BLOCK_N):
             keys = start + tl.arange(0, BLOCK_N)
-            key_rows, k, v, key_bias = _key_block(qkv_ptr, rows_ptr, base, keys, keys < length, h, channels,
-                                                  HEAD_DIM)
+            key_ok = keys < length
+            k, v, key_bias = _key_block(qkv_ptr, _slot_rows(rows_ptr, base, keys, key_ok, 0), key_ok, h, channels,
+                                        HEAD_DIM)
             p, ds = _softmax_grads(q, k, v, dout, delta, lse, dest, key_bias, qk_scale, IEEE)
             dq += _matmul(ds, k, IEEE)
         cols = h * HEAD_DIM + tl.arange(0, HEAD_DIM)
@@ -174,13 +186,16 @@ if triton is not None:
         length = tl.load(lengths_ptr + w)
         keys = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         key_ok = keys < length
-        key_rows, k, v, key_bias = _key_block(qkv_ptr, rows_ptr, base, keys, key_ok, h, channels, HEAD_DIM)
+        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
+        k, v, key_bias = _key_block(qkv_ptr, key_rows, key_ok, h, channels, HEAD_DIM)
         dk = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
         dv = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
         for start in range(0, length, BLOCK_M):          # slots past the keys have no output (a short window)
             slots = start + tl.arange(0, BLOCK_M)
-            q, dout, delta, lse, dest = _query_block(qkv_ptr, rows_ptr, dest_ptr, out_ptr, dout_ptr, lse_ptr,
-                                                     base, slots, slots < length, h, heads, channels, HEAD_DIM)
+            slot_ok = slots < length
+            dest = _slot_rows(dest_ptr, base, slots, slot_ok, -1)
+            q, dout, delta, lse = _query_block(qkv_ptr, rows_ptr, out_ptr, dout_ptr, lse_ptr, base, slots, slot_ok,
+                                               dest, h, heads, channels, HEAD_DIM)
             p, ds = _softmax_grads(q, k, v, dout, delta, lse, dest, key_bias, qk_scale, IEEE)
             dv += _matmul(tl.trans(p), dout, IEEE)
             dk += _matmul(tl.trans(ds), q, IEEE)
