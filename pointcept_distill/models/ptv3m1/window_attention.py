@@ -90,7 +90,7 @@ if triton is not None:
     # The backward kernels load the point rows that address their stores (dest, key rows) themselves and hand them
     # to the helpers below: torch.compile's mutation analysis counts every pointer passed to a helper whose result
     # addresses a store as written, and a "written" forward output saved for the backward (out) fails AOTAutograd's
-    # partitioner (pytorch issue 174124). tests/models/ptv3m1/test_window_attention.py checks what it reads.
+    # partitioner (pytorch issue 174124). tests/models/test_kernel_writes.py checks what it reads.
     @triton.jit
     def _slot_rows(table_ptr, base, slots, slot_ok, other):
         """The table's int64 entries of a block of window slots (``other`` where a slot is out of range)."""
@@ -157,7 +157,7 @@ if triton is not None:
         base = w.to(tl.int64) * window
         slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         slot_ok = slots < window
-        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)
+        dest = tl.load(dest_ptr + base + slots, mask=slot_ok, other=-1).to(tl.int64)   # addresses dq's store
         q, dout, delta, lse = _query_block(qkv_ptr, rows_ptr, out_ptr, dout_ptr, lse_ptr, base, slots, slot_ok, dest,
                                            h, heads, channels, HEAD_DIM)
         dq = tl.zeros((BLOCK_M, HEAD_DIM), tl.float32)
@@ -186,7 +186,7 @@ if triton is not None:
         length = tl.load(lengths_ptr + w)
         keys = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         key_ok = keys < length
-        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)
+        key_rows = tl.load(rows_ptr + base + keys, mask=key_ok, other=0).to(tl.int64)  # addresses the adds
         k, v, key_bias = _key_block(qkv_ptr, key_rows, key_ok, h, channels, HEAD_DIM)
         dk = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
         dv = tl.zeros((BLOCK_N, HEAD_DIM), tl.float32)
